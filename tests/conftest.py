@@ -1,0 +1,81 @@
+"""Fixtures: the backends under test come from ``$XPNN_TEST_BACKENDS`` (set by nox from
+``backends/``), comma-separated; run bare, the suite tests NumPy only."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xpnn import backend
+
+SELECTED = [name for name in os.environ.get("XPNN_TEST_BACKENDS", "numpy").split(",") if name]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"xpnn backends under test: {', '.join(SELECTED)}"
+
+
+@pytest.fixture(params=SELECTED)
+def bk(request: pytest.FixtureRequest) -> backend.Backend:
+    """A resolved backend (name, xp, device) under test. Unavailable: the test fails."""
+    return backend.resolve(request.param)
+
+
+@pytest.fixture
+def xp(bk: backend.Backend) -> Any:
+    return bk.xp
+
+
+@pytest.fixture
+def to_bk(bk: backend.Backend) -> Any:
+    """``to_bk(host_array, dtype=None)``: a host NumPy array copied onto the backend."""
+
+    def move(a: Any, dtype: str | None = None) -> Any:
+        a = np.asarray(a)
+        kind = dtype or ("float32" if a.dtype == np.float32 else str(a.dtype))
+        return backend.from_host(a, bk, backend.dtype_named(bk.xp, kind))
+
+    return move
+
+
+_HOST_CONVERSIONS = ("__array__", "__float__", "__bool__", "__int__", "__index__", "__complex__", "__dlpack__")
+
+
+@contextlib.contextmanager
+def _no_host_sync_strict() -> Iterator[None]:
+    import array_api_strict
+
+    cls = type(array_api_strict.asarray(0.0))
+
+    def forbidden(name: str) -> Any:
+        def raiser(self: Any, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"host conversion {name} of an array during a training step")
+
+        return raiser
+
+    saved = {name: cls.__dict__.get(name) for name in _HOST_CONVERSIONS}
+    for name in _HOST_CONVERSIONS:
+        setattr(cls, name, forbidden(name))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value)
+
+
+@pytest.fixture
+def no_host_sync(bk: backend.Backend) -> Any:
+    """A context manager that, on array-api-strict, makes every host conversion of an array
+    (``__array__``, ``__float__``, ``__bool__``, ``__int__``, ...) raise: a hidden host sync in a
+    training step fails here instead of slowing down CuPy. On other backends it does nothing."""
+    if bk.name == "array_api_strict":
+        return _no_host_sync_strict
+    return contextlib.nullcontext

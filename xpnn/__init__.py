@@ -1,0 +1,59 @@
+"""xpnn: a small, fast neural-network framework written once against the Array API standard.
+
+The same layers, losses and optimizers run on NumPy, CuPy, PyTorch tensors,
+array-api-strict and JAX.
+"""
+
+from xpnn import backend, testing
+from xpnn.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from xpnn.errors import (
+    BackendMismatchError,
+    BackendUnavailableError,
+    CheckpointError,
+    DataFormatError,
+    DTypeError,
+    LabelError,
+    NonFiniteLossError,
+    OptimizerError,
+    ShapeError,
+    XpnnError,
+)
+from xpnn.layers import Dense, Dropout, Flatten, Layer
+from xpnn.losses import MAE, MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss, SoftmaxCrossEntropy
+from xpnn.model import Sequential
+from xpnn.parameter import Parameter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MAE",
+    "MSE",
+    "BackendMismatchError",
+    "BackendUnavailableError",
+    "BinaryCrossEntropy",
+    "CategoricalCrossEntropy",
+    "CheckpointError",
+    "DTypeError",
+    "DataFormatError",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "LabelError",
+    "Layer",
+    "LeakyReLU",
+    "Loss",
+    "NonFiniteLossError",
+    "OptimizerError",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "ShapeError",
+    "Sigmoid",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "XpnnError",
+    "__version__",
+    "backend",
+    "testing",
+]

@@ -1,0 +1,60 @@
+"""Free input checks (shape, dtype, namespace, device) with messages naming the culprit.
+
+None of these reads array values, so none synchronises with the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xpnn.backend import backend_name, device_of, namespace
+from xpnn.errors import BackendMismatchError, DTypeError, ShapeError
+
+Array = Any
+
+
+def is_floating(x: Array) -> bool:
+    return namespace(x).isdtype(x.dtype, "real floating")
+
+
+def is_integral(x: Array) -> bool:
+    return namespace(x).isdtype(x.dtype, "integral")
+
+
+def check_array(who: str, x: Array, what: str = "input") -> None:
+    """Raise a ``TypeError`` naming ``who`` when ``x`` is not an array of a supported namespace."""
+    try:
+        namespace(x)
+    except TypeError:
+        raise BackendMismatchError(
+            f"{who}: expected {what} to be an array of a supported backend, got {type(x).__name__}"
+        ) from None
+
+
+def check_rank(who: str, x: Array, ndim: int, layout: str, what: str = "input") -> None:
+    if x.ndim != ndim:
+        raise ShapeError(f"{who}: expected {what} of shape {layout}, got {tuple(x.shape)}")
+
+
+def check_floating(who: str, x: Array, what: str = "input") -> None:
+    if not is_floating(x):
+        raise DTypeError(f"{who}: expected a floating-point {what}, got dtype {x.dtype}")
+
+
+def check_like(who: str, x: Array, like: Array, what: str = "input") -> None:
+    """``x`` must share namespace, device and dtype with ``like`` (the layer's parameter)."""
+    if type(x) is not type(like):
+        raise BackendMismatchError(
+            f"{who}: expected {what} on backend {backend_name(like)!r}, "
+            f"got an array of backend {backend_name(x)!r} ({type(x).__module__}.{type(x).__name__}); "
+            "move the model or the data with .to()"
+        )
+    if device_of(x) != device_of(like):
+        raise BackendMismatchError(
+            f"{who}: expected {what} on device {device_of(like)}, got device {device_of(x)}"
+        )
+    if x.dtype != like.dtype:
+        raise DTypeError(
+            f"{who}: expected {what} of dtype {like.dtype} (the parameters' dtype), got {x.dtype}; "
+            "cast the data or the model explicitly (no silent up- or down-cast)"
+        )

@@ -1,0 +1,43 @@
+"""The exceptions of xpnn: each names the culprit, the expected and the actual."""
+
+from __future__ import annotations
+
+
+class XpnnError(Exception):
+    """Base class of every error xpnn raises on purpose."""
+
+
+class ShapeError(XpnnError, ValueError):
+    """An array has the wrong shape or rank for the layer or loss it was given to."""
+
+
+class DTypeError(XpnnError, TypeError):
+    """An array has the wrong dtype (integer where float is needed, float64 vs float32, ...)."""
+
+
+class BackendMismatchError(XpnnError, TypeError):
+    """An array belongs to another namespace or device than the model's parameters."""
+
+
+class LabelError(XpnnError, ValueError):
+    """Labels are out of range or of the wrong shape for the loss."""
+
+
+class NonFiniteLossError(XpnnError, FloatingPointError):
+    """The loss is NaN or infinite (checked only where the user asks for it)."""
+
+
+class BackendUnavailableError(XpnnError, ImportError):
+    """A backend's library or device is missing; the message says what to install."""
+
+
+class OptimizerError(XpnnError, ValueError):
+    """Bad optimizer arguments, gradients or state dicts."""
+
+
+class CheckpointError(XpnnError, ValueError):
+    """A checkpoint is corrupt, of another format version, or of another architecture."""
+
+
+class DataFormatError(XpnnError, ValueError):
+    """A data file (IDX) is corrupt, truncated, or disagrees with its header."""
