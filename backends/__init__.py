@@ -5,9 +5,10 @@ Adding a backend is adding a file: ``noxfile.py`` and ``tests/conftest.py`` both
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 HERE = Path(__file__).parent
 

@@ -43,7 +43,15 @@ def to_bk(bk: backend.Backend) -> Any:
     return move
 
 
-_HOST_CONVERSIONS = ("__array__", "__float__", "__bool__", "__int__", "__index__", "__complex__", "__dlpack__")
+_HOST_CONVERSIONS = (
+    "__array__",
+    "__float__",
+    "__bool__",
+    "__int__",
+    "__index__",
+    "__complex__",
+    "__dlpack__",
+)
 
 
 @contextlib.contextmanager

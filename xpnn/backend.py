@@ -150,9 +150,7 @@ def host_rng(seed: int | Sequence[int] | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def uniform(
-    like: Array, shape: tuple[int, ...], key: Sequence[int], dtype: Any = None
-) -> Array:
+def uniform(like: Array, shape: tuple[int, ...], key: Sequence[int], dtype: Any = None) -> Array:
     """Uniform [0, 1) numbers on ``like``'s device, a pure function of the integer ``key``.
 
     Dropout draws its mask from ``key = (seed, epoch, step)``: a stateless,
@@ -235,3 +233,13 @@ def initial_weights(rng: np.random.Generator, init: str, n_in: int, n_out: int) 
 def host_zeros(shape: tuple[int, ...]) -> np.ndarray:
     """A float32 zero array on the host (the initial bias)."""
     return np.zeros(shape, dtype=np.float32)
+
+
+def legacy_randn(shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
+    """``scale * np.random.randn(*shape)`` as float32, from NumPy's GLOBAL legacy generator.
+
+    Only for the NNFS book's ``Layer_Dense``: the book draws its weights this way, so
+    ``np.random.seed(0)`` / ``nnfs.init()`` reproduce its numbers. ``np.random.randn`` is
+    looked up at call time because ``nnfs.init()`` patches it (to return float32).
+    """
+    return scale * np.asarray(np.random.randn(*shape), dtype=np.float32)

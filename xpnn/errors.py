@@ -35,9 +35,17 @@ class OptimizerError(XpnnError, ValueError):
     """Bad optimizer arguments, gradients or state dicts."""
 
 
+class NotAParameterError(OptimizerError, TypeError):
+    """An optimizer was given something other than an ``xpnn.Parameter`` to update."""
+
+
 class CheckpointError(XpnnError, ValueError):
     """A checkpoint is corrupt, of another format version, or of another architecture."""
 
 
 class DataFormatError(XpnnError, ValueError):
     """A data file (IDX) is corrupt, truncated, or disagrees with its header."""
+
+
+class DataNotFoundError(XpnnError, FileNotFoundError):
+    """A data set is in none of the places searched and cannot be downloaded; the message says how to get it."""

@@ -16,7 +16,6 @@ from xpnn.parameter import Parameter
 Array = Any
 
 
-
 class Layer:
     """Base class: a layer maps ``x -> y`` and ``dL/dy -> dL/dx``.
 
@@ -140,12 +139,12 @@ class Dense(Layer):
         dw = self.x.T @ dout
         db = xp.sum(dout, axis=0)
         l1w, l2w, l1b, l2b = self.regularizers
-        if l1w:  # the book's dL1: +1 where w >= 0, -1 where w < 0
-            dw = dw + l1w * xp.where(w < 0, -1.0, 1.0)
+        if l1w:
+            dw = dw + l1w * _book_sign(xp, w)
         if l2w:
             dw = dw + (2.0 * l2w) * w
         if l1b:
-            db = db + l1b * xp.where(b < 0, -1.0, 1.0)
+            db = db + l1b * _book_sign(xp, b)
         if l2b:
             db = db + (2.0 * l2b) * b
         self.weight.accumulate(dw)
@@ -158,18 +157,26 @@ class Dense(Layer):
             return 0.0
         xp = backend.namespace(self.weight.value)
         w, b = self.weight.value, self.bias.value
-        return (
-            l1w * xp.sum(xp.abs(w)) + l2w * xp.sum(w * w) + l1b * xp.sum(xp.abs(b)) + l2b * xp.sum(b * b)
-        )
+        return l1w * xp.sum(xp.abs(w)) + l2w * xp.sum(w * w) + l1b * xp.sum(xp.abs(b)) + l2b * xp.sum(b * b)
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"n_in": self.n_in, "n_out": self.n_out, "init": self.init}
-        names = ("weight_regularizer_l1", "weight_regularizer_l2", "bias_regularizer_l1", "bias_regularizer_l2")
-        config.update({k: v for k, v in zip(names, self.regularizers) if v})
+        names = (
+            "weight_regularizer_l1",
+            "weight_regularizer_l2",
+            "bias_regularizer_l1",
+            "bias_regularizer_l2",
+        )
+        config.update({k: v for k, v in zip(names, self.regularizers, strict=True) if v})
         return config
 
     def __repr__(self) -> str:
         return self._name()
+
+
+def _book_sign(xp: Any, w: Array) -> Array:
+    """The NNFS book's dL1/dw: +1 where w >= 0, -1 where w < 0 (not sign(), which is 0 at 0)."""
+    return xp.where(w < 0, -1.0, xp.ones_like(w))
 
 
 class Dropout(Layer):

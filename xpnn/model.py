@@ -108,7 +108,7 @@ class Sequential:
             total += count
             rows.append((str(i), repr(layer), f"{count:,}"))
         widths = [max(len(row[k]) for row in rows) for k in range(3)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
         lines.insert(1, "-" * len(lines[0]))
         params = self.parameters()
         dtype = backend.dtype_name(params[0].value.dtype) if params else "-"

@@ -17,7 +17,7 @@ class Parameter:
     gradients of several micro-batches accumulate until ``zero_grad`` sets it to ``None``.
     """
 
-    __slots__ = ("value", "grad", "name")
+    __slots__ = ("grad", "name", "value")
 
     def __init__(self, value: Array, name: str = "") -> None:
         self.value = value

@@ -21,7 +21,9 @@ from xpnn.parameter import Parameter
 Array = Any
 
 
-def assert_close(actual: Any, expected: Any, *, rtol: float | None = None, atol: float = 0.0, what: str = "") -> None:
+def assert_close(
+    actual: Any, expected: Any, *, rtol: float | None = None, atol: float = 0.0, what: str = ""
+) -> None:
     """Assert two arrays (of any backends) are equal in shape and close in value.
 
     ``rtol`` defaults by dtype: 1e-5 for float32 (or lower), 1e-10 for float64.
@@ -48,10 +50,11 @@ def check_gradients(
     """Compare a module's backward with central finite differences, in float64.
 
     ``module`` is a Layer, a Sequential or (with ``target``) a Loss. For a layer the
-    scalar checked is ``sum(forward(x) * dy)`` with a *random* upstream gradient ``dy``
-    (a plain ``sum`` would hide errors: softmax's sum has zero gradient). Checks dL/dx
-    and every parameter's gradient; returns the worst relative error of each and raises
-    ``AssertionError`` naming the first one outside ``atol + rtol * |numeric|``.
+    scalar checked is ``sum(forward(x) * dy) + regularization_loss()`` with a *random*
+    upstream gradient ``dy`` (a plain ``sum`` would hide errors: softmax's sum has zero
+    gradient). Checks dL/dx and every parameter's gradient; returns the worst relative
+    error of each and raises ``AssertionError`` naming the first one outside
+    ``atol + rtol * |numeric|``.
     """
     is_loss = isinstance(module, Loss)
     params = [] if is_loss else _named_parameters(module)
@@ -59,13 +62,13 @@ def check_gradients(
         if backend.dtype_name(array.dtype) != "float64":
             raise TypeError(f"check_gradients needs float64 arrays; {name} is {array.dtype}")
     target_backend = backend.resolve(backend.backend_name(x))
-    upstream = None
+    upstream = np.zeros(())  # the random dL/dy of a layer (unused for a loss)
 
     def scalar(inp: Array) -> float:
         if is_loss:
             return float(module.forward(inp, target))
-        out = module.forward(inp)
-        return float(np.sum(backend.to_host(out) * upstream))
+        out = module.forward(inp)  # backward also adds the L1/L2 penalty's gradient:
+        return float(np.sum(backend.to_host(out) * upstream)) + float(module.regularization_loss())
 
     if not is_loss:
         out = module.forward(x)
@@ -83,7 +86,9 @@ def check_gradients(
     def perturb_input(value: np.ndarray) -> float:
         return scalar(backend.from_host(value, target_backend))
 
-    errors = {"input": _compare("dL/dinput", dx, _numeric(perturb_input, backend.to_host(x), eps), rtol, atol)}
+    errors = {
+        "input": _compare("dL/dinput", dx, _numeric(perturb_input, backend.to_host(x), eps), rtol, atol)
+    }
     for name, p in params:
         original = p.value
 
