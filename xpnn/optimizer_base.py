@@ -1,0 +1,316 @@
+"""The Optimizer base class: the loop, per-parameter state, step count, learning rate, clipping, hooks.
+
+A subclass owns only its update equation (DeZero's ``update_one``, optax's ``scale_by_*``):
+``state_names`` says which arrays it keeps per parameter and ``update`` maps
+``(value, grad, state, group, lr)`` to the new value. Everything here is elementwise per
+array, so the same code updates one big flat buffer as well as many small tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from xpnn.backend import Backend, assign, backend_name, device_of, from_host, namespace, to_host
+from xpnn.checks import check_like, is_floating
+from xpnn.errors import DTypeError, NotAParameterError, OptimizerError, ShapeError
+from xpnn.parameter import Parameter
+from xpnn.transforms import GradientClipping
+
+Array = Any
+Schedule = Callable[[int], float]
+Hook = Callable[["Optimizer"], None]
+
+
+def check_rate(who: str, value: float) -> None:
+    """A learning rate must be a non-negative, non-NaN Python number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OptimizerError(f"{who}: expected a learning rate (Python float), got {type(value).__name__}")
+    if not value >= 0.0:  # also catches NaN
+        raise OptimizerError(f"{who}: expected a learning rate >= 0, got {value!r}")
+
+
+def _as_hyperparameter(key: str, value: Any, default: Any) -> Any:
+    """Convert to the default's Python type so no NumPy scalar ever enters an array expression."""
+    if key == "lr" and (callable(value) or isinstance(value, (bool, str))):
+        return value  # a schedule; or a bad rate that check_rate names
+    try:
+        if isinstance(default, bool):
+            return bool(value)
+        if isinstance(default, str):
+            return str(value)
+        if isinstance(default, tuple):
+            return tuple(float(v) for v in value)
+        return float(value)
+    except (TypeError, ValueError) as error:
+        raise OptimizerError(
+            f"hyperparameter {key}: expected a value like {default!r}, got {value!r}"
+        ) from error
+
+
+class Optimizer:
+    """Updates a list of :class:`~xpnn.Parameter` (or torch-style parameter groups) in place.
+
+    ``params`` is an iterable of Parameters, or of dicts ``{"params": [...], "lr": ..., ...}``
+    each overriding the optimizer's keywords for its parameters (``param_groups``, as
+    torch.optim). ``lr`` is a float or a schedule ``t -> lr`` called with ``t`` = the number of
+    steps taken (0 at the first step); ``decay`` > 0 multiplies it by ``1 / (1 + decay * t)``
+    (the NNFS book's inverse-time decay). ``clip_value`` / ``clip_norm`` (per tensor) /
+    ``clip_global_norm`` clip the gradients (in that order) before the update equation,
+    without modifying ``.grad``. Parameters whose ``grad`` is ``None`` are skipped, as torch does.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Parameter] | Iterable[Mapping[str, Any]],
+        defaults: dict[str, Any],
+        *,
+        clip_value: float | None = None,
+        clip_norm: float | None = None,
+        clip_global_norm: float | None = None,
+    ) -> None:
+        self.defaults = defaults
+        self.clipping = GradientClipping(clip_value, clip_norm, clip_global_norm)
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[int, dict[str, Any]] = {}  # keyed by position, created at the first step
+        self.t = 0  # steps taken; the schedule and ``decay`` read it
+        self._pre_hooks: list[Hook] = []
+        self._post_hooks: list[Hook] = []
+        groups = list(params)
+        if not groups:
+            raise OptimizerError(f"{type(self).__name__}: got an empty parameter list")
+        if not isinstance(groups[0], Mapping):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)  # type: ignore[arg-type]
+
+    # -- what a subclass provides -------------------------------------------------------------
+    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """Names of the arrays kept per parameter under ``group``'s hyperparameters."""
+        return ()
+
+    def init_state(self, value: Array, group: dict[str, Any]) -> dict[str, Array]:
+        """The state of one parameter before its first step: zeros like the parameter."""
+        xp = namespace(value)
+        return {name: xp.zeros_like(value) for name in self.state_names(group)}
+
+    def check_group(self, group: dict[str, Any]) -> None:
+        """Raise :class:`OptimizerError` for a hyperparameter out of range (subclasses extend)."""
+        who = type(self).__name__
+        if not callable(group["lr"]):
+            check_rate(who, group["lr"])
+        for key in ("weight_decay", "decay", "eps", "momentum"):
+            if key in group and not group[key] >= 0.0:
+                raise OptimizerError(f"{who}: expected {key} >= 0, got {group[key]!r}")
+
+    def update(
+        self, value: Array, grad: Array, state: dict[str, Any], group: dict[str, Any], lr: float
+    ) -> Array:
+        """The new value of one parameter; updates ``state`` through :func:`xpnn.backend.assign`."""
+        raise NotImplementedError
+
+    # -- groups and learning rate -------------------------------------------------------------
+    def add_param_group(self, group: Mapping[str, Any]) -> None:
+        """Add parameters with their own hyperparameters (the rest from the constructor's keywords)."""
+        who = type(self).__name__
+        unknown = sorted(set(group) - set(self.defaults) - {"params"})
+        if unknown:
+            expected = sorted(self.defaults)
+            raise OptimizerError(f"{who}: unknown hyperparameter(s) {unknown}; expected some of {expected}")
+        params = group["params"]
+        params = [params] if isinstance(params, Parameter) else list(params)
+        known = {id(p) for p in self.parameters()}
+        first = len(known)
+        for i, p in enumerate(params):
+            if not isinstance(p, Parameter):
+                raise NotAParameterError(
+                    f"{who}: parameter {first + i} is a {type(p).__name__}, expected an xpnn.Parameter "
+                    "(pass model.parameters() or layer.parameters())"
+                )
+            if not is_floating(p.value):
+                raise DTypeError(
+                    f"{who}: parameter {first + i} {p.name!r}: expected a floating dtype, got {p.dtype}"
+                )
+            if id(p) in known:
+                raise OptimizerError(f"{who}: parameter {first + i} {p.name!r} appears twice")
+            known.add(id(p))
+        merged = {"params": params}
+        for key, default in self.defaults.items():
+            merged[key] = _as_hyperparameter(key, group.get(key, default), default)
+        self.check_group(merged)
+        self.param_groups.append(merged)
+
+    def parameters(self) -> list[Parameter]:
+        """All parameters, in position order (the keys of ``state`` and ``state_dict``)."""
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def lr_at(self, t: int, group: int = 0) -> float:
+        """The learning rate of parameter group ``group`` at step ``t`` (schedule and ``decay`` applied)."""
+        hyper = self.param_groups[group]
+        base = hyper["lr"]
+        rate = float(base(t)) if callable(base) else base
+        if callable(base):
+            check_rate(f"{type(self).__name__}: schedule {base!r} at t={t}", rate)
+        if hyper.get("decay"):
+            rate = rate * (1.0 / (1.0 + hyper["decay"] * t))  # the book's expression, to the last bit
+        return rate
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the NEXT ``step()`` uses (group 0). After the book's
+        ``pre_update_params`` this is its ``current_learning_rate``."""
+        return self.lr_at(self.t)
+
+    @lr.setter
+    def lr(self, value: float | Schedule) -> None:
+        for group in self.param_groups:
+            group["lr"] = value if callable(value) else float(value)
+            self.check_group(group)
+
+    # -- the step -----------------------------------------------------------------------------
+    def _pending(self) -> list[tuple[int, Parameter, int]]:
+        """(position, parameter, group index) of each parameter with a gradient, all checked first."""
+        who = type(self).__name__
+        pending, position = [], 0
+        for g_index, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                grad = p.grad
+                if grad is not None:
+                    culprit = f"{who}: parameter {position} {p.name!r}"
+                    check_like(culprit, grad, p.value, what="gradient")
+                    if grad.shape != p.value.shape:
+                        raise ShapeError(
+                            f"{culprit}: expected a gradient of shape {tuple(p.value.shape)} "
+                            f"(the parameter's), got {tuple(grad.shape)}"
+                        )
+                    pending.append((position, p, g_index))
+                position += 1
+        return pending
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient. Everything is checked before anything
+        changes, so a ``step()`` that raises leaves parameters and state as they were."""
+        for hook in self._pre_hooks:
+            hook(self)
+        pending = self._pending()
+        rates = [self.lr_at(self.t, g) for g in range(len(self.param_groups))]
+        grads = [p.grad for _, p, _ in pending]
+        if self.clipping and grads:
+            grads = self.clipping(grads)
+        for position, p, g_index in pending:
+            if position not in self.state:
+                self.state[position] = {"step": 0, **self.init_state(p.value, self.param_groups[g_index])}
+        for (position, p, g_index), grad in zip(pending, grads, strict=True):
+            state = self.state[position]
+            state["step"] += 1
+            new = self.update(p.value, grad, state, self.param_groups[g_index], rates[g_index])
+            p.value = assign(p.value, new)
+        self.t += 1
+        for hook in self._post_hooks:
+            hook(self)
+
+    def zero_grad(self) -> None:
+        """Set every parameter's ``grad`` to ``None`` (the next backward sets rather than adds)."""
+        for p in self.parameters():
+            p.grad = None
+
+    def register_step_pre_hook(self, hook: Hook) -> Callable[[], None]:
+        """Call ``hook(optimizer)`` before each step; returns a function that removes it."""
+        self._pre_hooks.append(hook)
+        return lambda: self._pre_hooks.remove(hook)
+
+    def register_step_post_hook(self, hook: Hook) -> Callable[[], None]:
+        """Call ``hook(optimizer)`` after each step; returns a function that removes it."""
+        self._post_hooks.append(hook)
+        return lambda: self._post_hooks.remove(hook)
+
+    # -- saving and resuming ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (numbers, strings, host NumPy copies) keyed by parameter position.
+
+        A schedule is saved as its ``repr`` (text, not code): loading keeps the loading
+        optimizer's schedule, which resumes at the saved step count ``t``.
+        """
+        groups, position = [], 0
+        for group in self.param_groups:
+            saved = {k: (repr(v) if callable(v) else v) for k, v in group.items() if k != "params"}
+            saved["params"] = list(range(position, position + len(group["params"])))
+            position += len(group["params"])
+            groups.append(saved)
+        state = {i: _to_host_state(entry) for i, entry in self.state.items()}
+        return {"optimizer": type(self).__name__, "t": self.t, "param_groups": groups, "state": state}
+
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict` (e.g. after a round trip through ``np.savez``).
+
+        Arrays go onto each parameter's backend, device and dtype. Raises
+        :class:`OptimizerError` naming the mismatch (optimizer type, group or parameter count,
+        state names, shapes); on error nothing is changed.
+        """
+        groups, state, t = _restore(self, saved)
+        for group, hyper in zip(self.param_groups, groups, strict=True):
+            group.update(hyper)
+        self.state, self.t = state, t
+
+    def __repr__(self) -> str:
+        hyper = ", ".join(f"{k}={v!r}" for k, v in self.param_groups[0].items() if k != "params")
+        return f"{type(self).__name__}({len(self.parameters())} parameters, {hyper})"
+
+
+def _to_host_state(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if k == "step" else to_host(v)) for k, v in entry.items()}
+
+
+def move_like(host: Any, like: Array) -> Array:
+    """A host array copied onto ``like``'s backend, device and dtype."""
+    target = Backend(backend_name(like), namespace(like), device_of(like))
+    return from_host(host, target, like.dtype)
+
+
+def _restore(opt: Optimizer, saved: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[int, Any], int]:
+    """Check ``saved`` against ``opt`` and build its hyperparameters, state and step count."""
+    who = f"{type(opt).__name__}.load_state_dict"
+    kind = str(saved.get("optimizer"))
+    if kind != type(opt).__name__:
+        expected = type(opt).__name__
+        raise OptimizerError(f"{who}: the state dict is of optimizer {kind!r}, expected {expected!r}")
+    params, saved_groups = opt.parameters(), list(saved["param_groups"])
+    count = sum(len(g["params"]) for g in saved_groups)
+    if count != len(params) or len(saved_groups) != len(opt.param_groups):
+        raise OptimizerError(
+            f"{who}: the state dict holds {count} parameters in {len(saved_groups)} group(s), "
+            f"this optimizer has {len(params)} in {len(opt.param_groups)}"
+        )
+    hypers, owner = [], []
+    for i, (group, old) in enumerate(zip(opt.param_groups, saved_groups, strict=True)):
+        if len(old["params"]) != len(group["params"]):
+            raise OptimizerError(
+                f"{who}: group {i} holds {len(old['params'])} parameters in the state dict, "
+                f"{len(group['params'])} here"
+            )
+        hyper = {
+            key: _as_hyperparameter(key, old[key], default)
+            for key, default in opt.defaults.items()
+            if key in old and not (key == "lr" and (callable(group["lr"]) or isinstance(old[key], str)))
+        }
+        opt.check_group({**group, **hyper})
+        hypers.append(hyper)
+        owner += [{**group, **hyper}] * len(group["params"])
+    state = {}
+    for key, entry in dict(saved["state"]).items():
+        position = int(key)
+        if not 0 <= position < len(params):
+            raise OptimizerError(f"{who}: state for parameter {position}, but there are {len(params)}")
+        p, names = params[position], opt.state_names(owner[position])
+        culprit = f"{who}: parameter {position} {p.name!r}"
+        if set(entry) != {"step", *names}:
+            raise OptimizerError(f"{culprit}: expected state {sorted(['step', *names])}, got {sorted(entry)}")
+        for name in names:
+            shape = tuple(getattr(entry[name], "shape", ()))
+            if shape != tuple(p.value.shape):
+                raise OptimizerError(
+                    f"{culprit}: state {name!r} has shape {shape}, expected {tuple(p.value.shape)} "
+                    "(the parameter's)"
+                )
+        state[position] = {"step": int(entry["step"]), **{n: move_like(entry[n], p.value) for n in names}}
+    return hypers, state, int(saved["t"])
