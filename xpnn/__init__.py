@@ -4,8 +4,10 @@ The same layers, losses and optimizers run on NumPy, CuPy, PyTorch tensors,
 array-api-strict and JAX.
 """
 
-from xpnn import backend, testing
+from xpnn import backend, datasets, nnfs, schedules, testing
 from xpnn.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from xpnn.checkpoint import load
+from xpnn.data import DataLoader, load_fashion_mnist
 from xpnn.errors import (
     BackendMismatchError,
     BackendUnavailableError,
@@ -21,11 +23,26 @@ from xpnn.errors import (
 from xpnn.layers import Dense, Dropout, Flatten, Layer
 from xpnn.losses import MAE, MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss, SoftmaxCrossEntropy
 from xpnn.model import Sequential
+from xpnn.optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp
 from xpnn.parameter import Parameter
+from xpnn.training import EarlyStopping, History, ModelCheckpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SGD",
+    "AdaGrad",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "RMSProp",
+    "schedules",
+    "DataLoader",
+    "EarlyStopping",
+    "History",
+    "ModelCheckpoint",
+    "load",
+    "load_fashion_mnist",
     "MAE",
     "MSE",
     "BackendMismatchError",
@@ -55,5 +72,7 @@ __all__ = [
     "XpnnError",
     "__version__",
     "backend",
+    "datasets",
+    "nnfs",
     "testing",
 ]

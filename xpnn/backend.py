@@ -185,6 +185,8 @@ def assign(target: Array, value: Array) -> Array:
     so read-only NumPy arrays and immutable JAX arrays take the same code path as
     everything else.
     """
+    if value is target:  # an in-place fast path already wrote it
+        return target
     if array_api_compat.is_writeable_array(target):
         target[...] = value
         return target
@@ -243,3 +245,72 @@ def legacy_randn(shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
     looked up at call time because ``nnfs.init()`` patches it (to return float32).
     """
     return scale * np.asarray(np.random.randn(*shape), dtype=np.float32)
+
+
+def supports_views(x: Array) -> bool:
+    """Whether slices of ``x`` are writeable views (NumPy, CuPy, torch): flat buffers need that."""
+    if array_api_compat.is_numpy_array(x):
+        return bool(x.flags.writeable)
+    return array_api_compat.is_cupy_array(x) or array_api_compat.is_torch_array(x)
+
+
+def flatten_into(arrays: Sequence[Array], out: Array) -> Array:
+    """Concatenate the flattened ``arrays`` into the existing 1-D ``out`` (no new allocation)."""
+    if array_api_compat.is_torch_array(out):
+        import torch
+
+        flat = [a.reshape(-1) for a in arrays]
+        try:
+            return torch.cat(flat, out=out)
+        except RuntimeError:  # an input aliases ``out`` (re-packing swapped parameters)
+            return out.copy_(torch.cat(flat))
+    if array_api_compat.is_numpy_array(out):
+        return np.concatenate([a.reshape(-1) for a in arrays], out=out)
+    if array_api_compat.is_cupy_array(out):
+        return sys.modules["cupy"].concatenate([a.reshape(-1) for a in arrays], out=out)
+    xp = namespace(out)
+    return assign(out, xp.concat([xp.reshape(a, (-1,)) for a in arrays]))
+
+
+# -- optional fused fast paths (Chainer's update_core_cpu beside the plain equations) ----------
+# Each computes exactly the plain Array API expressions of its optimizer, in the same order of
+# floating-point operations, but in place with one temporary instead of one per operation:
+# on NumPy the plain path's temporaries (and the final copy) cost more than the arithmetic.
+# Each returns False where it does not apply; tests assert bit-identical results.
+
+
+def _all_writeable_numpy(*arrays: Array) -> bool:
+    return all(array_api_compat.is_numpy_array(a) and a.flags.writeable for a in arrays)
+
+
+def fused_adam(
+    value: Array, grad: Array, m: Array, v: Array, *, betas: tuple[float, float], step_size: float,
+    bias2_root: float, eps: float,
+) -> bool:
+    """In place: ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
+    value -= step_size * (m / (sqrt(v) / bias2_root + eps))`` (NumPy only)."""
+    if not _all_writeable_numpy(value, m, v) or not array_api_compat.is_numpy_array(grad):
+        return False
+    beta1, beta2 = betas
+    tmp = np.multiply(grad, 1.0 - beta1)
+    m *= beta1
+    m += tmp
+    np.multiply(grad, grad, out=tmp)
+    tmp *= 1.0 - beta2
+    v *= beta2
+    v += tmp
+    np.sqrt(v, out=tmp)
+    tmp /= bias2_root
+    tmp += eps
+    np.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    value -= tmp
+    return True
+
+
+def fused_sgd(value: Array, grad: Array, lr: float) -> bool:
+    """In place: ``value -= lr * grad`` (NumPy only)."""
+    if not _all_writeable_numpy(value) or not array_api_compat.is_numpy_array(grad):
+        return False
+    value -= np.multiply(grad, lr)
+    return True

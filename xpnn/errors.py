@@ -48,4 +48,4 @@ class DataFormatError(XpnnError, ValueError):
 
 
 class DataNotFoundError(XpnnError, FileNotFoundError):
-    """A data set is in none of the places searched and cannot be downloaded; the message says how to get it."""
+    """A data set is in none of the places searched and cannot be downloaded; says how to get it."""

@@ -127,3 +127,32 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n  {inner}\n])"
+
+    # -- Keras-style conveniences: thin delegations to xpnn.training and xpnn.checkpoint ------
+    def fit(self, x: Array, y: Array, **kwargs: Any) -> Any:
+        """Train on ``(x, y)``; returns a :class:`~xpnn.History`. Keywords: ``loss``, ``optimizer``,
+        ``epochs=1``, ``batch_size=32``, ``validation_data``, ``validation_split``, ``callbacks``,
+        ``seed``, ``verbose=1``, ``shuffle=True``, ``resume`` (a training checkpoint to continue
+        from); see :func:`xpnn.training.fit`. ``x`` may be host NumPy, device arrays, or uint8
+        images (cast and scaled by 1/255 on the device)."""
+        from xpnn.training import fit
+
+        return fit(self, x, y, **kwargs)
+
+    def evaluate(self, x: Array, y: Array, *, loss: Any = None, batch_size: int = 256) -> dict[str, float]:
+        """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode (one host sync)."""
+        from xpnn.training import evaluate
+
+        return evaluate(self, x, y, loss=loss, batch_size=batch_size)
+
+    def predict(self, x: Array, *, batch_size: int = 256) -> Array:
+        """Outputs for ``x`` in eval mode, as one array on the model's device."""
+        from xpnn.training import predict
+
+        return predict(self, x, batch_size=batch_size)
+
+    def save(self, path: Any, *, optimizer: Any = None) -> None:
+        """Save the model (and an optimizer's state) atomically to an ``.npz``; see :func:`xpnn.load`."""
+        from xpnn.checkpoint import save
+
+        save(path, self, optimizer=optimizer)

@@ -14,6 +14,7 @@ from typing import Any
 from xpnn.backend import Backend, assign, backend_name, device_of, from_host, namespace, to_host
 from xpnn.checks import check_like, is_floating
 from xpnn.errors import DTypeError, NotAParameterError, OptimizerError, ShapeError
+from xpnn.flat import FlatGroup
 from xpnn.parameter import Parameter
 from xpnn.transforms import GradientClipping
 
@@ -60,6 +61,8 @@ class Optimizer:
     without modifying ``.grad``. Parameters whose ``grad`` is ``None`` are skipped, as torch does.
     """
 
+    flat = True  # pack each group into one flat buffer where the backend has views (False: never)
+
     def __init__(
         self,
         params: Iterable[Parameter] | Iterable[Mapping[str, Any]],
@@ -74,6 +77,7 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[int, dict[str, Any]] = {}  # keyed by position, created at the first step
         self.t = 0  # steps taken; the schedule and ``decay`` read it
+        self._flat: dict[int, FlatGroup | None] = {}  # group index -> its flat buffers (see flat.py)
         self._pre_hooks: list[Hook] = []
         self._post_hooks: list[Hook] = []
         groups = list(params)
@@ -200,7 +204,10 @@ class Optimizer:
         for position, p, g_index in pending:
             if position not in self.state:
                 self.state[position] = {"step": 0, **self.init_state(p.value, self.param_groups[g_index])}
+        done = self._flat_step(pending, grads, rates) if self.flat else set()
         for (position, p, g_index), grad in zip(pending, grads, strict=True):
+            if position in done:
+                continue
             state = self.state[position]
             state["step"] += 1
             new = self.update(p.value, grad, state, self.param_groups[g_index], rates[g_index])
@@ -208,6 +215,54 @@ class Optimizer:
         self.t += 1
         for hook in self._post_hooks:
             hook(self)
+
+    def _flat_step(self, pending: list[tuple[int, Parameter, int]], grads: list[Array], rates: list[float]) -> set[int]:
+        """Update each packable group as ONE flat array; returns the positions it updated.
+
+        A group qualifies when every one of its parameters has a gradient and all share one
+        step count (else the per-parameter path runs: same equations, same numbers).
+        """
+        done: set[int] = set()
+        by_group: dict[int, list[tuple[int, Array]]] = {}
+        for (position, _, g_index), grad in zip(pending, grads, strict=True):
+            by_group.setdefault(g_index, []).append((position, grad))
+        first = 0
+        for g_index, group in enumerate(self.param_groups):
+            positions = range(first, first + len(group["params"]))
+            first += len(group["params"])
+            entries = by_group.get(g_index, [])
+            flat = self._flat_group(g_index)
+            if flat is None or len(entries) != len(positions) or len(positions) < 2:
+                continue
+            states = [self.state[position] for position in positions]
+            if len({state["step"] for state in states}) != 1:
+                continue
+            names = self.state_names(group)
+            flat.pack_state(states, names)
+            shared = {"step": states[0]["step"] + 1, **{name: flat.state[name] for name in names}}
+            new = self.update(flat.values, flat.gather_grads([g for _, g in entries]), shared, group, rates[g_index])
+            flat.values = assign(flat.values, new)
+            for name in names:
+                if shared[name] is not flat.state[name]:  # an equation that rebound instead of assigning
+                    flat.state[name] = assign(flat.state[name], shared[name])
+            for state in states:
+                state["step"] += 1
+            done.update(positions)
+        return done
+
+    def _flat_group(self, g_index: int) -> FlatGroup | None:
+        """The group's flat buffer, packed on first use and re-packed after a value was swapped."""
+        flat = self._flat.get(g_index)
+        if flat is not None and not flat.in_sync():
+            if flat.still_fits():
+                flat.pack_values()
+            else:
+                flat = None
+                self._flat[g_index] = None
+        if g_index not in self._flat:
+            params = self.param_groups[g_index]["params"]
+            flat = self._flat[g_index] = FlatGroup(params) if FlatGroup.packable(params) else None
+        return flat
 
     def zero_grad(self) -> None:
         """Set every parameter's ``grad`` to ``None`` (the next backward sets rather than adds)."""

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from xpnn.backend import assign, namespace
+from xpnn.backend import assign, fused_adam, fused_sgd, namespace
 from xpnn.errors import OptimizerError
 from xpnn.optimizer_base import Optimizer, Schedule
 from xpnn.parameter import Parameter
@@ -88,7 +88,7 @@ class SGD(Optimizer):
         if weight_decay:
             grad = grad + weight_decay * value
         if not momentum:
-            return value - lr * grad
+            return value if fused_sgd(value, grad, lr) else value - lr * grad
         buf = state["momentum_buffer"]
         if group["momentum_style"] == "nnfs":
             velocity = state["momentum_buffer"] = assign(buf, momentum * buf - lr * grad)
@@ -261,6 +261,13 @@ class Adam(Optimizer):
             value = value * (1.0 - lr * weight_decay)
         elif weight_decay:
             grad = grad + weight_decay * value
+        step_size = lr / (1.0 - beta1**step)
+        bias2_root = math.sqrt(1.0 - beta2**step)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if not group["amsgrad"] and fused_adam(
+            value, grad, m, v, betas=(beta1, beta2), step_size=step_size, bias2_root=bias2_root, eps=group["eps"]
+        ):
+            return value
         m = state["exp_avg"] = assign(state["exp_avg"], beta1 * state["exp_avg"] + (1.0 - beta1) * grad)
         v = state["exp_avg_sq"] = assign(
             state["exp_avg_sq"], beta2 * state["exp_avg_sq"] + (1.0 - beta2) * (grad * grad)
@@ -270,8 +277,7 @@ class Adam(Optimizer):
             v = state["max_exp_avg_sq"] = assign(
                 state["max_exp_avg_sq"], xp.maximum(state["max_exp_avg_sq"], v)
             )
-        step_size = lr / (1.0 - beta1**step)
-        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**step) + group["eps"]
+        denom = xp.sqrt(v) / bias2_root + group["eps"]
         return value - step_size * (m / denom)
 
 

@@ -1,0 +1,271 @@
+"""Train an MLP on Fashion-MNIST with xpnn, on NumPy, CuPy, PyTorch or array-api-strict.
+
+    python examples/fashion_mnist.py                      # MLP, AdamW + warmup/cosine, 15 epochs
+    python examples/fashion_mnist.py --backend cupy --checkpoint runs/fm --plot fm.png
+    python examples/fashion_mnist.py --checkpoint runs/fm --resume   # continue an interrupted run
+
+The data come from $XPNN_DATA, /usr/share/datasets/fashion-mnist (apt-get install -y
+dataset-fashion-mnist) or the user cache dir (downloaded there when the network allows).
+The last 10% of the training set is the validation set; the test set is evaluated once, at
+the end. The last line printed is ``test accuracy: 0.XXXX``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+import xpnn
+from xpnn import backend, optimizers, schedules
+from xpnn.data import FASHION_MNIST_CLASSES
+from xpnn.metrics import confusion_matrix, per_class_accuracy, predicted_classes
+
+OPTIMIZERS = {
+    "sgd": (optimizers.SGD, 0.05),
+    "adagrad": (optimizers.AdaGrad, 0.05),
+    "rmsprop": (optimizers.RMSProp, 1e-3),
+    "adam": (optimizers.Adam, 1e-3),
+    "adamw": (optimizers.AdamW, 1e-3),
+}
+VALIDATION_SPLIT = 0.1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n", 1)[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", *backend.BACKENDS],
+        help="array library: auto = cupy when a CUDA device is usable, else numpy",
+    )
+    parser.add_argument(
+        "--model",
+        default="mlp",
+        choices=["mlp", "deep"],
+        help="mlp: 784-256-128-10 ReLU with dropout 0.2; "
+        "deep: the course's 784-350-250-150-50-10 Kaiming-initialised ReLU MLP",
+    )
+    parser.add_argument("--optimizer", default="adamw", choices=sorted(OPTIMIZERS), help="update rule")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate (after a one-epoch linear warmup, then cosine decay to "
+        "1%% of it); default: 0.05 for sgd/adagrad, 1e-3 otherwise",
+    )
+    parser.add_argument("--momentum", type=float, default=0.9, help="momentum of sgd and rmsprop")
+    parser.add_argument(
+        "--decay",
+        type=float,
+        default=0.0,
+        help="NNFS inverse-time decay lr / (1 + decay * step), on top of the schedule",
+    )
+    parser.add_argument("--epochs", type=int, default=15, help="passes over the training set")
+    parser.add_argument("--batch-size", type=int, default=128, help="samples per optimizer step")
+    parser.add_argument("--seed", type=int, default=0, help="fixes initial weights, shuffling and dropout")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        default=None,
+        help="save a training checkpoint DIR/last.npz each epoch, the model at the end",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from DIR/last.npz of --checkpoint (same result as an uninterrupted run)",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default="fashion_mnist.png",
+        help="where to write curves, confusion matrix and example predictions",
+    )
+    parser.add_argument(
+        "--compare-optimizers",
+        action="store_true",
+        help="also train the same model from the same seed with every optimizer and plot "
+        "their validation curves together in FILE-optimizers.png",
+    )
+    args = parser.parse_args(argv)
+    if args.resume and not args.checkpoint:
+        parser.error("--resume needs --checkpoint DIR")
+    return args
+
+
+def pick_backend(name: str) -> str:
+    """``auto``: CuPy when it imports and sees a CUDA device, else NumPy."""
+    if name != "auto":
+        return name
+    try:
+        backend.resolve("cupy")
+        return "cupy"
+    except (xpnn.BackendUnavailableError, ValueError):
+        return "numpy"
+
+
+def build_model(kind: str, seed: int) -> xpnn.Sequential:
+    if kind == "mlp":
+        layers = [xpnn.Dense(784, 256), xpnn.ReLU(), xpnn.Dropout(0.2),
+                  xpnn.Dense(256, 128), xpnn.ReLU(), xpnn.Dropout(0.2), xpnn.Dense(128, 10)]  # fmt: skip
+    else:
+        widths = [784, 350, 250, 150, 50]
+        layers = []
+        for n_in, n_out in itertools.pairwise(widths):
+            layers += [xpnn.Dense(n_in, n_out, init="he_normal"), xpnn.ReLU()]
+        layers.append(xpnn.Dense(50, 10, init="he_normal"))
+    return xpnn.Sequential(layers, seed=seed)
+
+
+def build_optimizer(
+    args: argparse.Namespace, name: str, model: xpnn.Sequential, steps: int, warmup: int
+) -> Any:
+    """The optimizer with a one-epoch linear warmup then cosine decay to 1% of the peak rate."""
+    cls, default_lr = OPTIMIZERS[name]
+    peak = args.lr if args.lr is not None and name == args.optimizer else default_lr
+    lr = schedules.Warmup(warmup, schedules.CosineDecay(peak, max(steps - warmup, 1), min_lr=peak * 0.01))
+    extra: dict[str, Any] = {"decay": args.decay}
+    if name in ("sgd", "rmsprop"):
+        extra["momentum"] = args.momentum
+    return cls(model.parameters(), lr, **extra)
+
+
+def train(args: argparse.Namespace, name: str, data: Any, target: str, checkpoint: bool) -> tuple[Any, Any]:
+    (x, y), _ = data
+    model = build_model(args.model, args.seed).to(target)
+    train_size = x.shape[0] - round(x.shape[0] * VALIDATION_SPLIT)
+    per_epoch = math.ceil(train_size / args.batch_size)
+    optimizer = build_optimizer(args, name, model, per_epoch * args.epochs, per_epoch)
+    callbacks: list[Any] = []
+    resume = None
+    if checkpoint and args.checkpoint:
+        last = os.path.join(args.checkpoint, "last.npz")
+        callbacks.append(xpnn.ModelCheckpoint(last))
+        if args.resume and os.path.exists(last):
+            resume = last
+            print(f"resuming from {last}")
+        elif args.resume:
+            print(f"no checkpoint at {last}: starting from scratch")
+    history = model.fit(x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=optimizer, epochs=args.epochs,
+                        batch_size=args.batch_size, validation_split=VALIDATION_SPLIT, callbacks=callbacks,
+                        seed=args.seed, resume=resume)  # fmt: skip
+    return model, history
+
+
+def report(model: xpnn.Sequential, history: Any, data: Any, args: argparse.Namespace) -> None:
+    _, (x_test, y_test) = data
+    result = model.evaluate(x_test, y_test, loss=xpnn.SoftmaxCrossEntropy())
+    predicted = backend.to_host(predicted_classes(model.predict(x_test)))
+    matrix = backend.to_host(confusion_matrix(np.asarray(predicted), y_test, 10))
+    recall = backend.to_host(per_class_accuracy(matrix))
+    seconds = history["seconds"]
+    if seconds:
+        print(f"seconds per epoch: median {np.median(seconds):.2f}, mean {np.mean(seconds):.2f} "
+              f"(backend {model.backend})")  # fmt: skip
+    print(f"test loss: {result['loss']:.4f}")
+    print("per-class test accuracy:")
+    for name, value, count in zip(FASHION_MNIST_CLASSES, recall, matrix.sum(axis=1), strict=True):
+        print(f"  {name:<12} {value:.4f}  ({count} images)")
+    if args.plot:
+        plot_run(args.plot, history, matrix, x_test, y_test, predicted, FASHION_MNIST_CLASSES)
+        print(f"plot written to {args.plot}")
+    print(f"test accuracy: {result['accuracy']:.4f}")
+
+
+def _figure(size: tuple[float, float]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=size, layout="constrained")
+
+
+def _curves(ax: Any, history: Any, key: str, title: str) -> None:
+    epochs = [e + 1 for e in history.epochs]
+    ax.plot(epochs, history[key], "o-", label="train")
+    ax.plot(epochs, history[f"val_{key}"], "s-", label="validation")
+    ax.set(title=title, xlabel="epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+def plot_run(path: str, history: Any, matrix: np.ndarray, x: np.ndarray, y: np.ndarray,
+             predicted: np.ndarray, classes: tuple[str, ...]) -> None:  # fmt: skip
+    """Loss and accuracy curves, the test confusion matrix and 24 test images, predicted vs true."""
+    figure = _figure((17, 10))
+    grid = figure.add_gridspec(2, 2)
+    _curves(figure.add_subplot(grid[0, 0]), history, "loss", "loss (mean cross-entropy)")
+    _curves(figure.add_subplot(grid[0, 1]), history, "accuracy", "accuracy")
+    ax = figure.add_subplot(grid[1, 0])
+    ax.imshow(matrix, cmap="Blues")
+    ax.set(title="test confusion matrix (rows: true, columns: predicted)", xticks=range(10), yticks=range(10))
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_yticklabels(classes)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                color="white" if count > matrix.max() / 2 else "black")  # fmt: skip
+    cells = grid[1, 1].subgridspec(4, 6)
+    picks = np.random.default_rng(0).choice(len(y), 24, replace=False)
+    for k, index in enumerate(picks):
+        ax = figure.add_subplot(cells[k // 6, k % 6])
+        ax.imshow(x[index].reshape(28, 28), cmap="gray_r")
+        ax.set_axis_off()
+        ok = predicted[index] == y[index]
+        ax.set_title(f"{classes[predicted[index]]}\n(true: {classes[y[index]]})", fontsize=7,
+                     color="tab:green" if ok else "tab:red")  # fmt: skip
+    figure.savefig(path, dpi=90)
+
+
+def plot_optimizers(path: str, curves: dict[str, Any]) -> None:
+    """Validation loss and accuracy of each optimizer, trained from the same seed."""
+    figure = _figure((12, 4.5))
+    loss_ax, acc_ax = figure.subplots(1, 2)
+    for name, history in curves.items():
+        epochs = [e + 1 for e in history.epochs]
+        loss_ax.plot(epochs, history["val_loss"], "o-", label=name)
+        acc_ax.plot(epochs, history["val_accuracy"], "o-", label=name)
+    loss_ax.set(title="validation loss", xlabel="epoch")
+    acc_ax.set(title="validation accuracy", xlabel="epoch")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.savefig(path, dpi=90)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    target = pick_backend(args.backend)
+    print(f"backend: {target}; model: {args.model}; optimizer: {args.optimizer}; seed: {args.seed}")
+    (x, y), (x_test, y_test) = xpnn.load_fashion_mnist()
+    data = ((x.reshape(len(x), -1), y), (x_test.reshape(len(x_test), -1), y_test))
+    print(xpnn.Sequential.summary(build_model(args.model, args.seed)))
+    if args.compare_optimizers:
+        curves = {}
+        for name in [args.optimizer, *sorted(set(OPTIMIZERS) - {args.optimizer})]:
+            print(f"-- optimizer {name}")
+            trained, curves[name] = train(args, name, data, target, checkpoint=name == args.optimizer)
+            if name == args.optimizer:
+                model, history = trained, curves[name]
+        if args.plot:
+            stem, ext = os.path.splitext(args.plot)
+            plot_optimizers(f"{stem}-optimizers{ext or '.png'}", curves)
+            print(f"optimizer comparison written to {stem}-optimizers{ext or '.png'}")
+    else:
+        model, history = train(args, args.optimizer, data, target, checkpoint=True)
+    if args.checkpoint:
+        model.save(os.path.join(args.checkpoint, "model.npz"))
+    report(model, history, data, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Flat parameter buffers and fused kernels give exactly the numbers of the plain per-parameter path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from optimizer_cases import CASES, gradient_sequence, make, step_with
+
+import xpnn
+from xpnn import backend
+from xpnn.optimizers import Adam
+
+STEPS = 20
+
+
+def _run(name, to_bk, *, flat, dtype="float32", fused=True, monkeypatch=None, swap_at=None):  # type: ignore[no-untyped-def]
+    if not fused:
+        monkeypatch.setattr("xpnn.optimizers.fused_adam", lambda *a, **k: False)
+        monkeypatch.setattr("xpnn.optimizers.fused_sgd", lambda *a, **k: False)
+    params, opt = make(name, to_bk, dtype)
+    opt.flat = flat
+    for step, grads in enumerate(gradient_sequence(STEPS)):
+        if step == swap_at:  # the user swaps a value for a new array of the same shape
+            params[0].value = to_bk(np.full(params[0].shape, 0.5), dtype)
+        step_with(opt, params, grads, to_bk)
+    return [backend.to_host(p.value) for p in params], opt
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_flat_buffers_give_the_per_parameter_numbers_bit_for_bit(name, bk, to_bk):
+    flat_values, flat_opt = _run(name, to_bk, flat=True)
+    plain_values, plain_opt = _run(name, to_bk, flat=False)
+    for a, b in zip(flat_values, plain_values, strict=True):
+        assert np.array_equal(a, b)
+    flat_state, plain_state = flat_opt.state_dict()["state"], plain_opt.state_dict()["state"]
+    for position, entry in plain_state.items():
+        for key, value in entry.items():
+            assert np.array_equal(flat_state[position][key], value), (position, key)
+
+
+def test_parameters_become_views_of_one_buffer_where_the_backend_has_views(bk, to_bk):
+    params, opt = make("adam", to_bk, "float32")
+    step_with(opt, params, gradient_sequence(1)[0], to_bk)
+    flat = opt._flat[0]
+    if bk.name == "array_api_strict":
+        assert flat is None  # no views in the standard: the per-parameter path
+        return
+    assert flat is not None and all(p.value is view for p, view in zip(params, flat.views, strict=True))
+    assert tuple(flat.values.shape) == (sum(int(np.prod(p.shape)) for p in params),)
+
+
+def test_a_swapped_parameter_value_is_used_not_silently_dropped(bk, to_bk):
+    flat_values, _ = _run("adam", to_bk, flat=True, swap_at=5)
+    plain_values, _ = _run("adam", to_bk, flat=False, swap_at=5)
+    for a, b in zip(flat_values, plain_values, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_a_swapped_value_of_another_dtype_falls_back_to_the_per_parameter_path(bk, to_bk):
+    params, opt = make("sgd", to_bk, "float32")
+    grads = gradient_sequence(3)
+    step_with(opt, params, grads[0], to_bk)
+    params[1].value = to_bk(np.zeros(params[1].shape), "float64")
+    params[1].grad = to_bk(grads[1][1], "float64")
+    for p, g in zip((params[0], params[2]), (grads[1][0], grads[1][2]), strict=True):
+        p.grad = to_bk(g, "float32")
+    opt.step()
+    assert opt._flat[0] is None
+    np.testing.assert_allclose(backend.to_host(params[1].value), -0.1 * grads[1][1], rtol=1e-12)
+
+
+def test_loading_a_state_dict_into_a_flat_optimizer_continues_exactly(bk, to_bk):
+    grads = gradient_sequence(30)
+    params, opt = make("adam", to_bk, "float32")
+    for g in grads[:10]:
+        step_with(opt, params, g, to_bk)
+    saved, values = opt.state_dict(), [backend.to_host(p.value) for p in params]
+    for g in grads[10:]:
+        step_with(opt, params, g, to_bk)
+    fresh, resumed = make("adam", to_bk, "float32")
+    for p, v in zip(fresh, values, strict=True):
+        p.value = to_bk(v, "float32")
+    step_with(resumed, fresh, grads[10], to_bk)  # packs the fresh optimizer before the load
+    resumed.load_state_dict(saved)
+    for p, v in zip(fresh, values, strict=True):
+        p.value = to_bk(v, "float32")
+    for g in grads[10:]:
+        step_with(resumed, fresh, g, to_bk)
+    for a, b in zip(fresh, params, strict=True):
+        assert np.array_equal(backend.to_host(a.value), backend.to_host(b.value))
+
+
+def test_a_parameter_without_gradient_is_skipped_on_the_flat_path_too(bk, to_bk):
+    results = []
+    for flat in (True, False):
+        params, opt = make("adam", to_bk, "float32")
+        opt.flat = flat
+        for step, grads in enumerate(gradient_sequence(6)):
+            step_with(opt, params, grads, to_bk)
+            if step == 2:
+                params[1].grad = None
+                opt.step()
+        results.append([backend.to_host(p.value) for p in params])
+    for a, b in zip(*results, strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["adam", "adam_weight_decay", "adam_decay", "adamw", "sgd", "sgd_decay"])
+def test_fused_numpy_kernels_equal_the_plain_array_api_path_bit_for_bit(name, monkeypatch):
+    def move(a, dtype=None):  # type: ignore[no-untyped-def]
+        return np.asarray(a, dtype=dtype or np.float32)
+
+    fused, _ = _run(name, move, flat=True)
+    plain, _ = _run(name, move, flat=True, fused=False, monkeypatch=monkeypatch)
+    for a, b in zip(fused, plain, strict=True):
+        assert a.dtype == np.float32 and np.array_equal(a, b)
+
+
+def test_fused_adam_applies_only_to_writeable_numpy_arrays():
+    value = np.ones(4, dtype=np.float32)
+    value.flags.writeable = False
+    state = np.zeros(4, dtype=np.float32)
+    assert not backend.fused_adam(
+        value, value, state, state.copy(), betas=(0.9, 0.999), step_size=0.1, bias2_root=1.0, eps=1e-8
+    )
+    assert np.array_equal(value, np.ones(4))
+
+
+def test_a_model_trained_with_flat_buffers_equals_the_per_parameter_model(bk, to_bk):
+    def train(flat: bool) -> list[np.ndarray]:
+        model = xpnn.Sequential([xpnn.Dense(6, 5), xpnn.ReLU(), xpnn.Dense(5, 3)], seed=0).to(bk.name)
+        opt = Adam(model.parameters(), lr=0.01)
+        opt.flat = flat
+        loss_fn = xpnn.SoftmaxCrossEntropy(validate=False)
+        rng = np.random.default_rng(0)
+        for _ in range(10):
+            x, y = to_bk(rng.standard_normal((8, 6)), "float32"), to_bk(rng.integers(0, 3, 8), "int64")
+            loss_fn.forward(model.forward(x), y)
+            model.backward(loss_fn.backward())
+            opt.step()
+            opt.zero_grad()
+        return [backend.to_host(p.value) for p in model.parameters()]
+
+    for a, b in zip(train(True), train(False), strict=True):
+        assert np.array_equal(a, b)

@@ -1,0 +1,398 @@
+"""The Keras-style loop behind ``Sequential.fit / evaluate / predict``, its History and callbacks.
+
+A training step never synchronises with the device: the loss and the count of correct
+predictions are added up as device arrays and read once per epoch (and by the progress
+bar at most a few times a second). Shuffling follows ``(seed, epoch)`` and dropout masks
+``(seed, epoch, step)``, so a run resumed from a checkpoint repeats the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from xpnn import backend
+from xpnn.data import DataLoader
+from xpnn.errors import LabelError
+from xpnn.losses import MAE, MSE, Loss
+from xpnn.metrics import correct_count
+
+Array = Any
+KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "samples_per_s", "lr")
+
+
+@dataclass
+class History:
+    """Per-epoch numbers of a fit: ``history["loss"][k]`` is epoch k's mean training loss.
+
+    Keys: loss, accuracy, val_loss, val_accuracy (NaN without validation data), seconds,
+    samples_per_s, lr (the learning rate at the epoch's end).
+    """
+
+    epochs: list[int] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KEYS})
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epochs.append(int(epoch))
+        for key in KEYS:
+            self.history[key].append(float(logs.get(key, math.nan)))
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": list(self.epochs), **{k: list(v) for k, v in self.history.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls(list(data["epochs"]), {k: [float(v) for v in data.get(k, [])] for k in KEYS})
+
+
+@dataclass
+class TrainingRun:
+    """What callbacks see: the model, loss, optimizer, seed, epochs completed and the history.
+    A callback sets ``stop = True`` to end training after the current epoch."""
+
+    model: Any
+    loss: Loss
+    optimizer: Any
+    seed: int
+    history: History = field(default_factory=History)
+    epoch: int = 0
+    batch_size: int = 32
+    stop: bool = False
+
+
+class Callback:
+    """Base class of fit's callbacks; override the hooks you need."""
+
+    def on_train_begin(self, run: TrainingRun) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
+        """Called after each epoch with that epoch's numbers (``run.epoch`` already counts it)."""
+
+    def on_train_end(self, run: TrainingRun) -> None:
+        """Called once after the last epoch."""
+
+
+class _Hook(Callback):
+    """A plain callable ``hook(epoch, logs)``; returning ``True`` stops training."""
+
+    def __init__(self, hook: Callable[[int, dict[str, float]], Any]) -> None:
+        self.hook = hook
+
+    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
+        if self.hook(epoch, logs) is True:
+            run.stop = True
+
+
+def _improved(mode: str, monitor: str, value: float, best: float, min_delta: float) -> bool:
+    maximize = mode == "max" or (mode == "auto" and "acc" in monitor)
+    return value > best + min_delta if maximize else value < best - min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``mode="auto"`` maximises names containing "acc" and minimises the rest.
+    ``restore_best_weights`` copies the weights of the best epoch back at the end (the
+    copies stay on the device: no host transfer).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        patience: int = 3,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+    ) -> None:
+        self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, float(min_delta), mode
+        self.restore_best_weights = restore_best_weights
+        self.best: float = math.nan
+        self.best_epoch = -1
+        self.wait = 0
+        self.best_weights: list[Array] | None = None
+
+    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
+        value = logs[self.monitor]
+        if math.isnan(self.best) or _improved(self.mode, self.monitor, value, self.best, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                params = run.model.parameters()
+                self.best_weights = [backend.namespace(p.value).asarray(p.value, copy=True) for p in params]
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            run.stop = True
+
+    def on_train_end(self, run: TrainingRun) -> None:
+        if self.restore_best_weights and self.best_weights is not None:
+            for p, best in zip(run.model.parameters(), self.best_weights, strict=True):
+                p.value = backend.assign(p.value, best)
+
+
+class ModelCheckpoint(Callback):
+    """Save a training checkpoint (model, optimizer state, epoch, seed, history) after epochs.
+
+    ``path`` may contain ``{epoch}`` (1-based). With ``save_best_only`` a checkpoint is
+    written only when ``monitor`` improves. Each save is atomic (temp file, fsync, rename).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+    ) -> None:
+        self.path, self.monitor, self.mode = os.fspath(path), monitor, mode
+        self.save_best_only = save_best_only
+        self.best = math.nan
+
+    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
+        if self.save_best_only:
+            value = logs[self.monitor]
+            if not (math.isnan(self.best) or _improved(self.mode, self.monitor, value, self.best, 0.0)):
+                return
+            self.best = value
+        from xpnn.checkpoint import save_training
+
+        save_training(self.path.format(epoch=epoch + 1), run)
+
+
+def train_step(model: Any, loss: Loss, optimizer: Any, xb: Array, yb: Array) -> tuple[Array, Array]:
+    """One optimisation step on a batch; returns (loss incl. regularisation, correct count) as
+    device arrays. Never synchronises with the host."""
+    pred = model.forward(xb)
+    value = loss.forward(pred, yb, validate=False) + model.regularization_loss()
+    model.backward(loss.backward())
+    optimizer.step()
+    optimizer.zero_grad()
+    return value, correct_count(pred, yb)
+
+
+def _has_accuracy(loss: Loss | None) -> bool:
+    return loss is None or not isinstance(loss, MSE | MAE)
+
+
+def _set_dropout_counters(model: Any, epoch: int) -> None:
+    for layer in model.layers:
+        if hasattr(layer, "epoch") and hasattr(layer, "step"):
+            layer.epoch, layer.step = int(epoch), 0
+
+
+def _progress(verbose: int, total: int, description: str) -> Any:
+    if not verbose or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="sample", unit_scale=True, mininterval=0.25, leave=True)
+
+
+def _train_epoch(run: TrainingRun, loader: DataLoader, epoch: int, bar: Any) -> dict[str, float]:
+    run.model.train(True)
+    _set_dropout_counters(run.model, epoch)
+    loss_sum: Any = 0.0
+    correct: Any = 0
+    seen, start = 0, time.perf_counter()
+    shown = start
+    for xb, yb in loader.batches(epoch):
+        value, hits = train_step(run.model, run.loss, run.optimizer, xb, yb)
+        n = int(xb.shape[0])
+        loss_sum, correct, seen = loss_sum + value * float(n), correct + hits, seen + n
+        if bar is not None:
+            bar.update(n)
+            now = time.perf_counter()
+            if now - shown >= 0.3:  # each refresh reads two device scalars: a sync, so rarely
+                shown = now
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}",
+                                samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
+    mean_loss = float(backend.to_host(loss_sum)) / max(seen, 1)  # the epoch's one synchronisation
+    accuracy = float(backend.to_host(correct)) / max(seen, 1) if _has_accuracy(run.loss) else math.nan
+    seconds = time.perf_counter() - start
+    return {"loss": mean_loss, "accuracy": accuracy, "seconds": seconds, "samples_per_s": seen / seconds}
+
+
+def evaluate_loader(model: Any, loader: DataLoader, loss: Loss | None) -> dict[str, float]:
+    """Mean loss (without regularisation) and accuracy over a loader, in eval mode; one sync."""
+    was_training = model.training
+    model.eval()
+    loss_sum: Any = 0.0
+    correct: Any = 0
+    seen = 0
+    try:
+        for xb, yb in loader.batches(0):
+            pred = model.forward(xb)
+            n = int(xb.shape[0])
+            if loss is not None:
+                loss_sum = loss_sum + loss.forward(pred, yb, validate=False) * float(n)
+            correct, seen = correct + correct_count(pred, yb), seen + n
+    finally:
+        model.train(was_training)
+    logs = {"accuracy": float(backend.to_host(correct)) / max(seen, 1) if _has_accuracy(loss) else math.nan}
+    if loss is not None:
+        logs["loss"] = float(backend.to_host(loss_sum)) / max(seen, 1)
+    return logs
+
+
+def _output_width(model: Any) -> int | None:
+    for layer in reversed(model.layers):
+        if hasattr(layer, "n_out"):
+            return int(layer.n_out)
+    return None
+
+
+def validate_labels(model: Any, loss: Loss, y: Array) -> None:
+    """Check every integer label once, up front (one host sync), so steps can skip it."""
+    classes = _output_width(model)
+    if not getattr(loss, "takes_labels", False) or classes is None or y.ndim != 1:
+        return
+    xp = backend.namespace(y)
+    if not xp.isdtype(y.dtype, "integral") or y.shape[0] == 0:
+        return
+    low, high = (int(v) for v in backend.to_host(xp.stack([xp.min(y), xp.max(y)])))
+    if low < 0 or high >= classes:
+        raise LabelError(
+            f"{type(loss).__name__}: labels must be in [0, {classes}) (the model's output width), "
+            f"got values in [{low}, {high}]"
+        )
+
+
+def model_backend(model: Any) -> tuple[backend.Backend, str]:
+    """The model's resolved backend and parameter dtype name."""
+    params = model.parameters()
+    dtype = backend.dtype_name(params[0].value.dtype) if params else "float32"
+    return backend.resolve(model.backend), dtype
+
+
+def _split(x: Array, y: Array, fraction: float) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    """Keras' validation_split: the last ``fraction`` of the samples, before any shuffling."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fit: validation_split must be in (0, 1), got {fraction}")
+    cut = int(x.shape[0]) - round(int(x.shape[0]) * fraction)
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def _lr(optimizer: Any) -> float:
+    lr = getattr(optimizer, "lr", math.nan)
+    return float(lr) if isinstance(lr, int | float) else math.nan
+
+
+def _summary(epoch: int, epochs: int, logs: dict[str, float]) -> str:
+    text = f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}, accuracy {logs['accuracy']:.4f}"
+    if "val_loss" in logs:
+        text += f", val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.4f}"
+    return text + f", {logs['seconds']:.1f} s ({logs['samples_per_s']:,.0f} samples/s), lr {logs['lr']:.3g}"
+
+
+def fit(
+    model: Any,
+    x: Array,
+    y: Array,
+    *,
+    loss: Loss,
+    optimizer: Any,
+    epochs: int = 1,
+    batch_size: int = 32,
+    validation_data: tuple[Array, Array] | None = None,
+    validation_split: float = 0.0,
+    callbacks: Iterable[Callback | Callable[[int, dict[str, float]], Any]] = (),
+    seed: int | None = None,
+    verbose: int = 1,
+    shuffle: bool = True,
+    resume: str | os.PathLike[str] | None = None,
+) -> History:
+    """Train ``model``; see :meth:`xpnn.Sequential.fit`."""
+    if validation_split and validation_data is None:
+        (x, y), validation_data = _split(x, y, validation_split)
+    if seed is None:
+        seed = model.seed if model.seed is not None else secrets.randbits(31)
+    run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size))
+    if resume is not None:
+        from xpnn.checkpoint import load_training
+
+        load_training(resume, run)
+    bk, dtype = model_backend(model)
+    train = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=run.seed, target=bk, dtype=dtype)
+    validate_labels(model, loss, train.y)
+    val = None
+    if validation_data is not None:
+        val = DataLoader(
+            *validation_data, batch_size=max(batch_size, 256), shuffle=False, target=bk, dtype=dtype
+        )
+        validate_labels(model, loss, val.y)
+    hooks = [c if isinstance(c, Callback) else _Hook(c) for c in callbacks]
+    _loop(run, train, val, hooks, epochs, verbose)
+    return run.history
+
+
+def _loop(
+    run: TrainingRun,
+    train: DataLoader,
+    val: DataLoader | None,
+    hooks: Sequence[Callback],
+    epochs: int,
+    verbose: int,
+) -> None:
+    was_training = run.model.training
+    for hook in hooks:
+        hook.on_train_begin(run)
+    try:
+        for epoch in range(run.epoch, epochs):
+            bar = _progress(verbose, train.num_samples, f"epoch {epoch + 1}/{epochs}")
+            logs = _train_epoch(run, train, epoch, bar)
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in evaluate_loader(run.model, val, run.loss).items()})
+            logs["lr"] = _lr(run.optimizer)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if "loss" in k or "acc" in k})
+                bar.close()
+            elif verbose:
+                print(_summary(epoch, epochs, logs), flush=True)
+            run.history.append(epoch, logs)
+            run.epoch = epoch + 1
+            for hook in hooks:
+                hook.on_epoch_end(run, epoch, logs)
+            if run.stop:
+                break
+        for hook in hooks:
+            hook.on_train_end(run)
+    finally:
+        run.model.train(was_training)
+
+
+def evaluate(
+    model: Any, x: Array, y: Array, *, loss: Loss | None = None, batch_size: int = 256
+) -> dict[str, float]:
+    """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode ("loss" only with ``loss=``)."""
+    bk, dtype = model_backend(model)
+    loader = DataLoader(x, y, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
+    if loss is not None:
+        validate_labels(model, loss, loader.y)
+    return evaluate_loader(model, loader, loss)
+
+
+def predict(model: Any, x: Array, *, batch_size: int = 256) -> Array:
+    """The model's outputs for ``x`` in eval mode, batch by batch, as one array on its device."""
+    bk, dtype = model_backend(model)
+    loader = DataLoader(x, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = [model.forward(xb) for xb, _ in loader.batches(0)]
+    finally:
+        model.train(was_training)
+    return bk.xp.concat(outputs, axis=0)
