@@ -23,6 +23,7 @@ import pytest
 import xpnn
 from xpnn import nnfs
 from xpnn.datasets import spiral_data
+from xpnn.errors import NotALayerError
 
 EPOCHS = 1000
 # The chapter-10 settings: (book optimizer name, keyword arguments, bound on loss / ln 3 at epoch 1000).
@@ -370,6 +371,15 @@ def test_update_params_on_a_layer_without_weights_names_it() -> None:
         xpnn.OptimizerError, match=r"Optimizer_Adam.update_params: .*weights.*Activation_ReLU"
     ):
         nnfs.Optimizer_Adam().update_params(nnfs.Activation_ReLU())
+
+
+def test_regularization_loss_of_a_non_layer_raises_not_a_layer_error_naming_it() -> None:
+    with pytest.raises(
+        NotALayerError,
+        match=r"Loss_CategoricalCrossentropy.regularization_loss: .*Layer_Dense.*got Activation_ReLU",
+    ) as caught:
+        nnfs.Loss_CategoricalCrossentropy().regularization_loss(nnfs.Activation_ReLU())
+    assert isinstance(caught.value, TypeError)  # still caught by the TypeError the method raised before
 
 
 def test_update_params_before_backward_says_so(to_bk: Any) -> None:

@@ -6,6 +6,7 @@ array-api-strict and JAX.
 
 from xpnn import backend, datasets, nnfs, schedules, testing
 from xpnn.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from xpnn.callbacks import EarlyStopping, ModelCheckpoint
 from xpnn.checkpoint import load
 from xpnn.data import DataLoader, load_fashion_mnist
 from xpnn.errors import (
@@ -25,7 +26,7 @@ from xpnn.losses import MAE, MSE, BinaryCrossEntropy, CategoricalCrossEntropy, L
 from xpnn.model import Sequential
 from xpnn.optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp
 from xpnn.parameter import Parameter
-from xpnn.training import EarlyStopping, History, ModelCheckpoint
+from xpnn.training import History
 
 __version__ = "0.1.0"
 

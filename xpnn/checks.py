@@ -13,12 +13,23 @@ from xpnn.errors import BackendMismatchError, DTypeError, ShapeError
 Array = Any
 
 
+_KINDS: dict[tuple[type, Any, str], bool] = {}
+
+
+def _is_kind(x: Array, kind: str) -> bool:
+    key = (type(x), x.dtype, kind)  # cached: ``isdtype`` costs microseconds on every call
+    found = _KINDS.get(key)
+    if found is None:
+        found = _KINDS[key] = bool(namespace(x).isdtype(x.dtype, kind))
+    return found
+
+
 def is_floating(x: Array) -> bool:
-    return namespace(x).isdtype(x.dtype, "real floating")
+    return _is_kind(x, "real floating")
 
 
 def is_integral(x: Array) -> bool:
-    return namespace(x).isdtype(x.dtype, "integral")
+    return _is_kind(x, "integral")
 
 
 def check_array(who: str, x: Array, what: str = "input") -> None:

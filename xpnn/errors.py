@@ -49,3 +49,8 @@ class DataFormatError(XpnnError, ValueError):
 
 class DataNotFoundError(XpnnError, FileNotFoundError):
     """A data set is in none of the places searched and cannot be downloaded; says how to get it."""
+
+
+class NotALayerError(XpnnError, TypeError):
+    """Something other than a layer was given where one is needed (the NNFS book's
+    ``Loss.regularization_loss(layer)``, for instance)."""

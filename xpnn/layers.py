@@ -131,7 +131,7 @@ class Dense(Layer):
         check_floating(self._name(), x)
         check_like(self._name(), x, w)
         self.x = x
-        return x @ w + self.bias.value
+        return backend.affine(x, w, self.bias.value)
 
     def backward(self, dout: Array) -> Array | None:
         xp = backend.namespace(dout)

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from xpnn import backend
 from xpnn.losses import Loss
 from xpnn.model import Sequential
 from xpnn.parameter import Parameter
 
 Array = Any
+HostArray = Any  # a host NumPy array, from ``backend.to_host`` (only its methods are used here)
 
 
 def assert_close(
@@ -33,8 +32,8 @@ def assert_close(
     if a.shape != e.shape:
         raise AssertionError(f"{label}shapes differ: {a.shape} vs {e.shape}")
     if rtol is None:
-        rtol = 1e-10 if np.result_type(a, e) == np.float64 else 1e-5
-    np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=label)
+        rtol = 1e-10 if "float64" in (a.dtype.name, e.dtype.name) else 1e-5
+    _check_within(label.rstrip(": ") or "values", a * 1.0, e * 1.0, rtol, atol)
 
 
 def check_gradients(
@@ -62,17 +61,17 @@ def check_gradients(
         if backend.dtype_name(array.dtype) != "float64":
             raise TypeError(f"check_gradients needs float64 arrays; {name} is {array.dtype}")
     target_backend = backend.resolve(backend.backend_name(x))
-    upstream = np.zeros(())  # the random dL/dy of a layer (unused for a loss)
+    upstream: HostArray = 0.0  # the random dL/dy of a layer (unused for a loss)
 
     def scalar(inp: Array) -> float:
         if is_loss:
             return float(module.forward(inp, target))
         out = module.forward(inp)  # backward also adds the L1/L2 penalty's gradient:
-        return float(np.sum(backend.to_host(out) * upstream)) + float(module.regularization_loss())
+        return float((backend.to_host(out) * upstream).sum()) + float(module.regularization_loss())
 
     if not is_loss:
         out = module.forward(x)
-        upstream = np.random.default_rng(seed).standard_normal(tuple(out.shape))
+        upstream = backend.host_rng(seed).standard_normal(tuple(out.shape))
     for _, p in params:
         p.grad = None
     if is_loss:
@@ -83,7 +82,7 @@ def check_gradients(
         dy = backend.from_host(upstream, target_backend)
         dx = module.backward(dy, input_grad=True) if isinstance(module, Sequential) else module.backward(dy)
 
-    def perturb_input(value: np.ndarray) -> float:
+    def perturb_input(value: HostArray) -> float:
         return scalar(backend.from_host(value, target_backend))
 
     errors = {
@@ -92,7 +91,7 @@ def check_gradients(
     for name, p in params:
         original = p.value
 
-        def perturb_param(value: np.ndarray, p: Parameter = p) -> float:
+        def perturb_param(value: HostArray, p: Parameter = p) -> float:
             p.value = backend.from_host(value, target_backend)
             return scalar(x)
 
@@ -108,8 +107,8 @@ def _named_parameters(module: Any) -> list[tuple[str, Parameter]]:
     return [(p.name or str(i), p) for i, p in enumerate(module.parameters())]
 
 
-def _numeric(f: Callable[[np.ndarray], float], value: np.ndarray, eps: float) -> np.ndarray:
-    grad = np.zeros_like(value)
+def _numeric(f: Callable[[HostArray], float], value: HostArray, eps: float) -> HostArray:
+    grad = value * 0.0
     flat = grad.reshape(-1)
     for i in range(value.size):
         shifted = value.copy().reshape(-1)
@@ -121,18 +120,33 @@ def _numeric(f: Callable[[np.ndarray], float], value: np.ndarray, eps: float) ->
     return grad
 
 
-def _compare(what: str, analytic: Array | None, numeric: np.ndarray, rtol: float, atol: float) -> float:
+def _compare(what: str, analytic: Array | None, numeric: HostArray, rtol: float, atol: float) -> float:
     if analytic is None:
         raise AssertionError(f"{what}: backward left no gradient")
     a = backend.to_host(analytic)
     if a.shape != numeric.shape:
         raise AssertionError(f"{what}: gradient shape {a.shape}, expected {numeric.shape}")
-    error = np.abs(a - numeric)
-    worst = float(np.max(error / (np.abs(numeric) + atol / rtol))) if error.size else 0.0
-    if not np.all(error <= atol + rtol * np.abs(numeric)):
-        i = np.unravel_index(np.argmax(error - rtol * np.abs(numeric)), error.shape)
-        raise AssertionError(
-            f"{what}: analytic and finite-difference gradients differ at {tuple(int(k) for k in i)}: "
-            f"{a[i]!r} vs {numeric[i]!r} (rtol {rtol}, atol {atol})"
-        )
-    return worst
+    _check_within(what, a, numeric, rtol, atol, "analytic and finite-difference gradients differ")
+    error = abs(a - numeric)
+    return float((error / (abs(numeric) + atol / rtol)).max()) if error.size else 0.0
+
+
+def _check_within(
+    what: str, actual: HostArray, expected: HostArray, rtol: float, atol: float, problem: str = "values differ"
+) -> None:
+    """Raise naming the worst element outside ``atol + rtol * |expected|`` (NaN counts as outside)."""
+    excess = abs(actual - expected) - (atol + rtol * abs(expected))
+    bad = ~(excess <= 0)
+    if not bad.any():
+        return
+    flat = bad.reshape(-1).nonzero()[0]
+    worst = int(flat[excess.reshape(-1)[flat].argmax()]) if not (excess != excess).any() else int(flat[0])
+    index: list[int] = []
+    for n in reversed(actual.shape):
+        worst, k = divmod(worst, n)
+        index.insert(0, k)
+    at = tuple(index)
+    raise AssertionError(
+        f"{what}: {problem} at {at} ({int(bad.sum())} of {bad.size} elements): "
+        f"{actual[at]!r} vs {expected[at]!r} (rtol {rtol}, atol {atol})"
+    )

@@ -1,4 +1,4 @@
-"""The Keras-style loop behind ``Sequential.fit / evaluate / predict``, its History and callbacks.
+"""The Keras-style loop behind ``Sequential.fit / evaluate / predict`` and its History.
 
 A training step never synchronises with the device: the loss and the count of correct
 predictions are added up as device arrays and read once per epoch (and by the progress
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xpnn import backend
+from xpnn.callbacks import Callback, as_callbacks
 from xpnn.data import DataLoader
 from xpnn.errors import LabelError
 from xpnn.losses import MAE, MSE, Loss
@@ -70,107 +71,6 @@ class TrainingRun:
     epoch: int = 0
     batch_size: int = 32
     stop: bool = False
-
-
-class Callback:
-    """Base class of fit's callbacks; override the hooks you need."""
-
-    def on_train_begin(self, run: TrainingRun) -> None:
-        """Called once before the first epoch."""
-
-    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
-        """Called after each epoch with that epoch's numbers (``run.epoch`` already counts it)."""
-
-    def on_train_end(self, run: TrainingRun) -> None:
-        """Called once after the last epoch."""
-
-
-class _Hook(Callback):
-    """A plain callable ``hook(epoch, logs)``; returning ``True`` stops training."""
-
-    def __init__(self, hook: Callable[[int, dict[str, float]], Any]) -> None:
-        self.hook = hook
-
-    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
-        if self.hook(epoch, logs) is True:
-            run.stop = True
-
-
-def _improved(mode: str, monitor: str, value: float, best: float, min_delta: float) -> bool:
-    maximize = mode == "max" or (mode == "auto" and "acc" in monitor)
-    return value > best + min_delta if maximize else value < best - min_delta
-
-
-class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
-
-    ``mode="auto"`` maximises names containing "acc" and minimises the rest.
-    ``restore_best_weights`` copies the weights of the best epoch back at the end (the
-    copies stay on the device: no host transfer).
-    """
-
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        *,
-        patience: int = 3,
-        min_delta: float = 0.0,
-        mode: str = "auto",
-        restore_best_weights: bool = False,
-    ) -> None:
-        self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, float(min_delta), mode
-        self.restore_best_weights = restore_best_weights
-        self.best: float = math.nan
-        self.best_epoch = -1
-        self.wait = 0
-        self.best_weights: list[Array] | None = None
-
-    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
-        value = logs[self.monitor]
-        if math.isnan(self.best) or _improved(self.mode, self.monitor, value, self.best, self.min_delta):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best_weights:
-                params = run.model.parameters()
-                self.best_weights = [backend.namespace(p.value).asarray(p.value, copy=True) for p in params]
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            run.stop = True
-
-    def on_train_end(self, run: TrainingRun) -> None:
-        if self.restore_best_weights and self.best_weights is not None:
-            for p, best in zip(run.model.parameters(), self.best_weights, strict=True):
-                p.value = backend.assign(p.value, best)
-
-
-class ModelCheckpoint(Callback):
-    """Save a training checkpoint (model, optimizer state, epoch, seed, history) after epochs.
-
-    ``path`` may contain ``{epoch}`` (1-based). With ``save_best_only`` a checkpoint is
-    written only when ``monitor`` improves. Each save is atomic (temp file, fsync, rename).
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        monitor: str = "val_loss",
-        save_best_only: bool = False,
-        mode: str = "auto",
-    ) -> None:
-        self.path, self.monitor, self.mode = os.fspath(path), monitor, mode
-        self.save_best_only = save_best_only
-        self.best = math.nan
-
-    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
-        if self.save_best_only:
-            value = logs[self.monitor]
-            if not (math.isnan(self.best) or _improved(self.mode, self.monitor, value, self.best, 0.0)):
-                return
-            self.best = value
-        from xpnn.checkpoint import save_training
-
-        save_training(self.path.format(epoch=epoch + 1), run)
 
 
 def train_step(model: Any, loss: Loss, optimizer: Any, xb: Array, yb: Array) -> tuple[Array, Array]:
@@ -325,18 +225,45 @@ def fit(
         from xpnn.checkpoint import load_training
 
         load_training(resume, run)
-    bk, dtype = model_backend(model)
-    train = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=run.seed, target=bk, dtype=dtype)
-    validate_labels(model, loss, train.y)
-    val = None
-    if validation_data is not None:
-        val = DataLoader(
-            *validation_data, batch_size=max(batch_size, 256), shuffle=False, target=bk, dtype=dtype
-        )
-        validate_labels(model, loss, val.y)
-    hooks = [c if isinstance(c, Callback) else _Hook(c) for c in callbacks]
-    _loop(run, train, val, hooks, epochs, verbose)
+    train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
+    _loop(run, train, val, as_callbacks(callbacks), epochs, verbose)
     return run.history
+
+
+def _loaders(
+    run: TrainingRun,
+    x: Array,
+    y: Array,
+    validation_data: tuple[Array, Array] | None,
+    batch_size: int,
+    shuffle: bool,
+) -> tuple[DataLoader, DataLoader | None]:
+    """fit's training and validation loaders on the model's backend, labels checked up front."""
+    bk, dtype = model_backend(run.model)
+    train = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=run.seed, target=bk, dtype=dtype)
+    validate_labels(run.model, run.loss, train.y)
+    if validation_data is None:
+        return train, None
+    val = DataLoader(*validation_data, batch_size=max(batch_size, 256), shuffle=False, target=bk, dtype=dtype)
+    validate_labels(run.model, run.loss, val.y)
+    return train, val
+
+
+def _epoch(
+    run: TrainingRun, train: DataLoader, val: DataLoader | None, epoch: int, epochs: int, verbose: int
+) -> dict[str, float]:
+    """Train one epoch, then validate; the epoch's numbers, shown on the progress bar or printed."""
+    bar = _progress(verbose, train.num_samples, f"epoch {epoch + 1}/{epochs}")
+    logs = _train_epoch(run, train, epoch, bar)
+    if val is not None:
+        logs.update({f"val_{k}": v for k, v in evaluate_loader(run.model, val, run.loss).items()})
+    logs["lr"] = _lr(run.optimizer)
+    if bar is not None:
+        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if "loss" in k or "acc" in k})
+        bar.close()
+    elif verbose:
+        print(_summary(epoch, epochs, logs), flush=True)
+    return logs
 
 
 def _loop(
@@ -352,16 +279,7 @@ def _loop(
         hook.on_train_begin(run)
     try:
         for epoch in range(run.epoch, epochs):
-            bar = _progress(verbose, train.num_samples, f"epoch {epoch + 1}/{epochs}")
-            logs = _train_epoch(run, train, epoch, bar)
-            if val is not None:
-                logs.update({f"val_{k}": v for k, v in evaluate_loader(run.model, val, run.loss).items()})
-            logs["lr"] = _lr(run.optimizer)
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if "loss" in k or "acc" in k})
-                bar.close()
-            elif verbose:
-                print(_summary(epoch, epochs, logs), flush=True)
+            logs = _epoch(run, train, val, epoch, epochs, verbose)
             run.history.append(epoch, logs)
             run.epoch = epoch + 1
             for hook in hooks:
