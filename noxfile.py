@@ -94,11 +94,11 @@ def _run_ok(session: nox.Session, code: str) -> bool:
 def tests_jax(session: nox.Session) -> None:
     """The suite on JAX (immutable arrays: updates go through the rebind path).
 
-    The CPU backends' packages are installed too: the tests compare with torch.optim and
-    use array-api-strict as a second backend, but only numpy and jax are tested.
+    Installs what tests-cpu installs as well (torch.optim is a reference, array-api-strict a
+    second backend, tqdm the progress bar), but tests only numpy and jax.
     """
     specs = backends.for_session("jax")
-    session.install("-e", ".[test]", *_requirements(specs + backends.for_session("cpu")))
+    session.install("-e", ".[test,examples]", *_requirements(specs + backends.for_session("cpu")))
     session.env["JAX_ENABLE_X64"] = "1"  # float64 gradient checks need 64-bit JAX
     _run_tests(session, ["numpy"] + [spec["name"] for spec in specs])
 

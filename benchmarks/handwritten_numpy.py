@@ -7,6 +7,8 @@ first layer's input gradient (a whole GEMM no one needs), as the issue's table r
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -16,8 +18,8 @@ class HandwrittenMLP:
     def __init__(self, widths: list[int], optimizer: str, lr: float, seed: int = 0, input_grad: bool = True):
         rng = np.random.default_rng(seed)
         self.weights = [
-            rng.uniform(-(6 / (a + b)) ** 0.5, (6 / (a + b)) ** 0.5, (a, b)).astype(np.float32)
-            for a, b in zip(widths[:-1], widths[1:], strict=True)
+            rng.uniform(-((6 / (a + b)) ** 0.5), (6 / (a + b)) ** 0.5, (a, b)).astype(np.float32)
+            for a, b in itertools.pairwise(widths)
         ]
         self.biases = [np.zeros(b, dtype=np.float32) for b in widths[1:]]
         self.optimizer, self.lr, self.input_grad, self.t = optimizer, lr, input_grad, 0

@@ -13,22 +13,18 @@ ratios xpnn / PyTorch and xpnn / hand-written.
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from handwritten_numpy import HandwrittenMLP  # beside this script
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import xpnn  # noqa: E402
-from xpnn.optimizers import SGD, Adam  # noqa: E402
-from handwritten_numpy import HandwrittenMLP  # noqa: E402
-from xpnn import backend  # noqa: E402
+import xpnn
+from xpnn import backend
+from xpnn.optimizers import SGD, Adam
 
 MODELS = {  # name -> (layer widths, batch size, optimizer, learning rate)
     "mlp": ([784, 256, 128, 10], 128, "adam", 1e-3),
@@ -55,7 +51,7 @@ def load_data() -> tuple[np.ndarray, np.ndarray, str]:
 def xpnn_epoch(name: str, x: np.ndarray, y: np.ndarray, spec: tuple) -> Epoch:
     widths, batch, optimizer, lr = spec
     layers: list[xpnn.Layer] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
         layers += [xpnn.Dense(a, b)] + ([xpnn.ReLU()] if i < len(widths) - 2 else [])
     model = xpnn.Sequential(layers, seed=0).to(name)
     opt = Adam(model.parameters(), lr=lr) if optimizer == "adam" else SGD(model.parameters(), lr=lr)
@@ -88,7 +84,7 @@ def torch_epoch(device: str, x: np.ndarray, y: np.ndarray, spec: tuple) -> Epoch
     widths, batch, optimizer, lr = spec
     torch.manual_seed(0)
     layers: list[torch.nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
         layers += [torch.nn.Linear(a, b)] + ([torch.nn.ReLU()] if i < len(widths) - 2 else [])
     model = torch.nn.Sequential(*layers).to(device)
     params = model.parameters()
@@ -153,7 +149,9 @@ def run_model(name: str, args: argparse.Namespace, x: np.ndarray, y: np.ndarray)
     for repeat in range(args.repeats):
         order = rng.permutation(len(x)).astype(np.int64)
         labels = list(runners)
-        for label in labels[repeat % len(labels) :] + labels[: repeat % len(labels)]:  # alternate who goes first
+        for label in (
+            labels[repeat % len(labels) :] + labels[: repeat % len(labels)]
+        ):  # alternate who goes first
             start = time.perf_counter()
             runners[label](order)
             times[label].append(time.perf_counter() - start)
@@ -180,17 +178,26 @@ def blas_description() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["mlp", "deep", "small", "gemm"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", nargs="+", choices=sorted(MODELS), default=["mlp", "deep", "small", "gemm"]
+    )
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="BLAS/torch threads per run")
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs per framework (median, min)")
-    parser.add_argument("--backend", default="numpy", help="xpnn backend: numpy, torch, cupy, torch:cuda, ...")
+    parser.add_argument(
+        "--backend", default="numpy", help="xpnn backend: numpy, torch, cupy, torch:cuda, ..."
+    )
     args = parser.parse_args()
     import torch
     from threadpoolctl import threadpool_limits
 
     x, y, source = load_data()
-    print(f"data: {source} {x.shape}; xpnn {xpnn.__version__}, torch {torch.__version__}, numpy {np.__version__}")
+    print(
+        f"data: {source} {x.shape}; xpnn {xpnn.__version__}, torch {torch.__version__}, "
+        f"numpy {np.__version__}"
+    )
     print(f"BLAS: {blas_description()}")
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -201,7 +208,10 @@ def main() -> None:
             for name in args.models:
                 for line in run_model(name, args, x, y):
                     print(line, flush=True)
-    print(f"\npeak host RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        "\npeak host RSS of this process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,14 @@ from xpnn import backend
 
 def _train(name: str, move, optimizer: str) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
     model = xpnn.Sequential(
-        [xpnn.Dense(12, 16, init="he_normal"), xpnn.ReLU(), xpnn.Dropout(0.0), xpnn.Dense(16, 8), xpnn.Tanh(),
-         xpnn.Dense(8, 4)],
+        [
+            xpnn.Dense(12, 16, init="he_normal"),
+            xpnn.ReLU(),
+            xpnn.Dropout(0.0),
+            xpnn.Dense(16, 8),
+            xpnn.Tanh(),
+            xpnn.Dense(8, 4),
+        ],
         seed=3,
     ).to(name)
     params = model.parameters()

@@ -286,8 +286,15 @@ def _all_writeable_numpy(*arrays: Array) -> bool:
 
 
 def fused_adam(
-    value: Array, grad: Array, m: Array, v: Array, *, betas: tuple[float, float], step_size: float,
-    bias2_root: float, eps: float,
+    value: Array,
+    grad: Array,
+    m: Array,
+    v: Array,
+    *,
+    betas: tuple[float, float],
+    step_size: float,
+    bias2_root: float,
+    eps: float,
 ) -> bool:
     """In place: ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
     value -= step_size * (m / (sqrt(v) / bias2_root + eps))`` (NumPy only)."""

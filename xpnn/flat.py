@@ -35,7 +35,9 @@ class FlatGroup:
             self.bounds.append((start, start + size))
             start += size
         xp = self.xp = namespace(self.params[0].value)
-        self.values = xp.empty((start,), dtype=self.params[0].value.dtype, device=device_of(self.params[0].value))
+        self.values = xp.empty(
+            (start,), dtype=self.params[0].value.dtype, device=device_of(self.params[0].value)
+        )
         self.grads = xp.empty_like(self.values)
         self.views: list[Array] = []
         self.state: dict[str, Array] = {}
@@ -76,7 +78,9 @@ class FlatGroup:
     def still_fits(self) -> bool:
         """A swapped value can be packed again if its shape, dtype and backend are unchanged."""
         return self.packable(self.params) and all(
-            tuple(p.value.shape) == shape and type(p.value) is type(self.values) and p.value.dtype == self.values.dtype
+            tuple(p.value.shape) == shape
+            and type(p.value) is type(self.values)
+            and p.value.dtype == self.values.dtype
             for p, shape in zip(self.params, self.shapes, strict=True)
         )
 

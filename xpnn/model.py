@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -129,15 +130,48 @@ class Sequential:
         return f"Sequential([\n  {inner}\n])"
 
     # -- Keras-style conveniences: thin delegations to xpnn.training and xpnn.checkpoint ------
-    def fit(self, x: Array, y: Array, **kwargs: Any) -> Any:
-        """Train on ``(x, y)``; returns a :class:`~xpnn.History`. Keywords: ``loss``, ``optimizer``,
-        ``epochs=1``, ``batch_size=32``, ``validation_data``, ``validation_split``, ``callbacks``,
-        ``seed``, ``verbose=1``, ``shuffle=True``, ``resume`` (a training checkpoint to continue
-        from); see :func:`xpnn.training.fit`. ``x`` may be host NumPy, device arrays, or uint8
-        images (cast and scaled by 1/255 on the device)."""
+    def fit(
+        self,
+        x: Array,
+        y: Array,
+        *,
+        loss: Any,
+        optimizer: Any,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[Array, Array] | None = None,
+        validation_split: float = 0.0,
+        callbacks: Iterable[Any] = (),
+        seed: int | None = None,
+        verbose: int = 1,
+        shuffle: bool = True,
+        resume: str | os.PathLike[str] | None = None,
+    ) -> Any:
+        """Train on ``(x, y)`` (Keras-style); returns a :class:`~xpnn.History`.
+
+        ``x`` may be host NumPy, device arrays, or uint8 images (cast and scaled by 1/255 on
+        the device). ``callbacks``: :class:`~xpnn.EarlyStopping`, :class:`~xpnn.ModelCheckpoint`
+        or plain callables ``hook(epoch, logs)``; ``resume``: a training checkpoint to continue
+        from. Metrics accumulate on the device and synchronise once per epoch.
+        """
         from xpnn.training import fit
 
-        return fit(self, x, y, **kwargs)
+        return fit(
+            self,
+            x,
+            y,
+            loss=loss,
+            optimizer=optimizer,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=validation_data,
+            validation_split=validation_split,
+            callbacks=callbacks,
+            seed=seed,
+            verbose=verbose,
+            shuffle=shuffle,
+            resume=resume,
+        )
 
     def evaluate(self, x: Array, y: Array, *, loss: Any = None, batch_size: int = 256) -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode (one host sync)."""

@@ -216,7 +216,9 @@ class Optimizer:
         for hook in self._post_hooks:
             hook(self)
 
-    def _flat_step(self, pending: list[tuple[int, Parameter, int]], grads: list[Array], rates: list[float]) -> set[int]:
+    def _flat_step(
+        self, pending: list[tuple[int, Parameter, int]], grads: list[Array], rates: list[float]
+    ) -> set[int]:
         """Update each packable group as ONE flat array; returns the positions it updated.
 
         A group qualifies when every one of its parameters has a gradient and all share one
@@ -240,7 +242,9 @@ class Optimizer:
             names = self.state_names(group)
             flat.pack_state(states, names)
             shared = {"step": states[0]["step"] + 1, **{name: flat.state[name] for name in names}}
-            new = self.update(flat.values, flat.gather_grads([g for _, g in entries]), shared, group, rates[g_index])
+            new = self.update(
+                flat.values, flat.gather_grads([g for _, g in entries]), shared, group, rates[g_index]
+            )
             flat.values = assign(flat.values, new)
             for name in names:
                 if shared[name] is not flat.state[name]:  # an equation that rebound instead of assigning

@@ -265,7 +265,14 @@ class Adam(Optimizer):
         bias2_root = math.sqrt(1.0 - beta2**step)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         if not group["amsgrad"] and fused_adam(
-            value, grad, m, v, betas=(beta1, beta2), step_size=step_size, bias2_root=bias2_root, eps=group["eps"]
+            value,
+            grad,
+            m,
+            v,
+            betas=(beta1, beta2),
+            step_size=step_size,
+            bias2_root=bias2_root,
+            eps=group["eps"],
         ):
             return value
         m = state["exp_avg"] = assign(state["exp_avg"], beta1 * state["exp_avg"] + (1.0 - beta1) * grad)

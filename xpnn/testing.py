@@ -132,7 +132,12 @@ def _compare(what: str, analytic: Array | None, numeric: HostArray, rtol: float,
 
 
 def _check_within(
-    what: str, actual: HostArray, expected: HostArray, rtol: float, atol: float, problem: str = "values differ"
+    what: str,
+    actual: HostArray,
+    expected: HostArray,
+    rtol: float,
+    atol: float,
+    problem: str = "values differ",
 ) -> None:
     """Raise naming the worst element outside ``atol + rtol * |expected|`` (NaN counts as outside)."""
     excess = abs(actual - expected) - (atol + rtol * abs(expected))
