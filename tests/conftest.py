@@ -14,6 +14,8 @@ import pytest
 from xpnn import backend
 
 SELECTED = [name for name in os.environ.get("XPNN_TEST_BACKENDS", "numpy").split(",") if name]
+if "jax" in SELECTED:  # float64 gradient checks need 64-bit JAX; read when jax is first imported
+    os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

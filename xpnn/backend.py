@@ -133,6 +133,8 @@ def to_host(x: Array) -> np.ndarray:
         return x.detach().cpu().numpy().copy()
     if array_api_compat.is_cupy_array(x):
         return x.get()
+    if array_api_compat.is_jax_array(x):  # also copies from a GPU, where from_dlpack would not
+        return np.array(x, copy=True)
     return np.from_dlpack(x).copy()
 
 
