@@ -105,7 +105,21 @@ def test_a_parameter_without_gradient_is_skipped_on_the_flat_path_too(bk, to_bk)
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["adam", "adam_weight_decay", "adam_decay", "adamw", "sgd", "sgd_decay"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "adam",
+        "adam_weight_decay",
+        "adam_decay",
+        "adamw",
+        "sgd",
+        "sgd_decay",
+        "sgd_momentum",
+        "sgd_dampening",
+        "sgd_weight_decay",
+        "sgd_schedule",
+    ],
+)
 def test_fused_numpy_kernels_equal_the_plain_array_api_path_bit_for_bit(name, monkeypatch):
     def move(a, dtype=None):  # type: ignore[no-untyped-def]
         return np.asarray(a, dtype=dtype or np.float32)

@@ -297,12 +297,15 @@ def fused_adam(
     step_size: float,
     bias2_root: float,
     eps: float,
+    shrink: float = 1.0,
 ) -> bool:
-    """In place: ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
-    value -= step_size * (m / (sqrt(v) / bias2_root + eps))`` (NumPy only)."""
+    """In place: ``value *= shrink`` (AdamW's decoupled decay), ``m = b1*m + (1-b1)*g;
+    v = b2*v + (1-b2)*g*g; value -= step_size * (m / (sqrt(v) / bias2_root + eps))`` (NumPy only)."""
     if not _all_writeable_numpy(value, m, v) or not array_api_compat.is_numpy_array(grad):
         return False
     beta1, beta2 = betas
+    if shrink != 1.0:
+        value *= shrink
     tmp = np.multiply(grad, 1.0 - beta1)
     m *= beta1
     m += tmp
@@ -319,6 +322,26 @@ def fused_adam(
     return True
 
 
+def fused_sgd(
+    value: Array, grad: Array, lr: float, buf: Array = None, *, momentum: float = 0.0, dampening: float = 0.0
+) -> bool:
+    """In place: ``value -= lr * grad``; with ``buf`` (torch-style momentum after the first
+    step): ``buf = momentum * buf + (1 - dampening) * grad; value -= lr * buf`` (NumPy only)."""
+    if not _all_writeable_numpy(value) or not array_api_compat.is_numpy_array(grad):
+        return False
+    if buf is None:
+        value -= np.multiply(grad, lr)
+        return True
+    if not _all_writeable_numpy(buf):
+        return False
+    tmp = np.multiply(grad, 1.0 - dampening)
+    buf *= momentum
+    buf += tmp
+    np.multiply(buf, lr, out=tmp)
+    value -= tmp
+    return True
+
+
 def affine(x: Array, w: Array, b: Array) -> Array:
     """``x @ w + b``; on NumPy the bias is added in place into the fresh product (one
     temporary fewer per Dense layer per step; the same additions, so the same bits)."""
@@ -327,11 +350,3 @@ def affine(x: Array, w: Array, b: Array) -> Array:
         out += b
         return out
     return out + b
-
-
-def fused_sgd(value: Array, grad: Array, lr: float) -> bool:
-    """In place: ``value -= lr * grad`` (NumPy only)."""
-    if not _all_writeable_numpy(value) or not array_api_compat.is_numpy_array(grad):
-        return False
-    value -= np.multiply(grad, lr)
-    return True

@@ -122,16 +122,21 @@ class Dense(Layer):
 
     def forward(self, x: Array) -> Array:
         w = self.weight.value
-        check_array(self._name(), x)
-        check_rank(self._name(), x, 2, f"(batch, {self.n_in})")
-        if x.shape[1] != self.n_in:
-            raise ShapeError(
-                f"{self._name()}: expected input of shape (batch, {self.n_in}), got {tuple(x.shape)}"
-            )
-        check_floating(self._name(), x)
-        check_like(self._name(), x, w)
+        ok = type(x) is type(w) and x.dtype == w.dtype and x.ndim == 2 and x.shape[1] == self.n_in
+        if not ok or backend.device_of(x) != backend.device_of(w):
+            self._reject(x, w)
         self.x = x
         return backend.affine(x, w, self.bias.value)
+
+    def _reject(self, x: Array, w: Array) -> None:
+        """Raise the specific error for an input the fast check in ``forward`` refused."""
+        name = self._name()
+        check_array(name, x)
+        check_rank(name, x, 2, f"(batch, {self.n_in})")
+        if x.shape[1] != self.n_in:
+            raise ShapeError(f"{name}: expected input of shape (batch, {self.n_in}), got {tuple(x.shape)}")
+        check_floating(name, x)
+        check_like(name, x, w)
 
     def backward(self, dout: Array) -> Array | None:
         xp = backend.namespace(dout)

@@ -95,6 +95,10 @@ class SGD(Optimizer):
             return value + (momentum * velocity - lr * grad if group["nesterov"] else velocity)
         if state["step"] == 1:  # torch starts the buffer at the first gradient, not at zero
             buf = assign(buf, grad)
+        elif not group["nesterov"] and fused_sgd(
+            value, grad, lr, buf, momentum=momentum, dampening=group["dampening"]
+        ):
+            return value
         else:
             buf = assign(buf, momentum * buf + (1.0 - group["dampening"]) * grad)
         state["momentum_buffer"] = buf
@@ -257,24 +261,17 @@ class Adam(Optimizer):
 
     def update(self, value: Array, grad: Array, state: State, group: Group, lr: float) -> Array:
         (beta1, beta2), weight_decay, step = group["betas"], group["weight_decay"], state["step"]
-        if weight_decay and self.decoupled:
-            value = value * (1.0 - lr * weight_decay)
-        elif weight_decay:
+        shrink = 1.0 - lr * weight_decay if weight_decay and self.decoupled else 1.0
+        if weight_decay and not self.decoupled:
             grad = grad + weight_decay * value
         step_size = lr / (1.0 - beta1**step)
         bias2_root = math.sqrt(1.0 - beta2**step)
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        if not group["amsgrad"] and fused_adam(
-            value,
-            grad,
-            m,
-            v,
-            betas=(beta1, beta2),
-            step_size=step_size,
-            bias2_root=bias2_root,
-            eps=group["eps"],
-        ):
+        fused = dict(betas=(beta1, beta2), step_size=step_size, bias2_root=bias2_root, eps=group["eps"])
+        if not group["amsgrad"] and fused_adam(value, grad, m, v, shrink=shrink, **fused):
             return value
+        if shrink != 1.0:
+            value = value * shrink
         m = state["exp_avg"] = assign(state["exp_avg"], beta1 * state["exp_avg"] + (1.0 - beta1) * grad)
         v = state["exp_avg_sq"] = assign(
             state["exp_avg_sq"], beta2 * state["exp_avg_sq"] + (1.0 - beta2) * (grad * grad)
