@@ -229,3 +229,23 @@ def test_dense_initialisers_have_the_documented_scale(init):
         "nnfs": 0.01,
     }[init]
     assert w.dtype == np.float32 and w.std() == pytest.approx(expected_std, rel=0.02)
+
+
+def test_leaky_relu_matches_its_definition_exactly(bk, to_bk):
+    x = _x((50, 7))
+    dy = _x((50, 7))
+    layer = xpnn.LeakyReLU(0.01).to(bk)
+    y = backend.to_host(layer.forward(to_bk(x, "float32")))
+    dx = backend.to_host(layer.backward(to_bk(dy, "float32")))
+    x32, dy32 = x.astype(np.float32), dy.astype(np.float32)
+    assert np.array_equal(y, np.where(x32 > 0, x32, np.float32(0.01) * x32))
+    assert np.array_equal(dx, np.where(x32 > 0, dy32, dy32 * np.float32(0.01)))
+
+
+def test_relu_backward_is_zero_where_the_input_was_not_positive(bk, to_bk):
+    x = np.array([[-1.0, 0.0, 2.0]])
+    layer = xpnn.ReLU()
+    layer.forward(to_bk(x, "float32"))
+    assert np.array_equal(
+        backend.to_host(layer.backward(to_bk(np.array([[5.0, 6.0, 7.0]]), "float32"))), [[0, 0, 7]]
+    )
