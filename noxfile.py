@@ -67,6 +67,8 @@ def tests_gpu(session: nox.Session) -> None:
         "array_api_compat": "array-api-compat",
         "array_api_strict": "array-api-strict",
         "pytest": "pytest",
+        "tqdm": "tqdm",
+        "nnfs": "nnfs",
         "hypothesis": "hypothesis",
     }
     missing = [package for module, package in needed.items() if not _importable(session, module)]

@@ -97,7 +97,10 @@ def _set_dropout_counters(model: Any, epoch: int) -> None:
 def _progress(verbose: int, total: int, description: str) -> Any:
     if not verbose or not sys.stderr.isatty():
         return None
-    from tqdm.auto import tqdm
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional (the "examples" extra): one line per epoch instead
+        return None
 
     return tqdm(total=total, desc=description, unit="sample", unit_scale=True, mininterval=0.25, leave=True)
 
