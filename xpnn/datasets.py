@@ -13,6 +13,8 @@ noise comes from a private ``np.random.RandomState(seed)``, leaving the global o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 __all__ = ["sine_data", "spiral_data", "vertical_data"]
@@ -38,29 +40,40 @@ def spiral_data(samples: int, classes: int, seed: int | None = None) -> tuple[np
     Arm ``c`` has radius ``r = linspace(0, 1)`` and angle ``t = linspace(4c, 4(c+1)) + 0.2 * randn``;
     its points are ``(r sin 2.5t, r cos 2.5t)``.
     """
-    _check(samples, classes)
-    rng = None if seed is None else np.random.RandomState(seed)
-    x = np.zeros((samples * classes, 2), dtype=np.float32)
-    y = np.zeros(samples * classes, dtype=np.uint8)
-    for label in range(classes):
-        rows = slice(samples * label, samples * (label + 1))
+
+    def arm(label: int, rng: np.random.RandomState | None) -> np.ndarray:
         r = np.linspace(0.0, 1, samples)
         t = np.linspace(label * 4, (label + 1) * 4, samples) + _randn(rng, samples) * 0.2
-        x[rows] = np.c_[r * np.sin(t * 2.5), r * np.cos(t * 2.5)]
-        y[rows] = label
-    return x, y
+        return np.c_[r * np.sin(t * 2.5), r * np.cos(t * 2.5)]
+
+    return _per_class(samples, classes, seed, arm)
 
 
 def vertical_data(samples: int, classes: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``classes`` vertical blobs of ``samples`` points: class ``c`` centred at ``(c / 3, 0.5)``,
     standard deviation 0.1 in both coordinates."""
+
+    def blob(label: int, rng: np.random.RandomState | None) -> np.ndarray:
+        return np.c_[_randn(rng, samples) * 0.1 + label / 3, _randn(rng, samples) * 0.1 + 0.5]
+
+    return _per_class(samples, classes, seed, blob)
+
+
+def _per_class(
+    samples: int,
+    classes: int,
+    seed: int | None,
+    points: Callable[[int, np.random.RandomState | None], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """X (float32) and y (uint8) of ``classes`` groups of ``samples`` rows, drawn class by class
+    in the book's order (so the global generator yields the ``nnfs`` package's numbers)."""
     _check(samples, classes)
     rng = None if seed is None else np.random.RandomState(seed)
     x = np.zeros((samples * classes, 2), dtype=np.float32)
     y = np.zeros(samples * classes, dtype=np.uint8)
     for label in range(classes):
         rows = slice(samples * label, samples * (label + 1))
-        x[rows] = np.c_[_randn(rng, samples) * 0.1 + label / 3, _randn(rng, samples) * 0.1 + 0.5]
+        x[rows] = points(label, rng)
         y[rows] = label
     return x, y
 
