@@ -48,12 +48,23 @@ def load_data() -> tuple[np.ndarray, np.ndarray, str]:
         return rng.random((60000, 784), dtype=np.float32), rng.integers(0, 10, 60000), "random"
 
 
-def xpnn_epoch(name: str, x: np.ndarray, y: np.ndarray, spec: tuple) -> Epoch:
-    widths, batch, optimizer, lr = spec
+def xpnn_model(widths: list[int]) -> xpnn.Sequential:
+    """The benchmarked MLP (ReLU between Dense layers), seed 0: every framework starts from its
+    initial weights, so all follow the same trajectory (and meet the same subnormal numbers)."""
     layers: list[xpnn.Layer] = []
     for i, (a, b) in enumerate(itertools.pairwise(widths)):
         layers += [xpnn.Dense(a, b)] + ([xpnn.ReLU()] if i < len(widths) - 2 else [])
-    model = xpnn.Sequential(layers, seed=0).to(name)
+    return xpnn.Sequential(layers, seed=0)
+
+
+def initial_weights(widths: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    dense = [layer for layer in xpnn_model(widths) if isinstance(layer, xpnn.Dense)]
+    return [(backend.to_host(d.weight.value), backend.to_host(d.bias.value)) for d in dense]
+
+
+def xpnn_epoch(name: str, x: np.ndarray, y: np.ndarray, spec: tuple) -> Epoch:
+    widths, batch, optimizer, lr = spec
+    model = xpnn_model(widths).to(name)
     opt = Adam(model.parameters(), lr=lr) if optimizer == "adam" else SGD(model.parameters(), lr=lr)
     loss_fn = xpnn.SoftmaxCrossEntropy(validate=False)
     target = backend.resolve(name)
@@ -82,11 +93,16 @@ def torch_epoch(device: str, x: np.ndarray, y: np.ndarray, spec: tuple) -> Epoch
     import torch
 
     widths, batch, optimizer, lr = spec
-    torch.manual_seed(0)
     layers: list[torch.nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(widths)):
         layers += [torch.nn.Linear(a, b)] + ([torch.nn.ReLU()] if i < len(widths) - 2 else [])
-    model = torch.nn.Sequential(*layers).to(device)
+    model = torch.nn.Sequential(*layers)
+    with torch.no_grad():
+        linears = [layer for layer in model if isinstance(layer, torch.nn.Linear)]
+        for linear, (w, b) in zip(linears, initial_weights(widths), strict=True):
+            linear.weight.copy_(torch.from_numpy(w.T))
+            linear.bias.copy_(torch.from_numpy(b))
+    model = model.to(device)
     params = model.parameters()
     opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -116,7 +132,7 @@ def torch_epoch(device: str, x: np.ndarray, y: np.ndarray, spec: tuple) -> Epoch
 
 def numpy_epoch(x: np.ndarray, y: np.ndarray, spec: tuple, input_grad: bool) -> Epoch:
     widths, batch, optimizer, lr = spec
-    model = HandwrittenMLP(widths, optimizer, lr, input_grad=input_grad)
+    model = HandwrittenMLP(initial_weights(widths), optimizer, lr, input_grad=input_grad)
 
     def epoch(order: np.ndarray) -> tuple[float, float]:
         loss_sum, correct = np.float32(0), 0
@@ -146,6 +162,7 @@ def run_model(name: str, args: argparse.Namespace, x: np.ndarray, y: np.ndarray)
     for epoch in runners.values():
         epoch(warmup)
     times: dict[str, list[float]] = {label: [] for label in runners}
+    final: dict[str, tuple[float, float]] = {}  # last epoch's (loss, accuracy): the same work?
     for repeat in range(args.repeats):
         order = rng.permutation(len(x)).astype(np.int64)
         labels = list(runners)
@@ -153,7 +170,7 @@ def run_model(name: str, args: argparse.Namespace, x: np.ndarray, y: np.ndarray)
             labels[repeat % len(labels) :] + labels[: repeat % len(labels)]
         ):  # alternate who goes first
             start = time.perf_counter()
-            runners[label](order)
+            final[label] = runners[label](order)
             times[label].append(time.perf_counter() - start)
     steps = len(x) // spec[1]
     reference = statistics.median(times[f"xpnn[{args.backend}]"])
@@ -162,7 +179,8 @@ def run_model(name: str, args: argparse.Namespace, x: np.ndarray, y: np.ndarray)
         median = statistics.median(values)
         ratio = reference / median
         lines.append(
-            f"| {name} | {label} | {median:.3f} | {min(values):.3f} | {steps / median:,.0f} | {ratio:.2f} |"
+            f"| {name} | {label} | {median:.3f} | {min(values):.3f} | {steps / median:,.0f} | {ratio:.2f} "
+            f"| {final[label][0]:.4f} / {final[label][1]:.4f} |"
         )
     return lines
 
@@ -203,8 +221,11 @@ def main() -> None:
         torch.set_num_threads(threads)
         with threadpool_limits(threads):
             print(f"\n{threads} thread(s), {args.repeats} epochs each, seconds per epoch:\n")
-            print("| model | framework | median s | min s | steps/s | xpnn time / this (median) |")
-            print("|---|---|---|---|---|---|")
+            print(
+                "| model | framework | median s | min s | steps/s | xpnn time / this (median) "
+                "| last epoch loss / accuracy |"
+            )
+            print("|---|---|---|---|---|---|---|")
             for name in args.models:
                 for line in run_model(name, args, x, y):
                     print(line, flush=True)
