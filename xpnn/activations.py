@@ -32,7 +32,9 @@ class ReLU(_Activation):
 
     def backward(self, dout: Array) -> Array:
         xp = namespace(dout)
-        return dout * xp.astype(self.x > 0, dout.dtype)
+        dx = xp.astype(self.x > 0, dout.dtype)
+        dx *= dout  # in place into the fresh mask (JAX rebinds): one temporary fewer
+        return dx
 
 
 class LeakyReLU(_Activation):
