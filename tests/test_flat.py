@@ -164,3 +164,10 @@ def test_the_numpy_in_place_affine_equals_the_plain_expression():
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((7, 5), (5, 3), (3,)))
     out = backend.affine(x, w, b)
     assert out.dtype == np.float32 and np.array_equal(out, x @ w + b)
+
+
+def test_add_at_labels_equals_the_boolean_mask_form(bk, to_bk):
+    rng = np.random.default_rng(0)
+    x, labels = rng.standard_normal((9, 4)).astype(np.float32), rng.integers(0, 4, 9)
+    got = backend.to_host(backend.add_at_labels(to_bk(x, "float32"), to_bk(labels, "int64"), -0.25))
+    assert np.array_equal(got, np.where(np.eye(4, dtype=bool)[labels], x - np.float32(0.25), x))

@@ -342,6 +342,25 @@ def fused_sgd(
     return True
 
 
+def add_at_labels(x: Array, labels: Array, value: float) -> Array:
+    """``x[i, labels[i]] += value`` for every row ``i``, in place where the backend has
+    integer-array indexing (NumPy, CuPy, torch); elsewhere through a boolean mask. The
+    softmax-cross-entropy backward uses it to subtract the one-hot without building one."""
+    rows = labels.shape[0]
+    if array_api_compat.is_numpy_array(x) and x.flags.writeable:
+        x[np.arange(rows), labels] += value
+        return x
+    if array_api_compat.is_cupy_array(x):
+        x[sys.modules["cupy"].arange(rows), labels] += value
+        return x
+    if array_api_compat.is_torch_array(x):
+        x[sys.modules["torch"].arange(rows, device=x.device), labels] += value
+        return x
+    xp = namespace(x)
+    mask = labels[:, None] == xp.arange(x.shape[1], device=device_of(x))
+    return xp.where(mask, x + value, x)
+
+
 def affine(x: Array, w: Array, b: Array) -> Array:
     """``x @ w + b``; on NumPy the bias is added in place into the fresh product (one
     temporary fewer per Dense layer per step; the same additions, so the same bits)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xpnn.backend import backend_name, device_of, namespace
+from xpnn.backend import add_at_labels, backend_name, device_of, namespace
 from xpnn.checks import check_array, check_floating, is_integral
 from xpnn.errors import BackendMismatchError, LabelError, NonFiniteLossError, ShapeError
 
@@ -117,7 +117,7 @@ class SoftmaxCrossEntropy(Loss):
     def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
         scale = 1.0 / pred.shape[0]
         if labels:
-            return xp.where(_label_mask(xp, pred, target), self.probs - 1.0, self.probs) * scale
+            return add_at_labels(self.probs * scale, target, -scale)  # (p - onehot) / N, no one-hot
         return (self.probs * xp.sum(target, axis=1, keepdims=True) - target) * scale
 
 
