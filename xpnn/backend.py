@@ -117,12 +117,13 @@ def from_host(a: np.ndarray, backend: Backend, dtype: Any = None) -> Array:
     if backend.name == "numpy":
         return np.array(a, dtype=dtype, copy=True)
     if backend.name == "array_api_strict":
-        x = backend.xp.asarray(np.ascontiguousarray(a), copy=True)
+        x = backend.xp.asarray(np.asarray(a, order="C"), copy=True)
         return x if dtype is None else backend.xp.astype(x, dtype)
     if backend.name == "cupy":
         with backend.device:
             return backend.xp.asarray(a, dtype=dtype)
-    return backend.xp.asarray(np.ascontiguousarray(a), dtype=dtype, device=backend.device, copy=True)
+    x = backend.xp.asarray(np.asarray(a, order="C"), device=backend.device, copy=True)
+    return x if dtype is None or x.dtype == dtype else backend.xp.astype(x, dtype)
 
 
 def to_host(x: Array) -> np.ndarray:
@@ -194,6 +195,8 @@ def assign(target: Array, value: Array) -> Array:
     if array_api_compat.is_writeable_array(target):
         target[...] = value
         return target
+    if isinstance(value, np.generic):  # NumPy turns 0-d results into scalars: keep an array
+        return np.asarray(value)
     return value
 
 
@@ -306,7 +309,7 @@ def fused_adam(
     beta1, beta2 = betas
     if shrink != 1.0:
         value *= shrink
-    tmp = np.multiply(grad, 1.0 - beta1)
+    tmp = np.multiply(grad, 1.0 - beta1, out=np.empty_like(value))
     m *= beta1
     m += tmp
     np.multiply(grad, grad, out=tmp)
@@ -330,11 +333,11 @@ def fused_sgd(
     if not _all_writeable_numpy(value) or not array_api_compat.is_numpy_array(grad):
         return False
     if buf is None:
-        value -= np.multiply(grad, lr)
+        value -= np.multiply(grad, lr, out=np.empty_like(value))
         return True
     if not _all_writeable_numpy(buf):
         return False
-    tmp = np.multiply(grad, 1.0 - dampening)
+    tmp = np.multiply(grad, 1.0 - dampening, out=np.empty_like(value))
     buf *= momentum
     buf += tmp
     np.multiply(buf, lr, out=tmp)

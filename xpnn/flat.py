@@ -7,6 +7,11 @@ Only backends whose slices are writeable views (NumPy, CuPy, torch) are packed; 
 keep the per-parameter path. The packing is invisible: ``Parameter.value`` still has its
 shape, the optimizer's state dict is still per parameter, and a parameter whose value the
 user swapped is packed again (its new value copied in) before the next flat update.
+
+One difference from the per-parameter path: packing gives each ``Parameter`` a new array
+(a view of the buffer). Read ``p.value`` after a step rather than keeping a reference to the
+array you constructed it with; two Parameters sharing one array are packed as two. Set
+``optimizer.flat = False`` before the first step to keep the original arrays.
 """
 
 from __future__ import annotations
@@ -77,11 +82,15 @@ class FlatGroup:
 
     def still_fits(self) -> bool:
         """A swapped value can be packed again if its shape, dtype and backend are unchanged."""
-        return self.packable(self.params) and all(
-            tuple(p.value.shape) == shape
-            and type(p.value) is type(self.values)
-            and p.value.dtype == self.values.dtype
-            for p, shape in zip(self.params, self.shapes, strict=True)
+        return (
+            self.packable(self.params)
+            and device_of(self.params[0].value) == device_of(self.values)
+            and all(
+                tuple(p.value.shape) == shape
+                and type(p.value) is type(self.values)
+                and p.value.dtype == self.values.dtype
+                for p, shape in zip(self.params, self.shapes, strict=True)
+            )
         )
 
     def gather_grads(self, grads: Sequence[Array]) -> Array:

@@ -47,6 +47,8 @@ class Loss:
             self._check_label_values(xp, pred, target)
         if not labels and target.dtype != pred.dtype:
             target = xp.astype(target, pred.dtype)
+        elif labels and target.dtype != xp.int64:  # torch indexes with int64 only
+            target = xp.astype(target, xp.int64)
         self.pred, self.target, self.labels = pred, target, labels
         loss = xp.asarray(self._forward(xp, pred, target, labels))
         if self.check_finite and not bool(xp.isfinite(loss)):

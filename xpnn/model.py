@@ -29,6 +29,7 @@ class Sequential:
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Layer")
         self.seed = seed
         self.training = True
+        self.loss: Any = None  # set by fit(); evaluate() falls back to it
         self.reset_parameters(seed)
 
     def reset_parameters(self, seed: int | None = None) -> None:
@@ -174,7 +175,8 @@ class Sequential:
         )
 
     def evaluate(self, x: Array, y: Array, *, loss: Any = None, batch_size: int = 256) -> dict[str, float]:
-        """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode (one host sync)."""
+        """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode (one host sync); the
+        loss defaults to the one of the last ``fit``."""
         from xpnn.training import evaluate
 
         return evaluate(self, x, y, loss=loss, batch_size=batch_size)

@@ -204,6 +204,8 @@ class Optimizer:
         for position, p, g_index in pending:
             if position not in self.state:
                 self.state[position] = {"step": 0, **self.init_state(p.value, self.param_groups[g_index])}
+            else:
+                self._follow(self.state[position], p.value, self.param_groups[g_index])
         done = self._flat_step(pending, grads, rates) if self.flat else set()
         for (position, p, g_index), grad in zip(pending, grads, strict=True):
             if position in done:
@@ -215,6 +217,20 @@ class Optimizer:
         self.t += 1
         for hook in self._post_hooks:
             hook(self)
+
+    def _follow(self, state: dict[str, Any], value: Array, group: dict[str, Any]) -> None:
+        """Keep a parameter's state on its backend, device and dtype (after ``model.to()``),
+        and create state that a changed hyperparameter (e.g. momentum turned on) now needs."""
+        for name in self.state_names(group):
+            array = state.get(name)
+            if array is None:
+                state[name] = namespace(value).zeros_like(value)
+            elif (
+                type(array) is not type(value)
+                or array.dtype != value.dtype
+                or device_of(array) != device_of(value)
+            ):
+                state[name] = move_like(to_host(array), value)
 
     def _flat_step(
         self, pending: list[tuple[int, Parameter, int]], grads: list[Array], rates: list[float]
@@ -257,15 +273,13 @@ class Optimizer:
     def _flat_group(self, g_index: int) -> FlatGroup | None:
         """The group's flat buffer, packed on first use and re-packed after a value was swapped."""
         flat = self._flat.get(g_index)
-        if flat is not None and not flat.in_sync():
-            if flat.still_fits():
-                flat.pack_values()
-            else:
-                flat = None
-                self._flat[g_index] = None
-        if g_index not in self._flat:
-            params = self.param_groups[g_index]["params"]
-            flat = self._flat[g_index] = FlatGroup(params) if FlatGroup.packable(params) else None
+        if flat is not None and flat.in_sync():
+            return flat
+        if flat is not None and flat.still_fits():
+            flat.pack_values()
+            return flat
+        params = self.param_groups[g_index]["params"]  # new, moved or recast values: pack afresh
+        flat = self._flat[g_index] = FlatGroup(params) if FlatGroup.packable(params) else None
         return flat
 
     def zero_grad(self) -> None:

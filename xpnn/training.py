@@ -224,6 +224,7 @@ def fit(
     if seed is None:
         seed = model.seed if model.seed is not None else secrets.randbits(31)
     run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size))
+    model.loss = loss  # evaluate() uses it when given none, as Keras' compiled loss
     if resume is not None:
         from xpnn.checkpoint import load_training
 
@@ -298,9 +299,11 @@ def _loop(
 def evaluate(
     model: Any, x: Array, y: Array, *, loss: Loss | None = None, batch_size: int = 256
 ) -> dict[str, float]:
-    """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode ("loss" only with ``loss=``)."""
+    """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode; the loss is ``loss=`` or
+    else the one the model was last fitted with (none: accuracy only)."""
     bk, dtype = model_backend(model)
     loader = DataLoader(x, y, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
+    loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
     if loss is not None:
         validate_labels(model, loss, loader.y)
     return evaluate_loader(model, loader, loss)
