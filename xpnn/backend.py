@@ -303,7 +303,12 @@ def fused_adam(
     shrink: float = 1.0,
 ) -> bool:
     """In place: ``value *= shrink`` (AdamW's decoupled decay), ``m = b1*m + (1-b1)*g;
-    v = b2*v + (1-b2)*g*g; value -= step_size * (m / (sqrt(v) / bias2_root + eps))`` (NumPy only)."""
+    v = b2*v + (1-b2)*g*g; value -= m * (step_size / (sqrt(v) / bias2_root + eps))`` (NumPy only).
+
+    ``m`` multiplies last: for weights whose gradient is mostly zero, ``m`` decays into
+    float32's subnormal range, where each multiply or divide by it takes x86's slow path;
+    this order touches it twice per step instead of three times (measured 1.45 -> ~1.0 ms
+    per Adam step on the Fashion-MNIST MLP after three epochs)."""
     if not _all_writeable_numpy(value, m, v) or not array_api_compat.is_numpy_array(grad):
         return False
     beta1, beta2 = betas
@@ -319,8 +324,8 @@ def fused_adam(
     np.sqrt(v, out=tmp)
     tmp /= bias2_root
     tmp += eps
-    np.divide(m, tmp, out=tmp)
-    tmp *= step_size
+    np.divide(step_size, tmp, out=tmp)
+    tmp *= m
     value -= tmp
     return True
 

@@ -220,7 +220,7 @@ class Adam(Optimizer):
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
         amsgrad: v_max = max(v_max, v), used in place of v below (torch: uncorrected max)
-        w = w - lr_t / (1 - beta1**k) * m / (sqrt(v) / sqrt(1 - beta2**k) + eps)
+        w = w - m * (lr_t / (1 - beta1**k) / (sqrt(v) / sqrt(1 - beta2**k) + eps))
 
     This is torch.optim.Adam's arrangement of the bias corrections; the book's
     ``m_hat / (sqrt(v_hat) + eps)`` is the same expression.
@@ -282,7 +282,7 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"], xp.maximum(state["max_exp_avg_sq"], v)
             )
         denom = xp.sqrt(v) / bias2_root + group["eps"]
-        return value - step_size * (m / denom)
+        return value - m * (step_size / denom)  # m last: see backend.fused_adam
 
 
 class AdamW(Adam):
