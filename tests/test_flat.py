@@ -171,3 +171,10 @@ def test_add_at_labels_equals_the_boolean_mask_form(bk, to_bk):
     x, labels = rng.standard_normal((9, 4)).astype(np.float32), rng.integers(0, 4, 9)
     got = backend.to_host(backend.add_at_labels(to_bk(x, "float32"), to_bk(labels, "int64"), -0.25))
     assert np.array_equal(got, np.where(np.eye(4, dtype=bool)[labels], x - np.float32(0.25), x))
+
+
+def test_take_at_labels_equals_take_along_axis(bk, to_bk, xp):
+    rng = np.random.default_rng(1)
+    x, labels = to_bk(rng.standard_normal((9, 4)), "float32"), to_bk(rng.integers(0, 4, 9), "int64")
+    expected = xp.take_along_axis(x, labels[:, None], axis=1)
+    assert np.array_equal(backend.to_host(backend.take_at_labels(x, labels)), backend.to_host(expected))

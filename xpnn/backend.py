@@ -350,6 +350,14 @@ def fused_sgd(
     return True
 
 
+def take_at_labels(x: Array, labels: Array) -> Array:
+    """``x[i, labels[i]]`` for every row ``i``, shape (rows, 1): NumPy's ``take_along_axis`` is
+    Python-level index building (~4 us on a 32x10 batch); integer-array indexing is ~1 us."""
+    if array_api_compat.is_numpy_array(x):
+        return x[np.arange(labels.shape[0]), labels][:, None]
+    return namespace(x).take_along_axis(x, labels[:, None], axis=1)
+
+
 def add_at_labels(x: Array, labels: Array, value: float) -> Array:
     """``x[i, labels[i]] += value`` for every row ``i``, in place where the backend has
     integer-array indexing (NumPy, CuPy, torch); elsewhere through a boolean mask. The

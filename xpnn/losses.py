@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xpnn.backend import add_at_labels, backend_name, device_of, namespace
+from xpnn.backend import add_at_labels, backend_name, device_of, namespace, take_at_labels
 from xpnn.checks import check_array, check_floating, is_integral
 from xpnn.errors import BackendMismatchError, LabelError, NonFiniteLossError, ShapeError
 
@@ -112,7 +112,7 @@ class SoftmaxCrossEntropy(Loss):
         self.probs = exp / total
         log_total = xp.log(total)
         if labels:
-            picked = xp.take_along_axis(shifted, target[:, None], axis=1)
+            picked = take_at_labels(shifted, target)
             return xp.mean(log_total - picked)
         return xp.mean(xp.sum(target * (log_total - shifted), axis=1))
 
@@ -132,7 +132,7 @@ class CategoricalCrossEntropy(Loss):
     def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
         clipped = xp.clip(pred, _CLIP, 1.0 - _CLIP)
         if labels:
-            confidence = xp.take_along_axis(clipped, target[:, None], axis=1)
+            confidence = take_at_labels(clipped, target)
         else:
             confidence = xp.sum(clipped * target, axis=1)
         return xp.mean(-xp.log(confidence))

@@ -78,6 +78,7 @@ class Optimizer:
         self.state: dict[int, dict[str, Any]] = {}  # keyed by position, created at the first step
         self.t = 0  # steps taken; the schedule and ``decay`` read it
         self._flat: dict[int, FlatGroup | None] = {}  # group index -> its flat buffers (see flat.py)
+        self._seen: dict[int, Array] = {}  # position -> the value array its state was checked against
         self._pre_hooks: list[Hook] = []
         self._post_hooks: list[Hook] = []
         groups = list(params)
@@ -202,10 +203,11 @@ class Optimizer:
         if self.clipping and grads:
             grads = self.clipping(grads)
         for position, p, g_index in pending:
-            if position not in self.state:
-                self.state[position] = {"step": 0, **self.init_state(p.value, self.param_groups[g_index])}
-            else:
-                self._follow(self.state[position], p.value, self.param_groups[g_index])
+            group, state = self.param_groups[g_index], self.state.get(position)
+            if state is None:
+                self.state[position] = {"step": 0, **self.init_state(p.value, group)}
+            elif self._seen.get(position) is not p.value or len(state) != 1 + len(self.state_names(group)):
+                self._follow(state, p.value, group)  # value replaced, or a hyperparameter changed
         done = self._flat_step(pending, grads, rates) if self.flat else set()
         for (position, p, g_index), grad in zip(pending, grads, strict=True):
             if position in done:
@@ -214,6 +216,8 @@ class Optimizer:
             state["step"] += 1
             new = self.update(p.value, grad, state, self.param_groups[g_index], rates[g_index])
             p.value = assign(p.value, new)
+        for position, p, _ in pending:
+            self._seen[position] = p.value
         self.t += 1
         for hook in self._post_hooks:
             hook(self)
