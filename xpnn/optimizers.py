@@ -222,8 +222,10 @@ class Adam(Optimizer):
         amsgrad: v_max = max(v_max, v), used in place of v below (torch: uncorrected max)
         w = w - m * (lr_t / (1 - beta1**k) / (sqrt(v) / sqrt(1 - beta2**k) + eps))
 
-    This is torch.optim.Adam's arrangement of the bias corrections; the book's
-    ``m_hat / (sqrt(v_hat) + eps)`` is the same expression.
+    The bias corrections are arranged as torch.optim.Adam's, with ``m`` multiplied last (one
+    operation fewer on moments that have decayed into float32's slow subnormal range; equal
+    to torch's ``addcdiv`` up to rounding). The book's ``m_hat / (sqrt(v_hat) + eps)`` is the
+    same expression.
     """
 
     decoupled = False
