@@ -8,6 +8,7 @@ from optimizer_cases import CASES, gradient_sequence, make, step_with
 
 import xpnn
 from xpnn import backend
+from xpnn.backend import kernels
 from xpnn.optimizers import Adam
 
 STEPS = 20
@@ -134,7 +135,7 @@ def test_fused_adam_applies_only_to_writeable_numpy_arrays():
     value = np.ones(4, dtype=np.float32)
     value.flags.writeable = False
     state = np.zeros(4, dtype=np.float32)
-    assert not backend.fused_adam(
+    assert not kernels.fused_adam(
         value, value, state, state.copy(), betas=(0.9, 0.999), step_size=0.1, bias2_root=1.0, eps=1e-8
     )
     assert np.array_equal(value, np.ones(4))
@@ -162,14 +163,14 @@ def test_a_model_trained_with_flat_buffers_equals_the_per_parameter_model(bk, to
 def test_the_numpy_in_place_affine_equals_the_plain_expression():
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((7, 5), (5, 3), (3,)))
-    out = backend.affine(x, w, b)
+    out = kernels.affine(x, w, b)
     assert out.dtype == np.float32 and np.array_equal(out, x @ w + b)
 
 
 def test_add_at_labels_equals_the_boolean_mask_form(bk, to_bk):
     rng = np.random.default_rng(0)
     x, labels = rng.standard_normal((9, 4)).astype(np.float32), rng.integers(0, 4, 9)
-    got = backend.to_host(backend.add_at_labels(to_bk(x, "float32"), to_bk(labels, "int64"), -0.25))
+    got = backend.to_host(kernels.add_at_labels(to_bk(x, "float32"), to_bk(labels, "int64"), -0.25))
     assert np.array_equal(got, np.where(np.eye(4, dtype=bool)[labels], x - np.float32(0.25), x))
 
 
@@ -177,4 +178,4 @@ def test_take_at_labels_equals_take_along_axis(bk, to_bk, xp):
     rng = np.random.default_rng(1)
     x, labels = to_bk(rng.standard_normal((9, 4)), "float32"), to_bk(rng.integers(0, 4, 9), "int64")
     expected = xp.take_along_axis(x, labels[:, None], axis=1)
-    assert np.array_equal(backend.to_host(backend.take_at_labels(x, labels)), backend.to_host(expected))
+    assert np.array_equal(backend.to_host(kernels.take_at_labels(x, labels)), backend.to_host(expected))

@@ -189,18 +189,11 @@ def _layer_classes() -> dict[str, type]:
 def _fill(model: Sequential, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Copy saved parameters (onto each parameter's backend and dtype) and layer counters."""
     for name, p in model.named_parameters():
-        p.value = backend.assign(p.value, _move_like(arrays[f"param/{name}"], p.value))
+        p.value = backend.assign(p.value, backend.move_like(arrays[f"param/{name}"], p.value))
         p.grad = None
     for index, counters in header.get("counters", {}).items():
         for key, value in counters.items():
             setattr(model.layers[int(index)], key, int(value))
-
-
-def _move_like(host: np.ndarray, like: Any) -> Any:
-    if isinstance(like, np.ndarray):
-        return host.astype(like.dtype)
-    target = backend.Backend(backend.backend_name(like), backend.namespace(like), backend.device_of(like))
-    return backend.from_host(host, target, like.dtype)
 
 
 def load(path: str | os.PathLike[str], *, backend: str = "numpy") -> Sequential:

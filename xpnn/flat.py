@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from xpnn.backend import device_of, flatten_into, namespace, supports_views
+from xpnn.backend import device_of, namespace
+from xpnn.backend.kernels import flatten_into, supports_views
 from xpnn.parameter import Parameter
 
 Array = Any

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import backend
+from xpnn.backend.kernels import affine
 from xpnn.checks import check_array, check_floating, check_like, check_rank
 from xpnn.errors import ShapeError
 from xpnn.parameter import Parameter
@@ -126,7 +127,7 @@ class Dense(Layer):
         if not ok or backend.device_of(x) != backend.device_of(w):
             self._reject(x, w)
         self.x = x
-        return backend.affine(x, w, self.bias.value)
+        return affine(x, w, self.bias.value)
 
     def _reject(self, x: Array, w: Array) -> None:
         """Raise the specific error for an input the fast check in ``forward`` refused."""

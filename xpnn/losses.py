@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xpnn.backend import add_at_labels, backend_name, device_of, namespace, take_at_labels
+from xpnn.backend import backend_name, device_of, namespace
+from xpnn.backend.kernels import add_at_labels, take_at_labels
 from xpnn.checks import check_array, check_floating, is_integral
 from xpnn.errors import BackendMismatchError, LabelError, NonFiniteLossError, ShapeError
 

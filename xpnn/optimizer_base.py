@@ -11,42 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from xpnn.backend import Backend, assign, backend_name, device_of, from_host, namespace, to_host
+from xpnn.backend import assign, device_of, move_like, namespace, to_host
 from xpnn.checks import check_like, is_floating
 from xpnn.errors import DTypeError, NotAParameterError, OptimizerError, ShapeError
 from xpnn.flat import FlatGroup
+from xpnn.optimizer_state import as_hyperparameter, check_rate, restore, to_host_state
 from xpnn.parameter import Parameter
 from xpnn.transforms import GradientClipping
 
 Array = Any
 Schedule = Callable[[int], float]
 Hook = Callable[["Optimizer"], None]
-
-
-def check_rate(who: str, value: float) -> None:
-    """A learning rate must be a non-negative, non-NaN Python number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OptimizerError(f"{who}: expected a learning rate (Python float), got {type(value).__name__}")
-    if not value >= 0.0:  # also catches NaN
-        raise OptimizerError(f"{who}: expected a learning rate >= 0, got {value!r}")
-
-
-def _as_hyperparameter(key: str, value: Any, default: Any) -> Any:
-    """Convert to the default's Python type so no NumPy scalar ever enters an array expression."""
-    if key == "lr" and (callable(value) or isinstance(value, (bool, str))):
-        return value  # a schedule; or a bad rate that check_rate names
-    try:
-        if isinstance(default, bool):
-            return bool(value)
-        if isinstance(default, str):
-            return str(value)
-        if isinstance(default, tuple):
-            return tuple(float(v) for v in value)
-        return float(value)
-    except (TypeError, ValueError) as error:
-        raise OptimizerError(
-            f"hyperparameter {key}: expected a value like {default!r}, got {value!r}"
-        ) from error
 
 
 class Optimizer:
@@ -141,7 +116,7 @@ class Optimizer:
             known.add(id(p))
         merged = {"params": params}
         for key, default in self.defaults.items():
-            merged[key] = _as_hyperparameter(key, group.get(key, default), default)
+            merged[key] = as_hyperparameter(key, group.get(key, default), default)
         self.check_group(merged)
         self.param_groups.append(merged)
 
@@ -314,7 +289,7 @@ class Optimizer:
             saved["params"] = list(range(position, position + len(group["params"])))
             position += len(group["params"])
             groups.append(saved)
-        state = {i: _to_host_state(entry) for i, entry in self.state.items()}
+        state = {i: to_host_state(entry) for i, entry in self.state.items()}
         return {"optimizer": type(self).__name__, "t": self.t, "param_groups": groups, "state": state}
 
     def load_state_dict(self, saved: Mapping[str, Any]) -> None:
@@ -324,7 +299,7 @@ class Optimizer:
         :class:`OptimizerError` naming the mismatch (optimizer type, group or parameter count,
         state names, shapes); on error nothing is changed.
         """
-        groups, state, t = _restore(self, saved)
+        groups, state, t = restore(self, saved)
         for group, hyper in zip(self.param_groups, groups, strict=True):
             group.update(hyper)
         self.state, self.t = state, t
@@ -332,62 +307,3 @@ class Optimizer:
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v!r}" for k, v in self.param_groups[0].items() if k != "params")
         return f"{type(self).__name__}({len(self.parameters())} parameters, {hyper})"
-
-
-def _to_host_state(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if k == "step" else to_host(v)) for k, v in entry.items()}
-
-
-def move_like(host: Any, like: Array) -> Array:
-    """A host array copied onto ``like``'s backend, device and dtype."""
-    target = Backend(backend_name(like), namespace(like), device_of(like))
-    return from_host(host, target, like.dtype)
-
-
-def _restore(opt: Optimizer, saved: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[int, Any], int]:
-    """Check ``saved`` against ``opt`` and build its hyperparameters, state and step count."""
-    who = f"{type(opt).__name__}.load_state_dict"
-    kind = str(saved.get("optimizer"))
-    if kind != type(opt).__name__:
-        expected = type(opt).__name__
-        raise OptimizerError(f"{who}: the state dict is of optimizer {kind!r}, expected {expected!r}")
-    params, saved_groups = opt.parameters(), list(saved["param_groups"])
-    count = sum(len(g["params"]) for g in saved_groups)
-    if count != len(params) or len(saved_groups) != len(opt.param_groups):
-        raise OptimizerError(
-            f"{who}: the state dict holds {count} parameters in {len(saved_groups)} group(s), "
-            f"this optimizer has {len(params)} in {len(opt.param_groups)}"
-        )
-    hypers, owner = [], []
-    for i, (group, old) in enumerate(zip(opt.param_groups, saved_groups, strict=True)):
-        if len(old["params"]) != len(group["params"]):
-            raise OptimizerError(
-                f"{who}: group {i} holds {len(old['params'])} parameters in the state dict, "
-                f"{len(group['params'])} here"
-            )
-        hyper = {
-            key: _as_hyperparameter(key, old[key], default)
-            for key, default in opt.defaults.items()
-            if key in old and not (key == "lr" and (callable(group["lr"]) or isinstance(old[key], str)))
-        }
-        opt.check_group({**group, **hyper})
-        hypers.append(hyper)
-        owner += [{**group, **hyper}] * len(group["params"])
-    state = {}
-    for key, entry in dict(saved["state"]).items():
-        position = int(key)
-        if not 0 <= position < len(params):
-            raise OptimizerError(f"{who}: state for parameter {position}, but there are {len(params)}")
-        p, names = params[position], opt.state_names(owner[position])
-        culprit = f"{who}: parameter {position} {p.name!r}"
-        if set(entry) != {"step", *names}:
-            raise OptimizerError(f"{culprit}: expected state {sorted(['step', *names])}, got {sorted(entry)}")
-        for name in names:
-            shape = tuple(getattr(entry[name], "shape", ()))
-            if shape != tuple(p.value.shape):
-                raise OptimizerError(
-                    f"{culprit}: state {name!r} has shape {shape}, expected {tuple(p.value.shape)} "
-                    "(the parameter's)"
-                )
-        state[position] = {"step": int(entry["step"]), **{n: move_like(entry[n], p.value) for n in names}}
-    return hypers, state, int(saved["t"])

@@ -14,7 +14,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from xpnn.backend import assign, fused_adam, fused_sgd, namespace
+from xpnn.backend import assign, namespace
+from xpnn.backend.kernels import fused_adam, fused_sgd
 from xpnn.errors import OptimizerError
 from xpnn.optimizer_base import Optimizer, Schedule
 from xpnn.parameter import Parameter
@@ -284,7 +285,7 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"], xp.maximum(state["max_exp_avg_sq"], v)
             )
         denom = xp.sqrt(v) / bias2_root + group["eps"]
-        return value - m * (step_size / denom)  # m last: see backend.fused_adam
+        return value - m * (step_size / denom)  # m last: see backend.kernels.fused_adam
 
 
 class AdamW(Adam):

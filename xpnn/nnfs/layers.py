@@ -12,10 +12,10 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.activations import ReLU, Softmax
+from xpnn.backend import move_like
 from xpnn.checks import check_array, is_floating
 from xpnn.errors import ShapeError
 from xpnn.layers import Dense
-from xpnn.optimizer_base import move_like
 from xpnn.parameter import Parameter
 
 Array = Any
