@@ -140,32 +140,32 @@ def _row(vector: Array) -> Array:
     return backend.namespace(vector).reshape(vector, (1, vector.shape[0]))
 
 
-class Activation_ReLU:
+class _BookActivation:
+    """The book's calling style (``inputs``, ``output``, ``dinputs``) over a core activation."""
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    def forward(self, inputs: Array) -> None:
+        self.inputs = inputs
+        self.output = self._core.forward(inputs)
+
+    def backward(self, dvalues: Array) -> None:
+        self.dinputs = self._core.backward(dvalues)
+
+
+class Activation_ReLU(_BookActivation):
     """The book's ReLU: ``output = max(0, inputs)``; the gradient is zero where ``inputs <= 0``."""
 
     def __init__(self) -> None:
-        self._relu = ReLU()
-
-    def forward(self, inputs: Array) -> None:
-        self.inputs = inputs
-        self.output = self._relu.forward(inputs)
-
-    def backward(self, dvalues: Array) -> None:
-        self.dinputs = self._relu.backward(dvalues)
+        super().__init__(ReLU())
 
 
-class Activation_Softmax:
+class Activation_Softmax(_BookActivation):
     """The book's softmax over each row (shifted by the row max for stability)."""
 
     def __init__(self) -> None:
-        self._softmax = Softmax()
-
-    def forward(self, inputs: Array) -> None:
-        self.inputs = inputs
-        self.output = self._softmax.forward(inputs)
-
-    def backward(self, dvalues: Array) -> None:
-        self.dinputs = self._softmax.backward(dvalues)
+        super().__init__(Softmax())
 
     def predictions(self, outputs: Array) -> Array:
         return backend.namespace(outputs).argmax(outputs, axis=1)
