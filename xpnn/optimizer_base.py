@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from xpnn.backend import assign, device_of, move_like, namespace, to_host
+from xpnn.backend.denormals import flush_denormals
 from xpnn.checks import check_like, is_floating
 from xpnn.errors import DTypeError, NotAParameterError, OptimizerError, ShapeError
 from xpnn.flat import FlatGroup
@@ -37,6 +38,7 @@ class Optimizer:
     """
 
     flat = True  # pack each group into one flat buffer where the backend has views (False: never)
+    flush_denormals = True  # step with subnormal floats flushed to zero on x86 (see backend.denormals)
 
     def __init__(
         self,
@@ -172,6 +174,13 @@ class Optimizer:
         changes, so a ``step()`` that raises leaves parameters and state as they were."""
         for hook in self._pre_hooks:
             hook(self)
+        with flush_denormals(self.flush_denormals):
+            self._step()
+        self.t += 1
+        for hook in self._post_hooks:
+            hook(self)
+
+    def _step(self) -> None:
         pending = self._pending()
         rates = [self.lr_at(self.t, g) for g in range(len(self.param_groups))]
         grads = [p.grad for _, p, _ in pending]
@@ -193,9 +202,6 @@ class Optimizer:
             p.value = assign(p.value, new)
         for position, p, _ in pending:
             self._seen[position] = p.value
-        self.t += 1
-        for hook in self._post_hooks:
-            hook(self)
 
     def _follow(self, state: dict[str, Any], value: Array, group: dict[str, Any]) -> None:
         """Keep a parameter's state on its backend, device and dtype (after ``model.to()``),
