@@ -121,14 +121,27 @@ def test_a_parameter_without_gradient_is_skipped_on_the_flat_path_too(bk, to_bk)
         "sgd_schedule",
     ],
 )
-def test_fused_numpy_kernels_equal_the_plain_array_api_path_bit_for_bit(name, monkeypatch):
+@pytest.mark.parametrize("piece", [None, 7], ids=["whole", "in-pieces"])
+@pytest.mark.parametrize("flat", [True, False], ids=["flat", "per-parameter"])
+def test_fused_numpy_kernels_equal_the_plain_array_api_path_bit_for_bit(name, flat, piece, monkeypatch):
     def move(a, dtype=None):  # type: ignore[no-untyped-def]
         return np.asarray(a, dtype=dtype or np.float32)
 
-    fused, _ = _run(name, move, flat=True)
-    plain, _ = _run(name, move, flat=True, fused=False, monkeypatch=monkeypatch)
+    if piece:  # pieces of 7 elements: the flat buffer (33) and the (4, 3) and (2, 3, 2) arrays split
+        monkeypatch.setattr(kernels, "_PIECE", piece)
+    fused, _ = _run(name, move, flat=flat)
+    plain, _ = _run(name, move, flat=flat, fused=False, monkeypatch=monkeypatch)
     for a, b in zip(fused, plain, strict=True):
         assert a.dtype == np.float32 and np.array_equal(a, b)
+
+
+def test_fused_kernels_update_non_contiguous_arrays_in_place():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((6, 8)).astype(np.float32)
+    value, grad = base.copy()[:, ::2], rng.standard_normal((6, 4)).astype(np.float32)
+    expected = value - np.float32(0.5) * grad
+    assert not value.flags.c_contiguous and kernels.fused_sgd(value, grad, 0.5)
+    assert np.array_equal(value, expected)
 
 
 def test_fused_adam_applies_only_to_writeable_numpy_arrays():
@@ -179,3 +192,57 @@ def test_take_at_labels_equals_take_along_axis(bk, to_bk, xp):
     x, labels = to_bk(rng.standard_normal((9, 4)), "float32"), to_bk(rng.integers(0, 4, 9), "int64")
     expected = xp.take_along_axis(x, labels[:, None], axis=1)
     assert np.array_equal(backend.to_host(kernels.take_at_labels(x, labels)), backend.to_host(expected))
+
+
+def _packed_model(bk, to_bk):  # type: ignore[no-untyped-def]
+    """A model whose optimizer has packed it (one step taken), and a batch."""
+    model = xpnn.Sequential([xpnn.Dense(6, 5), xpnn.ReLU(), xpnn.Dense(5, 3)], seed=0).to(bk.name)
+    opt = Adam(model.parameters(), lr=0.01)
+    loss_fn = xpnn.SoftmaxCrossEntropy(validate=False)
+    rng = np.random.default_rng(0)
+    x, y = to_bk(rng.standard_normal((8, 6)), "float32"), to_bk(rng.integers(0, 3, 8), "int64")
+
+    def backward() -> None:
+        loss_fn.forward(model.forward(x), y)
+        model.backward(loss_fn.backward())
+
+    backward()
+    opt.step()
+    opt.zero_grad()
+    return model, opt, backward
+
+
+def test_layers_write_gradients_straight_into_the_flat_gradient_buffer(bk, to_bk):
+    model, opt, backward = _packed_model(bk, to_bk)
+    backward()
+    flat = opt._flat[0]
+    if bk.name == "numpy":  # the backend with matmul(out=) in xpnn.backend.kernels
+        assert all(p.grad is home for p, home in zip(model.parameters(), flat.grad_views, strict=True))
+        assert opt._flat[0].gather_grads([p.grad for p in model.parameters()]) is flat.grads
+    expected = [backend.to_host(p.grad).copy() for p in model.parameters()]
+    backward()  # no zero_grad: a second backward adds into the gradients, as torch does
+    for p, single in zip(model.parameters(), expected, strict=True):
+        np.testing.assert_allclose(backend.to_host(p.grad), 2 * single, rtol=1e-6)
+
+
+def test_a_gradient_set_by_hand_beside_written_ones_is_gathered(bk, to_bk):
+    model, opt, backward = _packed_model(bk, to_bk)
+    backward()
+    params = model.parameters()
+    params[1].grad = to_bk(np.full(params[1].shape, 0.25), "float32")  # the user's own array
+    expected = np.concatenate([backend.to_host(p.grad).ravel() for p in params])
+    flat = opt._flat[0]
+    if flat is not None:
+        assert np.array_equal(backend.to_host(flat.gather_grads([p.grad for p in params])), expected)
+
+
+def test_matmul_and_sum_rows_into_a_buffer_equal_the_plain_expressions():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((7, 5)).astype(np.float32), rng.standard_normal((7, 3)).astype(np.float32)
+    out, out_b = np.empty((5, 3), np.float32), np.empty(3, np.float32)
+    assert kernels.matmul(a.T, b, out=out) is out and np.array_equal(out, a.T @ b)
+    assert kernels.sum_rows(b, out=out_b) is out_b and np.array_equal(out_b, np.sum(b, axis=0))
+    wrong = np.empty((5, 3), np.float64)  # a buffer that does not fit is not used
+    product = kernels.matmul(a.T, b, out=wrong)
+    assert product is not wrong and product.dtype == np.float32 and np.array_equal(product, a.T @ b)
+    assert kernels.sum_rows(b, out=np.empty(4, np.float32)).shape == (3,)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from xpnn.backend import device_of, namespace
+from xpnn.backend import assign, device_of, namespace
 from xpnn.backend.kernels import flatten_into, supports_views
 from xpnn.parameter import Parameter
 
@@ -45,6 +45,7 @@ class FlatGroup:
             (start,), dtype=self.params[0].value.dtype, device=device_of(self.params[0].value)
         )
         self.grads = xp.empty_like(self.values)
+        self.grad_views = self._views_of(self.grads)
         self.views: list[Array] = []
         self.state: dict[str, Array] = {}
         self.state_views: dict[str, list[Array]] = {}
@@ -74,8 +75,8 @@ class FlatGroup:
         """Copy every parameter's current value into the buffer and make it a view of it."""
         flatten_into([p.value for p in self.params], self.values)
         self.views = self._views_of(self.values)
-        for p, view in zip(self.params, self.views, strict=True):
-            p.value = view
+        for p, view, grad_view in zip(self.params, self.views, self.grad_views, strict=True):
+            p.value, p.grad_home = view, grad_view
 
     def in_sync(self) -> bool:
         """True while every parameter's value is still its view (no one swapped it)."""
@@ -95,8 +96,17 @@ class FlatGroup:
         )
 
     def gather_grads(self, grads: Sequence[Array]) -> Array:
-        """The group's gradients, concatenated into the persistent flat gradient buffer."""
-        return flatten_into(grads, self.grads)
+        """The group's gradients in the persistent flat gradient buffer. Those a layer wrote
+        there already (``Parameter.gradient_out``) are not copied."""
+        homes = self.grad_views
+        if all(g is home for g, home in zip(grads, homes, strict=True)):
+            return self.grads
+        if not any(g is home for g, home in zip(grads, homes, strict=True)):
+            return flatten_into(grads, self.grads)
+        for g, home in zip(grads, homes, strict=True):
+            if g is not home:
+                assign(home, g)
+        return self.grads
 
     def pack_state(self, entries: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
         """Make each parameter's state arrays views of one flat buffer per state name."""

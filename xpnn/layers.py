@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import backend
-from xpnn.backend.kernels import affine
+from xpnn.backend.kernels import affine, matmul, sum_rows
 from xpnn.checks import check_array, check_floating, check_like, check_rank
 from xpnn.errors import ShapeError
 from xpnn.parameter import Parameter
@@ -142,8 +142,8 @@ class Dense(Layer):
     def backward(self, dout: Array) -> Array | None:
         xp = backend.namespace(dout)
         w, b = self.weight.value, self.bias.value
-        dw = self.x.T @ dout
-        db = xp.sum(dout, axis=0)
+        dw = matmul(self.x.T, dout, out=self.weight.gradient_out())
+        db = sum_rows(dout, out=self.bias.gradient_out())
         l1w, l2w, l1b, l2b = self.regularizers
         if l1w:
             dw = dw + l1w * _book_sign(xp, w)

@@ -221,12 +221,11 @@ class Adam(Optimizer):
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
         amsgrad: v_max = max(v_max, v), used in place of v below (torch: uncorrected max)
-        w = w - m * (lr_t / (1 - beta1**k) / (sqrt(v) / sqrt(1 - beta2**k) + eps))
+        w = w - m * (lr_t / (1 - beta1**k) * c / (sqrt(v) + eps * c)),  c = sqrt(1 - beta2**k)
 
-    The bias corrections are arranged as torch.optim.Adam's, with ``m`` multiplied last (one
-    operation fewer on moments that have decayed into float32's slow subnormal range; equal
-    to torch's ``addcdiv`` up to rounding). The book's ``m_hat / (sqrt(v_hat) + eps)`` is the
-    same expression.
+    That is the book's ``m_hat / (sqrt(v_hat) + eps)`` and torch.optim.Adam's update with the
+    bias corrections folded into two scalars: five array operations after the moments
+    instead of six (equal to torch's arrangement up to rounding).
     """
 
     decoupled = False
@@ -284,8 +283,8 @@ class Adam(Optimizer):
             v = state["max_exp_avg_sq"] = assign(
                 state["max_exp_avg_sq"], xp.maximum(state["max_exp_avg_sq"], v)
             )
-        denom = xp.sqrt(v) / bias2_root + group["eps"]
-        return value - m * (step_size / denom)  # m last: see backend.kernels.fused_adam
+        denom = xp.sqrt(v) + group["eps"] * bias2_root
+        return value - m * ((step_size * bias2_root) / denom)
 
 
 class AdamW(Adam):

@@ -17,11 +17,12 @@ class Parameter:
     gradients of several micro-batches accumulate until ``zero_grad`` sets it to ``None``.
     """
 
-    __slots__ = ("grad", "name", "value")
+    __slots__ = ("grad", "grad_home", "name", "value")
 
     def __init__(self, value: Array, name: str = "") -> None:
         self.value = value
         self.grad: Array | None = None
+        self.grad_home: Array | None = None  # set by a flat buffer: see ``gradient_out``
         self.name = name
 
     @property
@@ -38,6 +39,17 @@ class Parameter:
             self.grad = grad
         else:
             self.grad = assign(self.grad, self.grad + grad)
+
+    def gradient_out(self) -> Array | None:
+        """Where a layer may write this parameter's next gradient directly, or None.
+
+        While an optimizer keeps the parameter in a flat buffer (:mod:`xpnn.flat`), that is
+        its view of the flat gradient buffer, so the optimizer need not gather the gradient;
+        it is offered only while ``grad`` is None (a gradient being accumulated is added to).
+        So, as with torch's ``zero_grad(set_to_none=False)``, the next backward after
+        ``zero_grad`` overwrites the array that ``grad`` was: copy a gradient you keep.
+        """
+        return self.grad_home if self.grad is None else None
 
     def zero_grad(self) -> None:
         self.grad = None
