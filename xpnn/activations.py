@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn.backend import namespace
+from xpnn.backend.kernels import row_max, row_sum
 from xpnn.checks import check_array, check_floating
 from xpnn.layers import Layer
 
@@ -94,10 +95,10 @@ class Softmax(_Activation):
 
     def forward(self, x: Array) -> Array:
         xp = self._check(x)
-        e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
-        self.y = e / xp.sum(e, axis=-1, keepdims=True)
+        e = xp.exp(x - row_max(x))
+        self.y = e / row_sum(e)
         return self.y
 
     def backward(self, dout: Array) -> Array:
         xp = namespace(dout)
-        return self.y * (dout - xp.sum(dout * self.y, axis=-1, keepdims=True))
+        return self.y * (dout - row_sum(dout * self.y))

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from xpnn.backend import backend_name, device_of, namespace
-from xpnn.backend.kernels import add_at_labels, take_at_labels
+from xpnn.backend.kernels import add_at_labels, row_max, row_sum, take_at_labels
 from xpnn.checks import check_array, check_floating, is_integral
 from xpnn.errors import BackendMismatchError, LabelError, NonFiniteLossError, ShapeError
 
@@ -107,14 +107,14 @@ class SoftmaxCrossEntropy(Loss):
     takes_labels = True
 
     def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        shifted = pred - xp.max(pred, axis=1, keepdims=True)
+        shifted = pred - row_max(pred)
         exp = xp.exp(shifted)
-        total = xp.sum(exp, axis=1, keepdims=True)
+        total = row_sum(exp)
         self.probs = exp / total
         log_total = xp.log(total)
         if labels:
             picked = take_at_labels(shifted, target)
-            return xp.mean(log_total - picked)
+            return xp.sum(log_total - picked) / pred.shape[0]  # the mean (np.mean's own sum / n)
         return xp.mean(xp.sum(target * (log_total - shifted), axis=1))
 
     def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:

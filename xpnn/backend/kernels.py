@@ -137,6 +137,21 @@ def fused_sgd(
     return True
 
 
+def row_max(x: Array) -> Array:
+    """``max(x, axis=-1, keepdims=True)``; on NumPy the ufunc's own reduce (1.2 us against
+    np.max's 3.7 us on a 32x10 batch of logits: per-call cost decides small models)."""
+    if type(x) is np.ndarray:
+        return np.maximum.reduce(x, axis=-1, keepdims=True)
+    return namespace(x).max(x, axis=-1, keepdims=True)
+
+
+def row_sum(x: Array) -> Array:
+    """``sum(x, axis=-1, keepdims=True)``; on NumPy the ufunc's own reduce (the same sum)."""
+    if type(x) is np.ndarray:
+        return np.add.reduce(x, axis=-1, keepdims=True)
+    return namespace(x).sum(x, axis=-1, keepdims=True)
+
+
 def take_at_labels(x: Array, labels: Array) -> Array:
     """``x[i, labels[i]]`` for every row ``i``, shape (rows, 1): NumPy's ``take_along_axis`` is
     Python-level index building (~4 us on a 32x10 batch); integer-array indexing is ~1 us."""
