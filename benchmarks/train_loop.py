@@ -89,7 +89,9 @@ def xpnn_epoch(name: str, x: np.ndarray, y: np.ndarray, spec: tuple) -> Epoch:
     return epoch
 
 
-def torch_epoch(device: str, x: np.ndarray, y: np.ndarray, spec: tuple) -> Epoch:
+def torch_epoch(device: str, x: np.ndarray, y: np.ndarray, spec: tuple, flush: bool = False) -> Epoch:
+    """PyTorch's own loop; ``flush``: with ``torch.set_flush_denormal(True)`` during the epoch,
+    the setting xpnn's optimizer step uses (see xpnn/backend/denormals.py)."""
     import torch
 
     widths, batch, optimizer, lr = spec
@@ -109,6 +111,13 @@ def torch_epoch(device: str, x: np.ndarray, y: np.ndarray, spec: tuple) -> Epoch
     images, labels = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
 
     def epoch(order: np.ndarray) -> tuple[float, float]:
+        torch.set_flush_denormal(flush)
+        try:
+            return run(order)
+        finally:
+            torch.set_flush_denormal(False)
+
+    def run(order: np.ndarray) -> tuple[float, float]:
         index = torch.from_numpy(order).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -155,6 +164,7 @@ def run_model(name: str, args: argparse.Namespace, x: np.ndarray, y: np.ndarray)
         f"torch[{torch_device}]": torch_epoch(torch_device, x, y, spec),
     }
     if torch_device == "cpu":
+        runners["torch[cpu], flush denormals"] = torch_epoch(torch_device, x, y, spec, flush=True)
         runners["numpy (hand-written)"] = numpy_epoch(x, y, spec, input_grad=True)
         runners["numpy (hand-written, no dL/dx)"] = numpy_epoch(x, y, spec, input_grad=False)
     rng = np.random.default_rng(0)
