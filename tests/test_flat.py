@@ -18,6 +18,7 @@ def _run(name, to_bk, *, flat, dtype="float32", fused=True, monkeypatch=None, sw
     if not fused:
         monkeypatch.setattr("xpnn.optimizers.fused_adam", lambda *a, **k: False)
         monkeypatch.setattr("xpnn.optimizers.fused_sgd", lambda *a, **k: False)
+        monkeypatch.setattr("xpnn.optimizers.fused_rms", lambda *a, **k: False)
     params, opt = make(name, to_bk, dtype)
     opt.flat = flat
     for step, grads in enumerate(gradient_sequence(STEPS)):
@@ -119,6 +120,11 @@ def test_a_parameter_without_gradient_is_skipped_on_the_flat_path_too(bk, to_bk)
         "sgd_dampening",
         "sgd_weight_decay",
         "sgd_schedule",
+        "adagrad",
+        "adagrad_decay_initial",
+        "adagrad_weight_decay",
+        "rmsprop",
+        "rmsprop_decay",
     ],
 )
 @pytest.mark.parametrize("piece", [None, 7], ids=["whole", "in-pieces"])

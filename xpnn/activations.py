@@ -100,5 +100,4 @@ class Softmax(_Activation):
         return self.y
 
     def backward(self, dout: Array) -> Array:
-        xp = namespace(dout)
         return self.y * (dout - row_sum(dout * self.y))

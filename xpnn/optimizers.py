@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from xpnn.backend import assign, namespace
-from xpnn.backend.kernels import fused_adam, fused_sgd
+from xpnn.backend.kernels import fused_adam, fused_rms, fused_sgd
 from xpnn.errors import OptimizerError
 from xpnn.optimizer_base import Optimizer, Schedule
 from xpnn.parameter import Parameter
@@ -150,6 +150,8 @@ class AdaGrad(Optimizer):
     def update(self, value: Array, grad: Array, state: State, group: Group, lr: float) -> Array:
         if group["weight_decay"]:
             grad = grad + group["weight_decay"] * value
+        if fused_rms(value, grad, state["sum"], lr=lr, eps=group["eps"]):
+            return value
         total = state["sum"] = assign(state["sum"], state["sum"] + grad * grad)
         return value - lr * (grad / (namespace(value).sqrt(total) + group["eps"]))
 
@@ -199,6 +201,9 @@ class RMSProp(Optimizer):
         xp, rho = namespace(value), group["rho"]
         if group["weight_decay"]:
             grad = grad + group["weight_decay"] * value
+        plain = not group["centered"] and not group["momentum"]
+        if plain and fused_rms(value, grad, state["square_avg"], lr=lr, eps=group["eps"], rho=rho):
+            return value
         square = state["square_avg"] = assign(
             state["square_avg"], rho * state["square_avg"] + (1.0 - rho) * (grad * grad)
         )

@@ -152,6 +152,29 @@ def row_sum(x: Array) -> Array:
     return namespace(x).sum(x, axis=-1, keepdims=True)
 
 
+def fused_rms(
+    value: Array, grad: Array, acc: Array, *, lr: float, eps: float, rho: float | None = None
+) -> bool:
+    """In place: ``acc = acc + g*g`` (AdaGrad, ``rho`` None) or ``acc = rho*acc + (1-rho)*(g*g)``
+    (RMSProp); ``value -= lr * (g / (sqrt(acc) + eps))`` (NumPy only), piece by piece."""
+    if not _all_writeable_numpy(value, acc) or not array_api_compat.is_numpy_array(grad):
+        return False
+    scratch = _scratch(value)
+    for w, g, a in _pieces(value, grad, acc):
+        tmp = scratch[: w.size].reshape(w.shape)
+        np.multiply(g, g, out=tmp)
+        if rho is not None:
+            tmp *= 1.0 - rho
+            a *= rho
+        a += tmp
+        np.sqrt(a, out=tmp)
+        tmp += eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= lr
+        w -= tmp
+    return True
+
+
 def take_at_labels(x: Array, labels: Array) -> Array:
     """``x[i, labels[i]]`` for every row ``i``, shape (rows, 1): NumPy's ``take_along_axis`` is
     Python-level index building (~4 us on a 32x10 batch); integer-array indexing is ~1 us."""
