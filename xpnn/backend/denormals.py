@@ -52,9 +52,8 @@ def _enter() -> ctypes.Array[ctypes.c_char]:
     _libm.fegetenv(saved)
     fast = _flushing_of.get(saved.raw)
     if fast is None:
-        fast = ctypes.create_string_buffer(saved.raw, _ENV_SIZE)
-        mxcsr = int.from_bytes(fast.raw[_MXCSR_OFFSET:], "little") | _FTZ_DAZ
-        fast[_MXCSR_OFFSET:] = mxcsr.to_bytes(4, "little")
+        mxcsr = int.from_bytes(saved.raw[_MXCSR_OFFSET:], "little") | _FTZ_DAZ
+        fast = ctypes.create_string_buffer(saved.raw[:_MXCSR_OFFSET] + mxcsr.to_bytes(4, "little"), _ENV_SIZE)
         if len(_flushing_of) < 64:  # a handful in practice (exception flags differ)
             _flushing_of[saved.raw] = fast
     _libm.fesetenv(fast)
