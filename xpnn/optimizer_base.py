@@ -152,22 +152,30 @@ class Optimizer:
     # -- the step -----------------------------------------------------------------------------
     def _pending(self) -> list[tuple[int, Parameter, int]]:
         """(position, parameter, group index) of each parameter with a gradient, all checked first."""
-        who = type(self).__name__
         pending, position = [], 0
         for g_index, group in enumerate(self.param_groups):
             for p in group["params"]:
-                grad = p.grad
+                grad, value = p.grad, p.value
                 if grad is not None:
-                    culprit = f"{who}: parameter {position} {p.name!r}"
-                    check_like(culprit, grad, p.value, what="gradient")
-                    if grad.shape != p.value.shape:
-                        raise ShapeError(
-                            f"{culprit}: expected a gradient of shape {tuple(p.value.shape)} "
-                            f"(the parameter's), got {tuple(grad.shape)}"
-                        )
+                    if (
+                        type(grad) is not type(value)
+                        or grad.dtype != value.dtype
+                        or grad.shape != value.shape
+                        or device_of(grad) != device_of(value)
+                    ):
+                        self._reject_gradient(position, p)
                     pending.append((position, p, g_index))
                 position += 1
         return pending
+
+    def _reject_gradient(self, position: int, p: Parameter) -> None:
+        """Raise the specific error for a gradient the fast check in ``_pending`` refused."""
+        culprit = f"{type(self).__name__}: parameter {position} {p.name!r}"
+        check_like(culprit, p.grad, p.value, what="gradient")
+        raise ShapeError(
+            f"{culprit}: expected a gradient of shape {tuple(p.value.shape)} "
+            f"(the parameter's), got {tuple(p.grad.shape)}"
+        )
 
     def step(self) -> None:
         """Update every parameter that has a gradient. Everything is checked before anything
@@ -186,11 +194,12 @@ class Optimizer:
         grads = [p.grad for _, p, _ in pending]
         if self.clipping and grads:
             grads = self.clipping(grads)
+        sizes = [1 + len(self.state_names(group)) for group in self.param_groups]  # "step" + arrays
         for position, p, g_index in pending:
             group, state = self.param_groups[g_index], self.state.get(position)
             if state is None:
                 self.state[position] = {"step": 0, **self.init_state(p.value, group)}
-            elif self._seen.get(position) is not p.value or len(state) != 1 + len(self.state_names(group)):
+            elif self._seen.get(position) is not p.value or len(state) != sizes[g_index]:
                 self._follow(state, p.value, group)  # value replaced, or a hyperparameter changed
         done = self._flat_step(pending, grads, rates) if self.flat else set()
         for (position, p, g_index), grad in zip(pending, grads, strict=True):
