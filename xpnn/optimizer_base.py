@@ -171,10 +171,11 @@ class Optimizer:
     def _reject_gradient(self, position: int, p: Parameter) -> None:
         """Raise the specific error for a gradient the fast check in ``_pending`` refused."""
         culprit = f"{type(self).__name__}: parameter {position} {p.name!r}"
-        check_like(culprit, p.grad, p.value, what="gradient")
+        grad = p.grad
+        check_like(culprit, grad, p.value, what="gradient")
         raise ShapeError(
             f"{culprit}: expected a gradient of shape {tuple(p.value.shape)} "
-            f"(the parameter's), got {tuple(p.grad.shape)}"
+            f"(the parameter's), got {tuple(grad.shape)}"  # type: ignore[union-attr]
         )
 
     def step(self) -> None:
