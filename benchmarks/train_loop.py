@@ -156,6 +156,32 @@ def numpy_epoch(x: np.ndarray, y: np.ndarray, spec: tuple, input_grad: bool) -> 
     return epoch
 
 
+def gemm_epoch(framework: str, spec: tuple) -> Epoch:
+    """Only the GEMMs of one epoch (forward, weight gradients, and input gradients but the first
+    layer's) on fixed arrays of the model's shapes, in NumPy (its BLAS) or torch: the floor
+    that no framework on that GEMM goes below."""
+    widths, batch, _, _ = spec
+    rng = np.random.default_rng(0)
+    acts = [rng.random((batch, width), dtype=np.float32) for width in widths]
+    weights = [rng.random(shape, dtype=np.float32) for shape in itertools.pairwise(widths)]
+    if framework == "torch":
+        import torch
+
+        acts, weights = [torch.from_numpy(a) for a in acts], [torch.from_numpy(w) for w in weights]
+
+    def epoch(order: np.ndarray) -> tuple[float, float]:
+        for _ in range(len(order) // batch):
+            for a, w in zip(acts, weights, strict=False):
+                a @ w
+            for a, d in zip(acts, acts[1:], strict=False):
+                a.T @ d
+            for d, w in zip(acts[2:], weights[1:], strict=True):
+                d @ w.T
+        return float("nan"), float("nan")
+
+    return epoch
+
+
 def run_model(name: str, args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> list[str]:
     spec = MODELS[name]
     torch_device = "cuda" if args.backend in ("cupy", "torch:cuda") else "cpu"
@@ -167,6 +193,8 @@ def run_model(name: str, args: argparse.Namespace, x: np.ndarray, y: np.ndarray)
         runners["torch[cpu], flush denormals"] = torch_epoch(torch_device, x, y, spec, flush=True)
         runners["numpy (hand-written)"] = numpy_epoch(x, y, spec, input_grad=True)
         runners["numpy (hand-written, no dL/dx)"] = numpy_epoch(x, y, spec, input_grad=False)
+        runners["GEMMs only, NumPy"] = gemm_epoch("numpy", spec)
+        runners["GEMMs only, torch"] = gemm_epoch("torch", spec)
     rng = np.random.default_rng(0)
     warmup = rng.permutation(len(x))[: spec[1] * 20]
     for epoch in runners.values():
@@ -188,9 +216,11 @@ def run_model(name: str, args: argparse.Namespace, x: np.ndarray, y: np.ndarray)
     for label, values in times.items():
         median = statistics.median(values)
         ratio = reference / median
+        loss, accuracy = final[label]
+        result = "-" if loss != loss else f"{loss:.4f} / {accuracy:.4f}"  # NaN: GEMMs only
         lines.append(
             f"| {name} | {label} | {median:.3f} | {min(values):.3f} | {steps / median:,.0f} | {ratio:.2f} "
-            f"| {final[label][0]:.4f} / {final[label][1]:.4f} |"
+            f"| {result} |"
         )
     return lines
 

@@ -8,10 +8,15 @@ keep the per-parameter path. The packing is invisible: ``Parameter.value`` still
 shape, the optimizer's state dict is still per parameter, and a parameter whose value the
 user swapped is packed again (its new value copied in) before the next flat update.
 
-One difference from the per-parameter path: packing gives each ``Parameter`` a new array
-(a view of the buffer). Read ``p.value`` after a step rather than keeping a reference to the
-array you constructed it with; two Parameters sharing one array are packed as two. Set
-``optimizer.flat = False`` before the first step to keep the original arrays.
+The gradients have a flat buffer too: ``Parameter.gradient_out`` offers each parameter's
+view of it, and on NumPy ``Dense`` writes its weight and bias gradients there directly
+(``matmul(..., out=)``), so the optimizer reads them without gathering a copy.
+
+Two differences from the per-parameter path: packing gives each ``Parameter`` a new array
+(a view of the buffer), so read ``p.value`` after a step rather than keeping a reference to
+the array you constructed it with (two Parameters sharing one array are packed as two); and
+the next backward after ``zero_grad`` overwrites the array that ``p.grad`` was, so copy a
+gradient you keep. Set ``optimizer.flat = False`` before the first step to keep both as before.
 """
 
 from __future__ import annotations
