@@ -35,6 +35,13 @@ class Optimizer:
     (the NNFS book's inverse-time decay). ``clip_value`` / ``clip_norm`` (per tensor) /
     ``clip_global_norm`` clip the gradients (in that order) before the update equation,
     without modifying ``.grad``. Parameters whose ``grad`` is ``None`` are skipped, as torch does.
+
+    Two switches, both on by default: ``flat`` packs each group into one buffer (see
+    :mod:`xpnn.flat`); ``flush_denormals`` runs the step with x86 flush-to-zero (see
+    :mod:`xpnn.backend.denormals`): optimizer state that decays below float32's smallest
+    normal number (1.2e-38) becomes 0 instead of a subnormal that slows every later step
+    2-3x; the updates such state contributes are far below a weight's last digit, so the
+    weights come out bit for bit the same (tested). Set it False for IEEE gradual underflow.
     """
 
     flat = True  # pack each group into one flat buffer where the backend has views (False: never)
