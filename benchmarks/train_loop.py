@@ -173,7 +173,7 @@ def gemm_epoch(framework: str, spec: tuple) -> Epoch:
         for _ in range(len(order) // batch):
             for a, w in zip(acts, weights, strict=False):
                 a @ w
-            for a, d in zip(acts, acts[1:], strict=False):
+            for a, d in itertools.pairwise(acts):
                 a.T @ d
             for d, w in zip(acts[2:], weights[1:], strict=True):
                 d @ w.T
