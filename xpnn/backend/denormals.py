@@ -9,9 +9,10 @@ pixels), and the optimizer step of a small MLP then costs 2-3x its normal time.
 :func:`flush_denormals` sets the FTZ and DAZ bits of the calling thread's MXCSR register for
 the duration of a block and restores the previous environment after it, as TensorFlow's
 ``ScopedFlushDenormal`` does around its CPU kernels and XLA (so JAX) around its CPU
-executables; ``torch.set_flush_denormal(True)`` does it globally, opt-in. Numbers change only where a value falls below the smallest normal float,
-which becomes 0. It works through glibc's ``fegetenv``/``fesetenv`` on x86-64 Linux; elsewhere
-(other CPUs, where subnormals cost nothing or the layout is unknown) it does nothing.
+executables; ``torch.set_flush_denormal(True)`` does it globally, opt-in. Numbers change
+only where a value falls below the smallest normal float, which becomes 0. It works
+through glibc's ``fegetenv``/``fesetenv`` on x86-64 Linux; elsewhere (other CPUs, where
+subnormals cost nothing, or an unknown layout) it does nothing.
 Arrays on a GPU never see it.
 """
 
