@@ -24,7 +24,7 @@ from handwritten_numpy import HandwrittenMLP  # beside this script
 
 import xpnn
 from xpnn import backend
-from xpnn.optimizers import SGD, Adam
+from xpnn.optim.optimizers import SGD, Adam
 
 MODELS = {  # name -> (layer widths, batch size, optimizer, learning rate)
     "mlp": ([784, 256, 128, 10], 128, "adam", 1e-3),

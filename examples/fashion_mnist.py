@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 import xpnn
-from xpnn import backend, optimizers, schedules
+from xpnn import backend
 from xpnn.data import FASHION_MNIST_CLASSES
-from xpnn.metrics import confusion_matrix, per_class_accuracy, predicted_classes
+from xpnn.nn.metrics import confusion_matrix, per_class_accuracy, predicted_classes
+from xpnn.optim import optimizers, schedules
 
 OPTIMIZERS = {
     "sgd": (optimizers.SGD, 0.05),

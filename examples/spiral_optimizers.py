@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from xpnn import backend
-from xpnn.datasets import spiral_data
+from xpnn.data.synthetic import spiral_data
 from xpnn.nnfs import (
     Activation_ReLU,
     Activation_Softmax_Loss_CategoricalCrossentropy,

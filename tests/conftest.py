@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.helpers.host_sync import no_host_sync_strict
 from xpnn import backend
 
 SELECTED = [name for name in os.environ.get("XPNN_TEST_BACKENDS", "numpy").split(",") if name]
@@ -45,47 +45,11 @@ def to_bk(bk: backend.Backend) -> Any:
     return move
 
 
-_HOST_CONVERSIONS = (
-    "__array__",
-    "__float__",
-    "__bool__",
-    "__int__",
-    "__index__",
-    "__complex__",
-    "__dlpack__",
-)
-
-
-@contextlib.contextmanager
-def _no_host_sync_strict() -> Iterator[None]:
-    import array_api_strict
-
-    cls = type(array_api_strict.asarray(0.0))
-
-    def forbidden(name: str) -> Any:
-        def raiser(self: Any, *args: Any, **kwargs: Any) -> Any:
-            raise AssertionError(f"host conversion {name} of an array during a training step")
-
-        return raiser
-
-    saved = {name: cls.__dict__.get(name) for name in _HOST_CONVERSIONS}
-    for name in _HOST_CONVERSIONS:
-        setattr(cls, name, forbidden(name))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                delattr(cls, name)
-            else:
-                setattr(cls, name, value)
-
-
 @pytest.fixture
 def no_host_sync(bk: backend.Backend) -> Any:
     """A context manager that, on array-api-strict, makes every host conversion of an array
     (``__array__``, ``__float__``, ``__bool__``, ``__int__``, ...) raise: a hidden host sync in a
     training step fails here instead of slowing down CuPy. On other backends it does nothing."""
     if bk.name == "array_api_strict":
-        return _no_host_sync_strict
+        return no_host_sync_strict
     return contextlib.nullcontext

@@ -4,10 +4,7 @@ The same layers, losses and optimizers run on NumPy, CuPy, PyTorch tensors,
 array-api-strict and JAX.
 """
 
-from xpnn import backend, datasets, nnfs, schedules, testing
-from xpnn.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from xpnn.callbacks import EarlyStopping, ModelCheckpoint
-from xpnn.checkpoint import load
+from xpnn import backend, data, distributed, nnfs, testing
 from xpnn.data import DataLoader, load_fashion_mnist
 from xpnn.errors import (
     BackendMismatchError,
@@ -21,12 +18,29 @@ from xpnn.errors import (
     ShapeError,
     XpnnError,
 )
-from xpnn.layers import Dense, Dropout, Flatten, Layer
-from xpnn.losses import MAE, MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss, SoftmaxCrossEntropy
-from xpnn.model import Sequential
-from xpnn.optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp
-from xpnn.parameter import Parameter
-from xpnn.training import History
+from xpnn.nn import (
+    MAE,
+    MSE,
+    BinaryCrossEntropy,
+    CategoricalCrossEntropy,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    Loss,
+    Parameter,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    SoftmaxCrossEntropy,
+    Tanh,
+    load,
+    save,
+)
+from xpnn.optim import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp, schedules
+from xpnn.train import Callback, EarlyStopping, History, ModelCheckpoint
 
 __version__ = "0.1.0"
 
@@ -40,9 +54,11 @@ __all__ = [
     "schedules",
     "DataLoader",
     "EarlyStopping",
+    "Callback",
     "History",
     "ModelCheckpoint",
     "load",
+    "save",
     "load_fashion_mnist",
     "MAE",
     "MSE",
@@ -73,7 +89,8 @@ __all__ = [
     "XpnnError",
     "__version__",
     "backend",
-    "datasets",
+    "data",
+    "distributed",
     "nnfs",
     "testing",
 ]

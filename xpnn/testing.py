@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from xpnn import backend
-from xpnn.losses import Loss
-from xpnn.model import Sequential
-from xpnn.parameter import Parameter
+from xpnn.nn.losses import Loss
+from xpnn.nn.parameter import Parameter
+from xpnn.nn.sequential import Sequential
 
 Array = Any
 HostArray = Any  # a host NumPy array, from ``backend.to_host`` (only its methods are used here)

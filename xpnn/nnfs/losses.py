@@ -8,10 +8,10 @@ import reprlib
 from typing import Any
 
 from xpnn import backend
-from xpnn.checks import check_array, is_integral
 from xpnn.errors import LabelError, NotALayerError
-from xpnn.layers import Dense
-from xpnn.losses import CategoricalCrossEntropy, SoftmaxCrossEntropy
+from xpnn.nn.checks import check_array, is_integral
+from xpnn.nn.layers import Dense
+from xpnn.nn.losses import CategoricalCrossEntropy, SoftmaxCrossEntropy
 from xpnn.nnfs.layers import Activation_Softmax
 
 Array = Any

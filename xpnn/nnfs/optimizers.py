@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn.errors import OptimizerError
-from xpnn.layers import Layer
+from xpnn.nn.layers import Layer
+from xpnn.nn.parameter import Parameter
 from xpnn.nnfs.layers import Layer_Dense
-from xpnn.optimizer_base import Optimizer
-from xpnn.optimizers import SGD, AdaGrad, Adam, RMSProp
-from xpnn.parameter import Parameter
+from xpnn.optim.base import Optimizer
+from xpnn.optim.optimizers import SGD, AdaGrad, Adam, RMSProp
 
 
 class _BookOptimizer:

@@ -1,0 +1,89 @@
+"""Learning-rate schedules: their formulas, torch's lr_scheduler numbers, composition and repr."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from xpnn.optim.schedules import (
+    Constant,
+    CosineDecay,
+    ExponentialDecay,
+    InverseTimeDecay,
+    Join,
+    StepDecay,
+    Warmup,
+)
+
+
+def torch_rates(make_scheduler: object, steps: int) -> list[float]:
+    """The rates a torch scheduler gives at t = 0 .. steps-1 (base lr 1.0 scaled by the schedule)."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = make_scheduler(opt)  # type: ignore[operator]
+    rates = []
+    for _ in range(steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return rates
+
+
+def test_inverse_time_decay_is_the_books_expression() -> None:
+    schedule = InverseTimeDecay(1.0, 1e-3)
+    assert [schedule(t) for t in (0, 1, 1000)] == [1.0, 1.0 * (1.0 / 1.001), 1.0 * (1.0 / 2.0)]
+
+
+def test_step_decay_matches_torch_step_lr() -> None:
+    expected = torch_rates(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.5), 30)
+    assert [StepDecay(1.0, 7, 0.5)(t) for t in range(30)] == pytest.approx(expected, rel=1e-12)
+
+
+def test_exponential_decay_matches_torch_exponential_lr() -> None:
+    expected = torch_rates(lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9), 30)
+    assert [ExponentialDecay(1.0, 0.9)(t) for t in range(30)] == pytest.approx(expected, rel=1e-12)
+
+
+def test_cosine_decay_follows_half_a_cosine_then_holds_min_lr() -> None:
+    schedule = CosineDecay(1.0, 20, min_lr=0.1)
+    expected = [0.1 + 0.9 * (1 + math.cos(math.pi * min(t, 20) / 20)) / 2 for t in range(40)]
+    assert [schedule(t) for t in range(40)] == pytest.approx(expected, rel=1e-14)
+    assert schedule(0) == 1.0 and schedule(39) == pytest.approx(0.1)
+
+
+def test_cosine_warm_restarts_match_torch() -> None:
+    make = lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=2, eta_min=0.01)  # noqa: E731
+    expected = torch_rates(make, 40)
+    schedule = CosineDecay(1.0, 5, min_lr=0.01, restarts=True, period_mult=2)
+    assert [schedule(t) for t in range(40)] == pytest.approx(expected, rel=1e-10)
+
+
+def test_warmup_ramps_linearly_then_hands_over() -> None:
+    schedule = Warmup(4, CosineDecay(1.0, 10), start=0.2)
+    assert [schedule(t) for t in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert schedule(9) == pytest.approx(CosineDecay(1.0, 10)(5))
+
+
+def test_join_calls_each_schedule_with_steps_since_its_start() -> None:
+    schedule = Join([Constant(0.5), ExponentialDecay(1.0, 0.5)], boundaries=[3])
+    assert [schedule(t) for t in range(6)] == [0.5, 0.5, 0.5, 1.0, 0.5, 0.25]
+
+
+def test_schedules_return_python_floats() -> None:
+    for schedule in (StepDecay(1, 2), ExponentialDecay(1, 0.5), CosineDecay(1, 3), Warmup(2, 1.0)):
+        assert type(schedule(5)) is float
+
+
+def test_repr_reads_like_the_construction() -> None:
+    assert repr(Warmup(10, CosineDecay(0.01, 100))) == (
+        "Warmup(10, CosineDecay(lr=0.01, period=100, min_lr=0.0), start=0.0)"
+    )
+
+
+@pytest.mark.parametrize(
+    "build", [lambda: StepDecay(1.0, 0), lambda: CosineDecay(1.0, 0), lambda: Join([Constant(1.0)], [3])]
+)
+def test_bad_schedule_arguments_are_rejected(build: object) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        build()  # type: ignore[operator]

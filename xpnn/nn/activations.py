@@ -1,0 +1,103 @@
+"""Activation layers: elementwise (ReLU, LeakyReLU, Sigmoid, Tanh) and Softmax."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xpnn.backend import namespace
+from xpnn.backend.numpy_fast import row_max, row_sum
+from xpnn.nn.checks import check_array, check_floating
+from xpnn.nn.layers import Layer
+
+Array = Any
+
+
+class _Activation(Layer):
+    def _check(self, x: Array) -> Any:
+        check_array(type(self).__name__, x)
+        check_floating(type(self).__name__, x)
+        return namespace(x)
+
+
+class ReLU(_Activation):
+    """``y = max(x, 0)``; the gradient passes where ``x > 0`` (0 at the kink, as the book does).
+
+    Backward multiplies by the 0/1 mask rather than calling ``where``: NumPy's ``where`` on
+    an unpredictable mask measured ~10x slower than the multiply (350 vs 26 us for 256x350).
+    """
+
+    def forward(self, x: Array) -> Array:
+        xp = self._check(x)
+        self.x = x
+        return xp.maximum(x, 0.0)
+
+    def backward(self, dout: Array) -> Array:
+        xp = namespace(dout)
+        dx = xp.astype(self.x > 0, dout.dtype)
+        dx *= dout  # in place into the fresh mask (JAX rebinds): one temporary fewer
+        return dx
+
+
+class LeakyReLU(_Activation):
+    """``y = x`` where ``x > 0``, else ``alpha * x`` (computed as ``max(x, alpha * x)`` for
+    ``0 <= alpha <= 1`` and ``min`` above 1: the same numbers, without a slow ``where``)."""
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        self.alpha = float(alpha)
+        if not self.alpha >= 0.0:
+            raise ValueError(f"LeakyReLU: alpha must be >= 0, got {alpha}")
+
+    def forward(self, x: Array) -> Array:
+        xp = self._check(x)
+        self.x = x
+        pick = xp.maximum if self.alpha <= 1.0 else xp.minimum
+        return pick(x, self.alpha * x)
+
+    def backward(self, dout: Array) -> Array:
+        xp = namespace(dout)
+        mask = xp.astype(self.x > 0, dout.dtype)
+        return dout * (mask + (1.0 - mask) * self.alpha)  # exactly 1 or alpha
+
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class Sigmoid(_Activation):
+    """``y = 1 / (1 + exp(-x))``, computed as ``(1 + tanh(x / 2)) / 2``: no overflow for any x."""
+
+    def forward(self, x: Array) -> Array:
+        xp = self._check(x)
+        self.y = 0.5 * (xp.tanh(0.5 * x) + 1.0)
+        return self.y
+
+    def backward(self, dout: Array) -> Array:
+        return dout * self.y * (1.0 - self.y)
+
+
+class Tanh(_Activation):
+    """``y = tanh(x)``; ``dy/dx = 1 - y**2``."""
+
+    def forward(self, x: Array) -> Array:
+        xp = self._check(x)
+        self.y = xp.tanh(x)
+        return self.y
+
+    def backward(self, dout: Array) -> Array:
+        return dout * (1.0 - self.y * self.y)
+
+
+class Softmax(_Activation):
+    """Row-wise softmax of ``(batch, classes)`` scores, shifted by the row max for stability.
+
+    Backward is the Jacobian-vector product ``dx = y * (dout - sum(dout * y))`` per row,
+    never the (classes x classes) Jacobian the book builds per sample.
+    """
+
+    def forward(self, x: Array) -> Array:
+        xp = self._check(x)
+        e = xp.exp(x - row_max(x))
+        self.y = e / row_sum(e)
+        return self.y
+
+    def backward(self, dout: Array) -> Array:
+        return self.y * (dout - row_sum(dout * self.y))

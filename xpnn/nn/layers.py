@@ -1,0 +1,282 @@
+"""Layers with explicit backprop: ``forward(x) -> y`` caches what ``backward(dy) -> dx`` needs.
+
+Every numeric line uses the namespace of the arrays at hand (Array API standard).
+``backward`` adds parameter gradients into ``Parameter.grad`` and returns dL/dx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xpnn import backend
+from xpnn.backend.numpy_fast import affine, matmul, sum_rows
+from xpnn.errors import ShapeError
+from xpnn.nn.checks import check_array, check_floating, check_like, check_rank
+from xpnn.nn.init import host_zeros, initial_weights
+from xpnn.nn.parameter import Parameter
+
+Array = Any
+
+
+class Layer:
+    """Base class: a layer maps ``x -> y`` and ``dL/dy -> dL/dx``.
+
+    ``input_grad`` is turned off by :class:`~xpnn.Sequential` for its first layer:
+    no one needs dL/dx of the data, and for a Dense layer that is a whole GEMM.
+    """
+
+    training: bool = True
+    input_grad: bool = True
+
+    def forward(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def backward(self, dout: Array) -> Array | None:
+        raise NotImplementedError
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+    def reset_parameters(self, rng: Any) -> None:
+        """Draw fresh initial parameters from the host generator ``rng``."""
+
+    def regularization_loss(self) -> Any:
+        """The L1/L2 penalty this layer adds to the loss (0.0 when it has none)."""
+        return 0.0
+
+    def train(self, mode: bool = True) -> Layer:
+        self.training = mode
+        return self
+
+    def eval(self) -> Layer:
+        return self.train(False)
+
+    def buffers(self) -> dict[str, Array]:
+        """Non-trained state saved in checkpoints and moved by :meth:`to` (BatchNorm's running
+        statistics): ``{name: array}`` of the attributes named in ``buffer_names``."""
+        return {name: getattr(self, name) for name in self.buffer_names}
+
+    buffer_names: tuple[str, ...] = ()
+
+    def counters(self) -> dict[str, int]:
+        """Integer state saved in checkpoints (Dropout's mask counters); ``{}`` for most layers."""
+        return {}
+
+    def load_counters(self, counters: dict[str, int]) -> None:
+        """Restore :meth:`counters` (a checkpoint's); only this layer's own names are accepted."""
+        if counters:
+            raise ValueError(f"{self!r}: has no counters, got {sorted(counters)}")
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by ``fit`` before each epoch (Dropout restarts its mask counter there)."""
+
+    def output_width(self) -> int | None:
+        """The number of output features where the layer fixes it (Dense: ``n_out``), else None."""
+        return None
+
+    def to(self, target: str | backend.Backend, *, dtype: str | None = None) -> Layer:
+        """Move (and optionally cast) the parameters and buffers to a backend, e.g. ``"cupy"``."""
+        resolved = backend.resolve(target) if isinstance(target, str) else target
+
+        def moved(value: Array) -> Array:
+            kind = backend.dtype_name(value.dtype) if dtype is None else dtype
+            return backend.from_host(backend.to_host(value), resolved, backend.dtype_named(resolved.xp, kind))
+
+        for p in self.parameters():
+            p.value = moved(p.value)
+            p.grad = None
+        for name, value in self.buffers().items():
+            setattr(self, name, moved(value))
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (used by checkpoints)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Dense(Layer):
+    """Fully connected layer ``y = x @ weight + bias``, weight (n_in, n_out), bias (n_out,).
+
+    ``init``: ``"glorot_uniform"`` (default), ``"he_normal"``, ``"he_uniform"`` or ``"nnfs"``
+    (the book's ``0.01 * randn``). The NNFS chapter-14 regularizers add
+    ``l1 * sum|w| + l2 * sum(w**2)`` (and likewise for the bias) to the loss via
+    :meth:`regularization_loss`, and their gradients in :meth:`backward`.
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        *,
+        init: str = "glorot_uniform",
+        weight_regularizer_l1: float = 0.0,
+        weight_regularizer_l2: float = 0.0,
+        bias_regularizer_l1: float = 0.0,
+        bias_regularizer_l2: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        if n_in < 1 or n_out < 1:
+            raise ValueError(f"Dense: n_in and n_out must be >= 1, got {n_in} and {n_out}")
+        self.n_in, self.n_out, self.init = int(n_in), int(n_out), init
+        self.regularizers = (
+            float(weight_regularizer_l1),
+            float(weight_regularizer_l2),
+            float(bias_regularizer_l1),
+            float(bias_regularizer_l2),
+        )
+        self.weight = Parameter(None, "weight")
+        self.bias = Parameter(None, "bias")
+        self.reset_parameters(backend.host_rng(seed))
+
+    def reset_parameters(self, rng: Any) -> None:
+        old = self.weight.value
+        weight = initial_weights(rng, self.init, self.n_in, self.n_out)
+        bias = host_zeros((self.n_out,))
+        if old is not None and backend.backend_name(old) != "numpy":
+            target = backend.resolve(backend.backend_name(old))
+            weight = backend.from_host(weight, target, old.dtype)
+            bias = backend.from_host(bias, target, old.dtype)
+        self.weight.value, self.bias.value = weight, bias
+        self.weight.grad = self.bias.grad = None
+
+    def parameters(self) -> list[Parameter]:
+        return [self.weight, self.bias]
+
+    def _name(self) -> str:
+        return f"Dense({self.n_in} -> {self.n_out})"
+
+    def forward(self, x: Array) -> Array:
+        w = self.weight.value
+        ok = type(x) is type(w) and x.dtype == w.dtype and x.ndim == 2 and x.shape[1] == self.n_in
+        if not ok or backend.device_of(x) != backend.device_of(w):
+            self._reject(x, w)
+        self.x = x
+        return affine(x, w, self.bias.value)
+
+    def _reject(self, x: Array, w: Array) -> None:
+        """Raise the specific error for an input the fast check in ``forward`` refused."""
+        name = self._name()
+        check_array(name, x)
+        check_rank(name, x, 2, f"(batch, {self.n_in})")
+        if x.shape[1] != self.n_in:
+            raise ShapeError(f"{name}: expected input of shape (batch, {self.n_in}), got {tuple(x.shape)}")
+        check_floating(name, x)
+        check_like(name, x, w)
+
+    def backward(self, dout: Array) -> Array | None:
+        xp = backend.namespace(dout)
+        w, b = self.weight.value, self.bias.value
+        dw = matmul(self.x.T, dout, out=self.weight.gradient_out())
+        db = sum_rows(dout, out=self.bias.gradient_out())
+        l1w, l2w, l1b, l2b = self.regularizers
+        if l1w:
+            dw = dw + l1w * _book_sign(xp, w)
+        if l2w:
+            dw = dw + (2.0 * l2w) * w
+        if l1b:
+            db = db + l1b * _book_sign(xp, b)
+        if l2b:
+            db = db + (2.0 * l2b) * b
+        self.weight.accumulate(dw)
+        self.bias.accumulate(db)
+        return dout @ w.T if self.input_grad else None
+
+    def regularization_loss(self) -> Any:
+        l1w, l2w, l1b, l2b = self.regularizers
+        if not any(self.regularizers):
+            return 0.0
+        xp = backend.namespace(self.weight.value)
+        w, b = self.weight.value, self.bias.value
+        return l1w * xp.sum(xp.abs(w)) + l2w * xp.sum(w * w) + l1b * xp.sum(xp.abs(b)) + l2b * xp.sum(b * b)
+
+    def output_width(self) -> int | None:
+        return self.n_out
+
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"n_in": self.n_in, "n_out": self.n_out, "init": self.init}
+        names = (
+            "weight_regularizer_l1",
+            "weight_regularizer_l2",
+            "bias_regularizer_l1",
+            "bias_regularizer_l2",
+        )
+        config.update({k: v for k, v in zip(names, self.regularizers, strict=True) if v})
+        return config
+
+    def __repr__(self) -> str:
+        return self._name()
+
+
+def _book_sign(xp: Any, w: Array) -> Array:
+    """The NNFS book's dL1/dw: +1 where w >= 0, -1 where w < 0 (not sign(), which is 0 at 0)."""
+    return xp.where(w < 0, -1.0, xp.ones_like(w))
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each input with probability ``rate`` and scale the
+    rest by ``1 / (1 - rate)``; in eval mode, the identity.
+
+    The mask is drawn on the device from the counters ``(seed, epoch, step)``, never from a
+    stateful generator, so a resumed run draws exactly the masks of the uninterrupted one.
+    """
+
+    def __init__(self, rate: float, *, seed: int | None = None) -> None:
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.epoch = 0
+        self.step = 0
+        self.seed = 0
+        self.reset_parameters(backend.host_rng(seed))
+
+    def reset_parameters(self, rng: Any) -> None:
+        self.seed = int(rng.integers(2**62))
+        self.epoch = self.step = 0
+
+    def forward(self, x: Array) -> Array:
+        if not self.training or self.rate == 0.0:
+            self.mask = None
+            return x
+        check_floating("Dropout", x)
+        keep = backend.uniform(x, tuple(x.shape), (self.seed, self.epoch, self.step)) >= self.rate
+        self.step += 1
+        xp = backend.namespace(x)
+        self.mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
+        return x * self.mask
+
+    def backward(self, dout: Array) -> Array:
+        return dout if self.mask is None else dout * self.mask
+
+    def counters(self) -> dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch, "step": self.step}
+
+    def load_counters(self, counters: dict[str, int]) -> None:
+        unknown = sorted(set(counters) - {"seed", "epoch", "step"})
+        if unknown:
+            raise ValueError(f"Dropout: unknown counters {unknown}; expected seed, epoch, step")
+        for key, value in counters.items():
+            setattr(self, key, int(value))
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch, self.step = int(epoch), 0
+
+    def config(self) -> dict[str, Any]:
+        return {"rate": self.rate}
+
+
+class Flatten(Layer):
+    """Reshape ``(batch, *dims)`` to ``(batch, prod(dims))`` (e.g. 28x28 images to 784)."""
+
+    def forward(self, x: Array) -> Array:
+        check_array("Flatten", x)
+        if x.ndim < 1:
+            raise ShapeError(f"Flatten: expected input of shape (batch, ...), got {tuple(x.shape)}")
+        self.shape = tuple(x.shape)
+        return backend.namespace(x).reshape(x, (x.shape[0], -1))
+
+    def backward(self, dout: Array) -> Array:
+        return backend.namespace(dout).reshape(dout, self.shape)

@@ -1,0 +1,325 @@
+"""The optimizers, in order of increasing complexity: SGD, AdaGrad, RMSProp, Adam, AdamW.
+
+Each class is its update equation and nothing else; the loop, state, step count, learning
+rate schedule, clipping and saving live in :class:`~xpnn.optim.base.Optimizer`. The
+equations are torch.optim's (same keyword, same number, 50 steps to rtol 1e-10 in the tests).
+In the pseudo-code ``lr_t`` is the rate of this step: the schedule at ``t`` times
+``1 / (1 + decay * t)``, ``t`` counting steps from 0; ``k`` is the parameter's own step count
+from 1. Every array expression is elementwise, so a flat buffer of all parameters works too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from xpnn.backend import assign, namespace
+from xpnn.backend.numpy_fast import fused_adam, fused_rms, fused_sgd
+from xpnn.errors import OptimizerError
+from xpnn.nn.parameter import Parameter
+from xpnn.optim.base import Optimizer, Schedule
+
+Array = Any
+Params = Iterable[Parameter] | Iterable[Mapping[str, Any]]
+Group = dict[str, Any]
+State = dict[str, Any]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
+
+    ``momentum_style="torch"`` (torch.optim.SGD; Sutskever et al. 2013)::
+
+        g = grad + weight_decay * w
+        b = g at k = 1, else momentum * b + (1 - dampening) * g
+        g = g + momentum * b if nesterov else b
+        w = w - lr_t * g
+
+    ``momentum_style="nnfs"`` (NNFS book ch. 10, Keras, Chainer's MomentumSGD)::
+
+        v = momentum * v - lr_t * g
+        w = w + (momentum * v - lr_t * g if nesterov else v)
+
+    The two agree while ``lr_t`` is constant and differ once it decays (torch scales the
+    whole velocity by the current rate, the book only the newest gradient).
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float | Schedule,
+        *,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        decay: float = 0.0,
+        momentum_style: str = "torch",
+        clip_value: float | None = None,
+        clip_norm: float | None = None,
+        clip_global_norm: float | None = None,
+    ) -> None:
+        hyper: dict[str, Any] = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov)
+        hyper.update(weight_decay=weight_decay, decay=decay, momentum_style=momentum_style)
+        clip = dict(clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm)
+        super().__init__(params, hyper, **clip)
+
+    def check_group(self, group: Group) -> None:
+        super().check_group(group)
+        if group["momentum_style"] not in ("torch", "nnfs"):
+            raise OptimizerError(
+                f"SGD: momentum_style must be 'torch' or 'nnfs', got {group['momentum_style']!r}"
+            )
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise OptimizerError(
+                f"SGD: nesterov needs momentum > 0 and dampening = 0, "
+                f"got momentum={group['momentum']!r}, dampening={group['dampening']!r}"
+            )
+        if group["momentum_style"] == "nnfs" and group["dampening"] != 0:
+            raise OptimizerError(
+                f"SGD: dampening has no meaning with momentum_style='nnfs', got {group['dampening']!r}"
+            )
+
+    def state_names(self, group: Group) -> tuple[str, ...]:
+        return ("momentum_buffer",) if group["momentum"] else ()
+
+    def update(self, value: Array, grad: Array, state: State, group: Group, lr: float) -> Array:
+        momentum, weight_decay = group["momentum"], group["weight_decay"]
+        if weight_decay:
+            grad = grad + weight_decay * value
+        if not momentum:
+            return value if fused_sgd(value, grad, lr) else value - lr * grad
+        buf = state["momentum_buffer"]
+        if group["momentum_style"] == "nnfs":
+            velocity = state["momentum_buffer"] = assign(buf, momentum * buf - lr * grad)
+            return value + (momentum * velocity - lr * grad if group["nesterov"] else velocity)
+        if state["step"] == 1:  # torch starts the buffer at the first gradient, not at zero
+            buf = assign(buf, grad)
+        elif not group["nesterov"] and fused_sgd(
+            value, grad, lr, buf, momentum=momentum, dampening=group["dampening"]
+        ):
+            return value
+        else:
+            buf = assign(buf, momentum * buf + (1.0 - group["dampening"]) * grad)
+        state["momentum_buffer"] = buf
+        return value - lr * (grad + momentum * buf if group["nesterov"] else buf)
+
+
+class AdaGrad(Optimizer):
+    """Adaptive gradient (Duchi, Hazan & Singer 2011; NNFS book ch. 10; torch.optim.Adagrad)::
+
+        g = grad + weight_decay * w
+        s = s + g * g                      (s starts at initial_accumulator_value)
+        w = w - lr_t * g / (sqrt(s) + eps)
+
+    ``decay`` equals torch's ``lr_decay`` (both divide by ``1 + decay * t``, t from 0);
+    ``eps`` defaults to the book's and Keras' 1e-7 (torch: 1e-10).
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float | Schedule,
+        *,
+        decay: float = 0.0,
+        eps: float = 1e-7,
+        initial_accumulator_value: float = 0.0,
+        weight_decay: float = 0.0,
+        clip_value: float | None = None,
+        clip_norm: float | None = None,
+        clip_global_norm: float | None = None,
+    ) -> None:
+        hyper: dict[str, Any] = dict(lr=lr, decay=decay, eps=eps, weight_decay=weight_decay)
+        hyper.update(initial_accumulator_value=initial_accumulator_value)
+        clip = dict(clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm)
+        super().__init__(params, hyper, **clip)
+
+    def check_group(self, group: Group) -> None:
+        super().check_group(group)
+        if not group["initial_accumulator_value"] >= 0.0:
+            value = group["initial_accumulator_value"]
+            raise OptimizerError(f"AdaGrad: expected initial_accumulator_value >= 0, got {value!r}")
+
+    def state_names(self, group: Group) -> tuple[str, ...]:
+        return ("sum",)
+
+    def init_state(self, value: Array, group: Group) -> State:
+        return {"sum": namespace(value).full_like(value, group["initial_accumulator_value"])}
+
+    def update(self, value: Array, grad: Array, state: State, group: Group, lr: float) -> Array:
+        if group["weight_decay"]:
+            grad = grad + group["weight_decay"] * value
+        if fused_rms(value, grad, state["sum"], lr=lr, eps=group["eps"]):
+            return value
+        total = state["sum"] = assign(state["sum"], state["sum"] + grad * grad)
+        return value - lr * (grad / (namespace(value).sqrt(total) + group["eps"]))
+
+
+class RMSProp(Optimizer):
+    """Root-mean-square propagation (Hinton, Coursera lecture 6e; NNFS book ch. 10; torch.optim.RMSprop)::
+
+        g = grad + weight_decay * w
+        a = rho * a + (1 - rho) * g * g
+        centered: m = rho * m + (1 - rho) * g;  d = sqrt(a - m * m) + eps,  else d = sqrt(a) + eps
+        momentum > 0: b = momentum * b + g / d;  w = w - lr_t * b,  else w = w - lr_t * g / d
+
+    ``rho`` is torch's ``alpha``. Defaults are the book's and Keras' (rho 0.9, eps 1e-7).
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float | Schedule,
+        *,
+        rho: float = 0.9,
+        eps: float = 1e-7,
+        momentum: float = 0.0,
+        centered: bool = False,
+        weight_decay: float = 0.0,
+        decay: float = 0.0,
+        clip_value: float | None = None,
+        clip_norm: float | None = None,
+        clip_global_norm: float | None = None,
+    ) -> None:
+        hyper: dict[str, Any] = dict(lr=lr, rho=rho, eps=eps, momentum=momentum, centered=centered)
+        hyper.update(weight_decay=weight_decay, decay=decay)
+        clip = dict(clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm)
+        super().__init__(params, hyper, **clip)
+
+    def check_group(self, group: Group) -> None:
+        super().check_group(group)
+        if not 0.0 <= group["rho"] <= 1.0:
+            raise OptimizerError(f"RMSProp: expected 0 <= rho <= 1, got {group['rho']!r}")
+
+    def state_names(self, group: Group) -> tuple[str, ...]:
+        names: tuple[str, ...] = ("square_avg",)
+        names += ("grad_avg",) if group["centered"] else ()
+        return names + (("momentum_buffer",) if group["momentum"] else ())
+
+    def update(self, value: Array, grad: Array, state: State, group: Group, lr: float) -> Array:
+        xp, rho = namespace(value), group["rho"]
+        if group["weight_decay"]:
+            grad = grad + group["weight_decay"] * value
+        plain = not group["centered"] and not group["momentum"]
+        if plain and fused_rms(value, grad, state["square_avg"], lr=lr, eps=group["eps"], rho=rho):
+            return value
+        square = state["square_avg"] = assign(
+            state["square_avg"], rho * state["square_avg"] + (1.0 - rho) * (grad * grad)
+        )
+        if group["centered"]:
+            mean = state["grad_avg"] = assign(state["grad_avg"], rho * state["grad_avg"] + (1.0 - rho) * grad)
+            denom = xp.sqrt(square - mean * mean) + group["eps"]
+        else:
+            denom = xp.sqrt(square) + group["eps"]
+        if not group["momentum"]:
+            return value - lr * (grad / denom)
+        buf = state["momentum_buffer"]
+        buf = state["momentum_buffer"] = assign(buf, group["momentum"] * buf + grad / denom)
+        return value - lr * buf
+
+
+class Adam(Optimizer):
+    """Adaptive moments (Kingma & Ba 2015; AMSGrad: Reddi et al. 2018; NNFS book ch. 10)::
+
+        g = grad + weight_decay * w        (AdamW instead: w = w * (1 - lr_t * weight_decay))
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        amsgrad: v_max = max(v_max, v), used in place of v below (torch: uncorrected max)
+        w = w - m * (lr_t / (1 - beta1**k) * c / (sqrt(v) + eps * c)),  c = sqrt(1 - beta2**k)
+
+    That is the book's ``m_hat / (sqrt(v_hat) + eps)`` and torch.optim.Adam's update with the
+    bias corrections folded into two scalars: five array operations after the moments
+    instead of six (equal to torch's arrangement up to rounding).
+    """
+
+    decoupled = False
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float | Schedule = 1e-3,
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        decay: float = 0.0,
+        clip_value: float | None = None,
+        clip_norm: float | None = None,
+        clip_global_norm: float | None = None,
+    ) -> None:
+        hyper = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, decay=decay
+        )
+        clip = dict(clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm)
+        super().__init__(params, hyper, **clip)
+
+    def check_group(self, group: Group) -> None:
+        super().check_group(group)
+        betas = group["betas"]
+        if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
+            raise OptimizerError(
+                f"{type(self).__name__}: expected betas (beta1, beta2) in [0, 1), got {betas!r}"
+            )
+
+    def state_names(self, group: Group) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+
+    def update(self, value: Array, grad: Array, state: State, group: Group, lr: float) -> Array:
+        (beta1, beta2), weight_decay, step = group["betas"], group["weight_decay"], state["step"]
+        shrink = 1.0 - lr * weight_decay if weight_decay and self.decoupled else 1.0
+        if weight_decay and not self.decoupled:
+            grad = grad + weight_decay * value
+        step_size = lr / (1.0 - beta1**step)
+        bias2_root = math.sqrt(1.0 - beta2**step)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        fused = dict(betas=(beta1, beta2), step_size=step_size, bias2_root=bias2_root, eps=group["eps"])
+        if not group["amsgrad"] and fused_adam(value, grad, m, v, shrink=shrink, **fused):
+            return value
+        if shrink != 1.0:
+            value = value * shrink
+        m = state["exp_avg"] = assign(state["exp_avg"], beta1 * state["exp_avg"] + (1.0 - beta1) * grad)
+        v = state["exp_avg_sq"] = assign(
+            state["exp_avg_sq"], beta2 * state["exp_avg_sq"] + (1.0 - beta2) * (grad * grad)
+        )
+        xp = namespace(value)
+        if group["amsgrad"]:
+            v = state["max_exp_avg_sq"] = assign(
+                state["max_exp_avg_sq"], xp.maximum(state["max_exp_avg_sq"], v)
+            )
+        denom = xp.sqrt(v) + group["eps"] * bias2_root
+        return value - m * ((step_size * bias2_root) / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019; torch.optim.AdamW)::
+
+        w = w * (1 - lr_t * weight_decay), then Adam's update with g = grad
+
+    ``weight_decay`` defaults to 1e-2, as torch's.
+    """
+
+    decoupled = True
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float | Schedule = 1e-3,
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        decay: float = 0.0,
+        clip_value: float | None = None,
+        clip_norm: float | None = None,
+        clip_global_norm: float | None = None,
+    ) -> None:
+        super().__init__(
+            params, lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, decay=decay,
+            clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm,
+        )  # fmt: skip
+
+
+__all__ = ["SGD", "AdaGrad", "Adam", "AdamW", "Optimizer", "RMSProp"]

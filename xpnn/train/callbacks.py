@@ -1,0 +1,93 @@
+"""fit's callbacks: the ``Callback`` hooks, EarlyStopping, ModelCheckpoint and the wrapper that
+lets a plain callable ``hook(epoch, logs)`` act as one.
+
+Callbacks see the :class:`~xpnn.train.loop.TrainingRun` (model, loss, optimizer, seed, epochs
+completed, history) after each epoch and stop training by setting ``run.stop = True``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from xpnn import backend
+from xpnn.train.checkpoint import save_training
+from xpnn.train.record import Callback, TrainingRun
+
+Array = Any
+
+
+def _improved(mode: str, monitor: str, value: float, best: float, min_delta: float) -> bool:
+    maximize = mode == "max" or (mode == "auto" and "acc" in monitor)
+    return value > best + min_delta if maximize else value < best - min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``mode="auto"`` maximises names containing "acc" and minimises the rest.
+    ``restore_best_weights`` copies the weights of the best epoch back at the end (the
+    copies stay on the device: no host transfer).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        patience: int = 3,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+    ) -> None:
+        self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, float(min_delta), mode
+        self.restore_best_weights = restore_best_weights
+        self.best: float = math.nan
+        self.best_epoch = -1
+        self.wait = 0
+        self.best_weights: list[Array] | None = None
+
+    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
+        value = logs[self.monitor]
+        if math.isnan(self.best) or _improved(self.mode, self.monitor, value, self.best, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                params = run.model.parameters()
+                self.best_weights = [backend.namespace(p.value).asarray(p.value, copy=True) for p in params]
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            run.stop = True
+
+    def on_train_end(self, run: TrainingRun) -> None:
+        if self.restore_best_weights and self.best_weights is not None:
+            for p, best in zip(run.model.parameters(), self.best_weights, strict=True):
+                p.value = backend.assign(p.value, best)
+
+
+class ModelCheckpoint(Callback):
+    """Save a training checkpoint (model, optimizer state, epoch, seed, history) after epochs.
+
+    ``path`` may contain ``{epoch}`` (1-based). With ``save_best_only`` a checkpoint is
+    written only when ``monitor`` improves. Each save is atomic (temp file, fsync, rename).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+    ) -> None:
+        self.path, self.monitor, self.mode = os.fspath(path), monitor, mode
+        self.save_best_only = save_best_only
+        self.best = math.nan
+
+    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
+        if self.save_best_only:
+            value = logs[self.monitor]
+            if not (math.isnan(self.best) or _improved(self.mode, self.monitor, value, self.best, 0.0)):
+                return
+            self.best = value
+        save_training(self.path.format(epoch=epoch + 1), run)

@@ -1,0 +1,262 @@
+"""The Keras-style loop behind ``Sequential.fit / evaluate / predict`` and its History.
+
+A training step never synchronises with the device: the loss and the count of correct
+predictions are added up as device arrays and read once per epoch (and by the progress
+bar at most a few times a second). Shuffling follows ``(seed, epoch)`` and dropout masks
+``(seed, epoch, step)``, so a run resumed from a checkpoint repeats the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from xpnn import backend
+from xpnn.data.loader import DataLoader
+from xpnn.errors import LabelError
+from xpnn.nn.losses import Loss
+from xpnn.nn.metrics import correct_count
+from xpnn.optim.base import Optimizer
+from xpnn.train.checkpoint import load_training
+from xpnn.train.record import Callback, History, Model, TrainingRun, as_callbacks
+
+Array = Any
+
+
+def train_step(model: Model, loss: Loss, optimizer: Optimizer, xb: Array, yb: Array) -> tuple[Array, Array]:
+    """One optimisation step on a batch; returns (loss incl. regularisation, correct count) as
+    device arrays. Never synchronises with the host."""
+    pred = model.forward(xb)
+    value = loss.forward(pred, yb, validate=False) + model.regularization_loss()
+    model.backward(loss.backward())
+    optimizer.step()
+    optimizer.zero_grad()
+    return value, correct_count(pred, yb)
+
+
+def _has_accuracy(loss: Loss | None) -> bool:
+    return loss is None or loss.classifies
+
+
+def _progress(verbose: int, total: int, description: str) -> Any:
+    if not verbose or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional (the "examples" extra): one line per epoch instead
+        return None
+
+    return tqdm(total=total, desc=description, unit="sample", unit_scale=True, mininterval=0.25, leave=True)
+
+
+def _train_epoch(run: TrainingRun, loader: DataLoader, epoch: int, bar: Any) -> dict[str, float]:
+    run.model.train(True)
+    run.model.start_epoch(epoch)
+    loss_sum: Any = 0.0
+    correct: Any = 0
+    seen, start = 0, time.perf_counter()
+    shown = start
+    for xb, yb in loader.batches(epoch):
+        value, hits = train_step(run.model, run.loss, run.optimizer, xb, yb)
+        n = int(xb.shape[0])
+        loss_sum, correct, seen = loss_sum + value * float(n), correct + hits, seen + n
+        if bar is not None:
+            bar.update(n)
+            now = time.perf_counter()
+            if now - shown >= 0.3:  # each refresh reads two device scalars: a sync, so rarely
+                shown = now
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}",
+                                samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
+    mean_loss = float(backend.to_host(loss_sum)) / max(seen, 1)  # the epoch's one synchronisation
+    accuracy = float(backend.to_host(correct)) / max(seen, 1) if _has_accuracy(run.loss) else math.nan
+    seconds = time.perf_counter() - start
+    return {"loss": mean_loss, "accuracy": accuracy, "seconds": seconds, "samples_per_s": seen / seconds}
+
+
+def evaluate_loader(model: Model, loader: DataLoader, loss: Loss | None) -> dict[str, float]:
+    """Mean loss (without regularisation) and accuracy over a loader, in eval mode; one sync."""
+    was_training = model.training
+    model.eval()
+    loss_sum: Any = 0.0
+    correct: Any = 0
+    seen = 0
+    try:
+        for xb, yb in loader.batches(0):
+            pred = model.forward(xb)
+            n = int(xb.shape[0])
+            if loss is not None:
+                loss_sum = loss_sum + loss.forward(pred, yb, validate=False) * float(n)
+            correct, seen = correct + correct_count(pred, yb), seen + n
+    finally:
+        model.train(was_training)
+    logs = {"accuracy": float(backend.to_host(correct)) / max(seen, 1) if _has_accuracy(loss) else math.nan}
+    if loss is not None:
+        logs["loss"] = float(backend.to_host(loss_sum)) / max(seen, 1)
+    return logs
+
+
+def validate_labels(model: Model, loss: Loss, y: Array) -> None:
+    """Check every integer label once, up front (one host sync), so steps can skip it."""
+    classes = model.output_width()
+    if not getattr(loss, "takes_labels", False) or classes is None or y.ndim != 1:
+        return
+    xp = backend.namespace(y)
+    if not xp.isdtype(y.dtype, "integral") or y.shape[0] == 0:
+        return
+    low, high = (int(v) for v in backend.to_host(xp.stack([xp.min(y), xp.max(y)])))
+    if low < 0 or high >= classes:
+        raise LabelError(
+            f"{type(loss).__name__}: labels must be in [0, {classes}) (the model's output width), "
+            f"got values in [{low}, {high}]"
+        )
+
+
+def model_backend(model: Model) -> tuple[backend.Backend, str]:
+    """The model's resolved backend and parameter dtype name."""
+    params = model.parameters()
+    dtype = backend.dtype_name(params[0].value.dtype) if params else "float32"
+    return backend.resolve(model.backend), dtype
+
+
+def _split(x: Array, y: Array, fraction: float) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    """Keras' validation_split: the last ``fraction`` of the samples, before any shuffling."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fit: validation_split must be in (0, 1), got {fraction}")
+    cut = int(x.shape[0]) - round(int(x.shape[0]) * fraction)
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def _lr(optimizer: Optimizer) -> float:
+    lr = getattr(optimizer, "lr", math.nan)
+    return float(lr) if isinstance(lr, int | float) else math.nan
+
+
+def _summary(epoch: int, epochs: int, logs: dict[str, float]) -> str:
+    text = f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}, accuracy {logs['accuracy']:.4f}"
+    if "val_loss" in logs:
+        text += f", val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.4f}"
+    return text + f", {logs['seconds']:.1f} s ({logs['samples_per_s']:,.0f} samples/s), lr {logs['lr']:.3g}"
+
+
+def fit(
+    model: Model,
+    x: Array,
+    y: Array,
+    *,
+    loss: Loss,
+    optimizer: Optimizer,
+    epochs: int = 1,
+    batch_size: int = 32,
+    validation_data: tuple[Array, Array] | None = None,
+    validation_split: float = 0.0,
+    callbacks: Iterable[Callback | Callable[[int, dict[str, float]], Any]] = (),
+    seed: int | None = None,
+    verbose: int = 1,
+    shuffle: bool = True,
+    resume: str | os.PathLike[str] | None = None,
+) -> History:
+    """Train ``model``; see :meth:`xpnn.Sequential.fit`."""
+    if validation_split and validation_data is None:
+        (x, y), validation_data = _split(x, y, validation_split)
+    if seed is None:
+        seed = model.seed if model.seed is not None else secrets.randbits(31)
+    run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size))
+    model.loss = loss  # evaluate() uses it when given none, as Keras' compiled loss
+    if resume is not None:
+        load_training(resume, run)
+    train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
+    _loop(run, train, val, as_callbacks(callbacks), epochs, verbose)
+    return run.history
+
+
+def _loaders(
+    run: TrainingRun,
+    x: Array,
+    y: Array,
+    validation_data: tuple[Array, Array] | None,
+    batch_size: int,
+    shuffle: bool,
+) -> tuple[DataLoader, DataLoader | None]:
+    """fit's training and validation loaders on the model's backend, labels checked up front."""
+    bk, dtype = model_backend(run.model)
+    train = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=run.seed, target=bk, dtype=dtype)
+    validate_labels(run.model, run.loss, train.y)
+    if validation_data is None:
+        return train, None
+    val = DataLoader(*validation_data, batch_size=max(batch_size, 256), shuffle=False, target=bk, dtype=dtype)
+    validate_labels(run.model, run.loss, val.y)
+    return train, val
+
+
+def _epoch(
+    run: TrainingRun, train: DataLoader, val: DataLoader | None, epoch: int, epochs: int, verbose: int
+) -> dict[str, float]:
+    """Train one epoch, then validate; the epoch's numbers, shown on the progress bar or printed."""
+    bar = _progress(verbose, train.num_samples, f"epoch {epoch + 1}/{epochs}")
+    logs = _train_epoch(run, train, epoch, bar)
+    if val is not None:
+        logs.update({f"val_{k}": v for k, v in evaluate_loader(run.model, val, run.loss).items()})
+    logs["lr"] = _lr(run.optimizer)
+    if bar is not None:
+        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if "loss" in k or "acc" in k})
+        bar.close()
+    elif verbose:
+        print(_summary(epoch, epochs, logs), flush=True)
+    return logs
+
+
+def _loop(
+    run: TrainingRun,
+    train: DataLoader,
+    val: DataLoader | None,
+    hooks: Sequence[Callback],
+    epochs: int,
+    verbose: int,
+) -> None:
+    was_training = run.model.training
+    for hook in hooks:
+        hook.on_train_begin(run)
+    try:
+        for epoch in range(run.epoch, epochs):
+            logs = _epoch(run, train, val, epoch, epochs, verbose)
+            run.history.append(epoch, logs)
+            run.epoch = epoch + 1
+            for hook in hooks:
+                hook.on_epoch_end(run, epoch, logs)
+            if run.stop:
+                break
+        for hook in hooks:
+            hook.on_train_end(run)
+    finally:
+        run.model.train(was_training)
+
+
+def evaluate(
+    model: Model, x: Array, y: Array, *, loss: Loss | None = None, batch_size: int = 256
+) -> dict[str, float]:
+    """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode; the loss is ``loss=`` or
+    else the one the model was last fitted with (none: accuracy only)."""
+    bk, dtype = model_backend(model)
+    loader = DataLoader(x, y, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
+    loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
+    if loss is not None:
+        validate_labels(model, loss, loader.y)
+    return evaluate_loader(model, loader, loss)
+
+
+def predict(model: Model, x: Array, *, batch_size: int = 256) -> Array:
+    """The model's outputs for ``x`` in eval mode, batch by batch, as one array on its device."""
+    bk, dtype = model_backend(model)
+    loader = DataLoader(x, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = [model.forward(xb) for xb, _ in loader.batches(0)]
+    finally:
+        model.train(was_training)
+    return bk.xp.concat(outputs, axis=0)

@@ -1,0 +1,123 @@
+"""The run record: what a fit produced (History), what callbacks see (TrainingRun), and the
+Callback base class. A leaf of :mod:`xpnn.train`: the loop, the callbacks and the checkpoints
+all import it, and it imports none of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from xpnn.nn.layers import Layer
+from xpnn.nn.losses import Loss
+from xpnn.nn.parameter import Parameter
+from xpnn.optim.base import Optimizer
+
+Array = Any
+KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "samples_per_s", "lr")
+
+
+class Model(Protocol):
+    """What the loop needs of a model (:class:`~xpnn.Sequential` is one)."""
+
+    layers: list[Layer]
+    seed: int | None
+    training: bool
+    loss: Loss | None
+
+    @property
+    def backend(self) -> str: ...
+
+    def forward(self, x: Array) -> Array: ...
+
+    def backward(self, dout: Array) -> Array | None: ...
+
+    def parameters(self) -> list[Parameter]: ...
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]: ...
+
+    def regularization_loss(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+    def start_epoch(self, epoch: int) -> None: ...
+
+    def output_width(self) -> int | None: ...
+
+
+@dataclass
+class History:
+    """Per-epoch numbers of a fit: ``history["loss"][k]`` is epoch k's mean training loss.
+
+    Keys: loss, accuracy, val_loss, val_accuracy (NaN without validation data), seconds,
+    samples_per_s, lr (the learning rate at the epoch's end).
+    """
+
+    epochs: list[int] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KEYS})
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epochs.append(int(epoch))
+        for key in KEYS:
+            self.history[key].append(float(logs.get(key, math.nan)))
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": list(self.epochs), **{k: list(v) for k, v in self.history.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls(list(data["epochs"]), {k: [float(v) for v in data.get(k, [])] for k in KEYS})
+
+
+@dataclass
+class TrainingRun:
+    """What callbacks see: the model, loss, optimizer, seed, epochs completed and the history.
+    A callback sets ``stop = True`` to end training after the current epoch."""
+
+    model: Model
+    loss: Loss
+    optimizer: Optimizer
+    seed: int
+    history: History = field(default_factory=History)
+    epoch: int = 0
+    batch_size: int = 32
+    stop: bool = False
+
+
+class Callback:
+    """Base class of fit's callbacks; override the hooks you need."""
+
+    def on_train_begin(self, run: TrainingRun) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
+        """Called after each epoch with that epoch's numbers (``run.epoch`` already counts it)."""
+
+    def on_train_end(self, run: TrainingRun) -> None:
+        """Called once after the last epoch."""
+
+
+class _Hook(Callback):
+    """A plain callable ``hook(epoch, logs)``; returning ``True`` stops training."""
+
+    def __init__(self, hook: Callable[[int, dict[str, float]], Any]) -> None:
+        self.hook = hook
+
+    def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
+        if self.hook(epoch, logs) is True:
+            run.stop = True
+
+
+def as_callbacks(callbacks: Iterable[Callback | Callable[[int, dict[str, float]], Any]]) -> list[Callback]:
+    """fit's ``callbacks`` as Callback objects: plain callables are wrapped, the rest kept."""
+    return [c if isinstance(c, Callback) else _Hook(c) for c in callbacks]
