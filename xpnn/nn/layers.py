@@ -74,6 +74,10 @@ class Layer:
         """The number of output features where the layer fixes it (Dense: ``n_out``), else None."""
         return None
 
+    def set_communicator(self, communicator: Any) -> None:
+        """Data-parallel training hands each layer the communicator (None: one process). Only
+        layers whose forward needs the global batch (BatchNorm's statistics) keep it."""
+
     def to(self, target: str | backend.Backend, *, dtype: str | None = None) -> Layer:
         """Move (and optionally cast) the parameters and buffers to a backend, e.g. ``"cupy"``."""
         resolved = backend.resolve(target) if isinstance(target, str) else target

@@ -79,6 +79,11 @@ class Sequential:
         for layer in self.layers:
             layer.start_epoch(epoch)
 
+    def set_communicator(self, communicator: Any) -> None:
+        """Hand every layer the data-parallel communicator (None: back to one process)."""
+        for layer in self.layers:
+            layer.set_communicator(communicator)
+
     def output_width(self) -> int | None:
         """The output width fixed by the last layer that fixes one (fit checks labels against it)."""
         for layer in reversed(self.layers):
