@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn import archive, backend
+from xpnn import backend
+from xpnn.backend import archive
 from xpnn.errors import CheckpointError
 from xpnn.nn import serialization
 from xpnn.optim.optimizers import Adam

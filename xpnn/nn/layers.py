@@ -12,7 +12,7 @@ from xpnn import backend
 from xpnn.backend.numpy_fast import affine, matmul, sum_rows
 from xpnn.errors import ShapeError
 from xpnn.nn.checks import check_array, check_floating, check_like, check_rank
-from xpnn.nn.init import host_zeros, initial_weights
+from xpnn.nn.init import initial_weights
 from xpnn.nn.parameter import Parameter
 
 Array = Any
@@ -138,8 +138,9 @@ class Dense(Layer):
 
     def reset_parameters(self, rng: Any) -> None:
         old = self.weight.value
-        weight = initial_weights(rng, self.init, self.n_in, self.n_out)
-        bias = host_zeros((self.n_out,))
+        shape = (self.n_in, self.n_out)
+        weight = initial_weights(rng, self.init, shape, fan_in=self.n_in, fan_out=self.n_out)
+        bias = backend.host_zeros((self.n_out,))
         if old is not None and backend.backend_name(old) != "numpy":
             target = backend.resolve(backend.backend_name(old))
             weight = backend.from_host(weight, target, old.dtype)

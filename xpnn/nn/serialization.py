@@ -5,7 +5,7 @@ The header holds a format version, the architecture (each layer's class name and
 seeds), and optionally an optimizer's ``state_dict`` and a training run's progress (written
 by :mod:`xpnn.train.checkpoint`). Shuffling and dropout are pure functions of those seeds and
 counters, so they are the whole random state. Every array is stored as a host NumPy array,
-so a file written on CuPy loads on NumPy and vice versa. File I/O is :mod:`xpnn.archive`'s.
+so a file written on CuPy loads on NumPy and vice versa. File I/O is :mod:`xpnn.backend.archive`'s.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
-
-from xpnn import archive, backend
+from xpnn import backend
+from xpnn.backend import archive
 from xpnn.errors import CheckpointError
 from xpnn.nn.layers import Layer
 from xpnn.nn.parameter import Parameter
+
+HostArray = Any  # a host NumPy array, as read from the file
 
 
 class Model(Protocol):
@@ -63,7 +64,7 @@ def save(
     training: dict[str, Any] | None = None,
 ) -> None:
     """Save ``model`` (and optionally an optimizer's state and training progress) to ``path``."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, HostArray] = {}
     params, buffers = [], []
     for name, p in model.named_parameters():
         arrays[f"param/{name}"] = backend.to_host(p.value)
@@ -135,7 +136,7 @@ def build_layers(path: str, header: dict[str, Any]) -> list[Layer]:
     return layers
 
 
-def fill(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def fill(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, HostArray]) -> None:
     """Copy saved parameters and buffers (onto each one's backend and dtype) and layer counters."""
     for i, layer in enumerate(layers):
         for p in layer.parameters():
@@ -149,14 +150,14 @@ def fill(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, np.n
         layers[int(index)].load_counters({key: int(value) for key, value in counters.items()})
 
 
-def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray], list[Layer]]:
+def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, HostArray], list[Layer]]:
     """The header, the arrays and fresh layers of the saved architecture (not yet filled)."""
     path = os.fspath(path)
     header, arrays = archive.read(path)
     return header, arrays, build_layers(path, header)
 
 
-def restore(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def restore(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, HostArray]) -> None:
     """Give freshly built layers the saved values as host NumPy arrays of the saved dtypes."""
     dtypes = {name: dtype for name, _, dtype in header["parameters"]}
     for i, layer in enumerate(layers):

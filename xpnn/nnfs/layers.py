@@ -15,7 +15,6 @@ from xpnn.backend import move_like
 from xpnn.errors import ShapeError
 from xpnn.nn.activations import ReLU, Softmax
 from xpnn.nn.checks import check_array, is_floating
-from xpnn.nn.init import legacy_randn
 from xpnn.nn.layers import Dense
 from xpnn.nn.parameter import Parameter
 
@@ -49,7 +48,7 @@ class Layer_Dense:
             bias_regularizer_l2=bias_regularizer_l2,
             seed=0,  # replaced below by the book's draw from the global generator
         )
-        self.dense.weight.value = legacy_randn((n_inputs, n_neurons), 0.01)
+        self.dense.weight.value = backend.legacy_randn((n_inputs, n_neurons), 0.01)
         self._placed = False
         self.inputs: Array = None
         self.output: Array = None
