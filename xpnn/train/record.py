@@ -82,7 +82,8 @@ class History:
 @dataclass
 class TrainingRun:
     """What callbacks see: the model, loss, optimizer, seed, epochs completed and the history.
-    A callback sets ``stop = True`` to end training after the current epoch."""
+    A callback sets ``stop = True`` to end training after the current epoch. ``rank`` is this
+    process's rank under data-parallel training (0 otherwise): only rank 0 writes files."""
 
     model: Model
     loss: Loss
@@ -92,6 +93,7 @@ class TrainingRun:
     epoch: int = 0
     batch_size: int = 32
     stop: bool = False
+    rank: int = 0
 
 
 class Callback:
