@@ -43,8 +43,14 @@ Which = Callable[[str], str | None]  # shutil.which's shape
 
 
 def run_command(command: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run ``command``, capturing its text output; never raises on a non-zero exit."""
-    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+    """Run ``command``, capturing its text output. Never raises: a missing program or a hang
+    (a wedged driver) is a failed command, as a shell reports it (exit 127, 124)."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+    except OSError as error:
+        return subprocess.CompletedProcess(command, 127, "", str(error))
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(command, 124, "", f"timed out after 300 s: {command[0]}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,7 @@ def ensure_cupy(python: str, candidates: list[str], run: Runner = run_command) -
 def paths() -> dict[str, Any]:
     """In THIS interpreter: its Python version, site-packages folders and install folder."""
     return {
-        "version": platform.python_version_tuple()[:2],
+        "version": ".".join(platform.python_version_tuple()[:2]),
         "site_packages": site.getsitepackages(),
         "purelib": sysconfig.get_paths()["purelib"],
     }
@@ -181,7 +187,8 @@ def versions() -> list[str]:
         except ImportError:
             lines.append(f"{distribution}: not installed")
             continue
-        where = os.path.dirname(getattr(modules[module], "__file__", None) or "?")
+        file = getattr(modules[module], "__file__", None)
+        where = os.path.dirname(file) if file else "?"
         lines.append(f"{distribution} {getattr(modules[module], '__version__', '?')} from {where}")
     return lines + _cuda_lines(modules.get("cupy"), modules.get("torch"))
 
