@@ -1,6 +1,7 @@
 """Test, lint and benchmark sessions, built from the backend files in ``backends/``.
 
 nox -s tests-cpu tests-gpu   # the test command (GPU session skips without a CUDA device)
+XPNN_GPU_PYTHON=/path/to/python XPNN_WHEELS=/path/to/wheels nox -s tests-gpu   # CuPy's python, offline
 nox -s lint                  # ruff + mypy
 nox -s tests-jax             # JAX: immutable arrays (large install, not part of tests-cpu)
 nox -s bench                 # benchmarks against PyTorch
