@@ -59,13 +59,13 @@ def tests_gpu(session: nox.Session) -> None:
     """
     python = os.path.join(session.bin, "python")
     has_cupy, cupy_log = gpu.ensure_cupy(python, gpu.candidate_interpreters())
+    session.log(cupy_log)
     found = gpu.find_cuda_device(python)
     if found.device is None:
         session.skip(f"no CUDA device found ({found.how}): GPU tests skipped")
     session.log(f"CUDA device: {found.device} (found by {found.how})")
     if not has_cupy:
         session.error(f"{cupy_log}: install cupy-cuda12x (or 13x) or name its python in XPNN_GPU_PYTHON")
-    session.log(cupy_log)
     session.env.update(gpu.TF32_OFF)
     session.log("TF32 off: " + " ".join(f"{key}={value}" for key, value in gpu.TF32_OFF.items()))
     wheels = os.environ.get("XPNN_WHEELS")

@@ -122,7 +122,7 @@ def borrow_site_packages(python: str, donor: str, run: Runner = run_command) -> 
     """Make the venv of ``python`` see ``donor``'s site-packages, after its own (a ``.pth`` file),
     and return that file's path. For CuPy installed in a venv: ``--system-site-packages`` shows
     only the packages of the interpreter a venv was made from, never those of another venv."""
-    mine, theirs = (json.loads(run([exe, SCRIPT, "paths"]).stdout) for exe in (python, donor))
+    mine, theirs = _paths_of(python, run), _paths_of(donor, run)
     if mine["version"] != theirs["version"]:
         raise RuntimeError(
             f"{donor} is Python {theirs['version']}, {python} is {mine['version']}: "
@@ -132,6 +132,14 @@ def borrow_site_packages(python: str, donor: str, run: Runner = run_command) -> 
     with open(path, "w") as file:
         file.write("".join(f"{folder}\n" for folder in theirs["site_packages"]))
     return path
+
+
+def _paths_of(python: str, run: Runner) -> dict[str, Any]:
+    result = run([python, SCRIPT, "paths"])
+    try:
+        return dict(json.loads(result.stdout))
+    except json.JSONDecodeError:
+        raise RuntimeError(f"cannot read the folders of {python}: {_last_line(result.stderr)}") from None
 
 
 def ensure_cupy(python: str, candidates: list[str], run: Runner = run_command) -> tuple[bool, str]:
@@ -148,7 +156,7 @@ def ensure_cupy(python: str, candidates: list[str], run: Runner = run_command) -
         return False, str(error)
     if not can_run(python, "import cupy", run):
         return False, f"CuPy from {donor} still not importable from {python} after adding {pth}"
-    return True, f"CuPy from {donor} (a venv): its site-packages added to the session's by {pth}"
+    return True, f"CuPy from {donor}: its site-packages added to the session's by {pth}"
 
 
 def paths() -> dict[str, Any]:

@@ -239,4 +239,11 @@ def test_ensure_cupy_borrows_from_the_venv_that_has_it(tmp_path: Path) -> None:
     (donor_site / "cupy").mkdir()
     (donor_site / "cupy" / "__init__.py").write_text("__version__ = 'fake'\n")
     ok, log = gpu.ensure_cupy(session, ["/nonexistent/python", donor])
-    assert ok and log.startswith(f"CuPy from {donor} (a venv)") and str(session_site) in log
+    assert ok and log.startswith(f"CuPy from {donor}: ") and str(session_site) in log
+    assert gpu.can_run(session, "import cupy; assert cupy.__version__ == 'fake'")
+
+
+def test_ensure_cupy_reports_a_donor_whose_folders_cannot_be_read() -> None:
+    run = FakeRun({"/d/python -c import cupy": done(0), "paths": done(1, stderr="Killed")})
+    ok, log = gpu.ensure_cupy("/s/python", ["/d/python"], run)
+    assert not ok and log == "cannot read the folders of /s/python: Killed"
