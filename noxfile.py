@@ -52,10 +52,15 @@ def tests_gpu(session: nox.Session) -> None:
     """The whole suite on CuPy (and torch:cuda where the interpreter's torch has CUDA).
 
     CuPy and torch are the interpreter's own (system site-packages: a venv built over the
-    interpreter nox runs with, or over ``$XPNN_GPU_PYTHON``); numpy, array-api-compat, pytest and
-    the other test dependencies are installed at pyproject.toml's floors, from the wheel folder
-    ``$XPNN_WHEELS`` (no network: with their dependencies) when it is set, else from the index.
-    TF32 is off for the float32 comparisons. Skips where no CUDA device is found.
+    interpreter nox runs with, or over ``$XPNN_GPU_PYTHON``). Where that venv cannot import CuPy,
+    the first candidate that can (``$XPNN_GPU_PYTHON``, nox's python, its base, ``python3``) lends
+    its site-packages through a ``.pth`` file: CuPy installed in a venv is invisible to
+    ``--system-site-packages``. numpy, array-api-compat, pytest and the other test dependencies
+    are installed at pyproject.toml's floors, from the wheel folder ``$XPNN_WHEELS`` (no network:
+    with their dependencies) when it is set, else from the index. The device comes from
+    ``nvidia-smi -L``, else from CuPy's ``getDeviceCount()``; the log names the device, whose CuPy
+    it is and every relevant version. TF32 is off for the float32 comparisons. Skips where no
+    CUDA device is found. The logic lives in backends/gpu.py (tested on the CPU with fakes).
     """
     python = os.path.join(session.bin, "python")
     has_cupy, cupy_log = gpu.ensure_cupy(python, gpu.candidate_interpreters())
