@@ -1,6 +1,7 @@
 """Test, lint and benchmark sessions, built from the backend files in ``backends/``.
 
 nox -s tests-cpu tests-gpu   # the test command (GPU session skips without a CUDA device)
+XPNN_GPU_PYTHON=/path/to/python XPNN_WHEELS=/path/to/wheels nox -s tests-gpu   # CuPy's python, offline
 nox -s lint                  # ruff + mypy
 nox -s tests-jax             # JAX: immutable arrays (large install, not part of tests-cpu)
 nox -s bench                 # benchmarks against PyTorch
@@ -9,19 +10,19 @@ nox -s bench                 # benchmarks against PyTorch
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 
 import nox
 
 sys.path.insert(0, os.path.dirname(__file__))  # nox does not put the project on sys.path
 import backends
+from backends import gpu
 
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests-cpu", "tests-gpu", "lint"]
 
-PYTEST = ["pytest", "-ra", "-q", "-p", "no:cacheprovider"]
+# "python -m": the session's interpreter even where pytest's script comes from system site-packages
+PYTEST = ["python", "-m", "pytest", "-ra", "-q", "-p", "no:cacheprovider"]
 
 
 def _requirements(specs: list[dict]) -> list[str]:
@@ -41,55 +42,45 @@ def tests_cpu(session: nox.Session) -> None:
     _run_tests(session, [spec["name"] for spec in specs])
 
 
-def _cuda_device() -> str | None:
-    """The first line of ``nvidia-smi -L``, or None where no CUDA device is present."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("GPU")]
-    return lines[0] if result.returncode == 0 and lines else None
+# The extras whose floors tests-gpu installs (pyproject.toml's, so they cannot drift apart).
+GPU_EXTRAS = ["test", "strict", "examples"]
+GPU_PYTHON = os.environ.get("XPNN_GPU_PYTHON")  # None: the interpreter nox runs with
 
 
-@nox.session(name="tests-gpu", venv_params=["--system-site-packages"])
+@nox.session(name="tests-gpu", python=GPU_PYTHON, venv_params=["--system-site-packages"])
 def tests_gpu(session: nox.Session) -> None:
-    """The whole suite on CuPy (and torch:cuda where the installed torch has CUDA).
+    """The whole suite on CuPy (and torch:cuda where the interpreter's torch has CUDA).
 
-    Uses the interpreter's own CuPy/torch (system site-packages), no version pins; with no
-    network, set XPNN_WHEELS to a folder of wheels for the small pure-Python dependencies.
+    CuPy and torch are the interpreter's own (system site-packages: a venv built over the
+    interpreter nox runs with, or over ``$XPNN_GPU_PYTHON``). Where that venv cannot import CuPy,
+    the first candidate that can (``$XPNN_GPU_PYTHON``, nox's python, its base, ``python3``) lends
+    its site-packages through a ``.pth`` file: CuPy installed in a venv is invisible to
+    ``--system-site-packages``. numpy, array-api-compat, pytest and the other test dependencies
+    are installed at pyproject.toml's floors, from the wheel folder ``$XPNN_WHEELS`` (no network:
+    with their dependencies) when it is set, else from the index. The device comes from
+    ``nvidia-smi -L``, else from CuPy's ``getDeviceCount()``; the log names the device, whose CuPy
+    it is and every relevant version. TF32 is off for the float32 comparisons. Skips where no
+    CUDA device is found. The logic lives in backends/gpu.py (tested on the CPU with fakes).
     """
-    device = _cuda_device()
-    if device is None:
-        session.skip("no CUDA device found (nvidia-smi lists none): GPU tests skipped")
-    session.log(f"CUDA device: {device}")
+    python = os.path.join(session.bin, "python")
+    has_cupy, cupy_log = gpu.ensure_cupy(python, gpu.candidate_interpreters())
+    session.log(cupy_log)
+    found = gpu.find_cuda_device(python)
+    if found.device is None:
+        session.skip(f"no CUDA device found ({found.how}): GPU tests skipped")
+    session.log(f"CUDA device: {found.device} (found by {found.how})")
+    if not has_cupy:
+        session.error(f"{cupy_log}: install cupy-cuda12x (or 13x) or name its python in XPNN_GPU_PYTHON")
+    session.env.update(gpu.TF32_OFF)
+    session.log("TF32 off: " + " ".join(f"{key}={value}" for key, value in gpu.TF32_OFF.items()))
     wheels = os.environ.get("XPNN_WHEELS")
     source = ["--no-index", "--find-links", wheels] if wheels else []
-    needed = {
-        "array_api_compat": "array-api-compat",
-        "array_api_strict": "array-api-strict",
-        "pytest": "pytest",
-        "tqdm": "tqdm",
-        "nnfs": "nnfs",
-        "hypothesis": "hypothesis",
-    }
-    missing = [package for module, package in needed.items() if not _importable(session, module)]
-    if missing:
-        session.install(*source, *missing)
-    session.run(
-        "python", "-c", "import cupy; print('cupy', cupy.__version__, cupy.cuda.runtime.getDeviceCount())"
-    )
+    session.install(*source, *backends.requirements(GPU_EXTRAS))
+    session.run("python", gpu.SCRIPT, "versions")  # numpy, array-api-compat, cupy, torch, CUDA...
     names = [spec["name"] for spec in backends.for_session("gpu") if not spec.get("optional")]
-    if _importable(session, "torch") and _run_ok(session, "import torch; assert torch.cuda.is_available()"):
+    if gpu.can_run(python, "import torch; assert torch.cuda.is_available()"):
         names.append("torch:cuda")
     _run_tests(session, names)
-
-
-def _importable(session: nox.Session, module: str) -> bool:
-    return _run_ok(session, f"import {module}")
-
-
-def _run_ok(session: nox.Session, code: str) -> bool:
-    python = os.path.join(session.bin, "python")
-    return subprocess.run([python, "-c", code], capture_output=True, check=False).returncode == 0
 
 
 @nox.session(name="tests-jax")

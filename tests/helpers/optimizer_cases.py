@@ -1,14 +1,15 @@
 """The optimizer test cases, their reference equations written plainly in float64 NumPy, and the
-same runs through torch.optim: shared by the optimizer test modules."""
+same runs through torch.optim: shared by the optimizer test modules. torch is imported only by
+the torch.optim runs, so the rest works (and the suite collects) where torch is absent."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import torch
 
 import xpnn
+from tests.helpers.optional import require_torch
 from xpnn import backend
 from xpnn.optim.optimizers import SGD, AdaGrad, Adam, AdamW, RMSProp
 from xpnn.optim.schedules import CosineDecay, StepDecay, Warmup
@@ -141,7 +142,10 @@ def reference_run(name: str, steps: int = STEPS) -> list[tuple[list[np.ndarray],
 
 
 # -- torch.optim, configured to the same numbers -----------------------------------------------
-def torch_optimizer(name: str, tensors: list[torch.Tensor]) -> tuple[Any, Any]:
+def torch_optimizer(name: str, tensors: list[Any]) -> tuple[Any, Any]:
+    """The torch.optim optimizer (and LambdaLR for xpnn's decay or schedule) giving case ``name``'s
+    numbers; skips the calling test where torch is not installed."""
+    torch = require_torch()
     kind, hp = CASES[name]
     hp = dict(hp)
     lr, decay = hp.pop("lr"), hp.pop("decay", 0.0)
@@ -164,6 +168,8 @@ def torch_optimizer(name: str, tensors: list[torch.Tensor]) -> tuple[Any, Any]:
 
 
 def torch_run(name: str, steps: int = STEPS) -> list[tuple[list[np.ndarray], list[dict[str, Any]]]]:
+    """(parameters, states) after each step, from torch.optim (skips where torch is absent)."""
+    torch = require_torch()
     tensors = [torch.tensor(w) for w in initial_values()]
     opt, scheduler = torch_optimizer(name, tensors)
     out = []

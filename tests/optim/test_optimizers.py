@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import xpnn
 from tests.helpers.optimizer_cases import (
@@ -26,6 +25,7 @@ from tests.helpers.optimizer_cases import (
     torch_optimizer,
     torch_run,
 )
+from tests.helpers.optional import require_torch
 from xpnn.testing import assert_close
 
 
@@ -47,14 +47,15 @@ def test_optimizer_matches_torch_optim_for_50_steps(name: str, to_bk: Any) -> No
 
 
 def test_nnfs_momentum_differs_from_torch_momentum_once_the_rate_decays() -> None:
-    book, torch_style = reference_run("sgd_nnfs_momentum_decay"), torch_run("sgd_decay")
+    book, torch_style = reference_run("sgd_nnfs_momentum_decay"), reference_run("sgd_decay")
     assert not np.allclose(book[-1][0][0], torch_style[-1][0][0], rtol=1e-3)
 
 
 CLIPS = {"clip_value": 0.5, "clip_norm": 1.0, "clip_global_norm": 2.0}
 
 
-def torch_clip(kind: str, limit: float, tensors: list[torch.Tensor]) -> None:
+def torch_clip(kind: str, limit: float, tensors: list[Any]) -> None:
+    torch = require_torch()
     if kind == "clip_value":
         torch.nn.utils.clip_grad_value_(tensors, limit)
     elif kind == "clip_norm":
@@ -67,6 +68,7 @@ def torch_clip(kind: str, limit: float, tensors: list[torch.Tensor]) -> None:
 @pytest.mark.parametrize("clip", list(CLIPS))
 @pytest.mark.parametrize("name", ["sgd_momentum", "rmsprop_centered", "adam_amsgrad"])
 def test_clipping_matches_torch_clip_utilities_then_step(name: str, clip: str, to_bk: Any) -> None:
+    torch = require_torch()
     params, opt = make(name, to_bk, **{clip: CLIPS[clip]})
     tensors = [torch.tensor(w) for w in initial_values()]
     reference, _ = torch_optimizer(name, tensors)
@@ -110,6 +112,7 @@ def test_clipping_does_not_modify_the_gradients(to_bk: Any) -> None:
 
 
 def test_parameter_groups_match_torch_param_groups(to_bk: Any) -> None:
+    torch = require_torch()
     params = [xpnn.Parameter(to_bk(w)) for w in initial_values()]
     tensors = [torch.tensor(w) for w in initial_values()]
     opt = xpnn.Adam(
@@ -129,6 +132,7 @@ def test_parameter_groups_match_torch_param_groups(to_bk: Any) -> None:
 
 @pytest.mark.parametrize("name", ["sgd_momentum", "adagrad", "rmsprop_momentum", "adam_amsgrad", "adamw"])
 def test_parameters_without_gradient_are_skipped_as_torch_does(name: str, to_bk: Any) -> None:
+    torch = require_torch()
     params, opt = make(name, to_bk)
     tensors = [torch.tensor(w) for w in initial_values()]
     reference, _ = torch_optimizer(name, tensors)
