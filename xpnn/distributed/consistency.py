@@ -50,8 +50,16 @@ def first_difference(reference: Sequence[str], mine: Sequence[str], rank: int) -
     return f"only {name} has '{longer[min(len(reference), len(mine))]}'"
 
 
+def _lines_of(communicator: Communicator, text: bytes, root: int) -> list[str]:
+    """Rank ``root``'s description, on every rank (its length first, then its bytes)."""
+    size = communicator.broadcast(host_values([len(text)], "int64"), root)
+    mine = text if communicator.rank == root else None
+    return bytes(communicator.broadcast(host_bytes(mine, int(size[0])), root)).decode().split("\n")
+
+
 def check_same_model(communicator: Communicator, lines: Sequence[str], who: str = "fit") -> None:
-    """Raise :class:`ModelMismatchError` on every rank unless all ranks' ``lines`` equal rank 0's."""
+    """Raise :class:`ModelMismatchError` on every rank unless all ranks' ``lines`` equal rank 0's;
+    every rank's message names the first rank that differs and its first difference."""
     text = "\n".join(lines).encode()
     digest = host_bytes(hashlib.sha256(text).digest()[:16], 16)
     reference = communicator.broadcast(digest.copy())
@@ -60,15 +68,11 @@ def check_same_model(communicator: Communicator, lines: Sequence[str], who: str 
     differs = communicator.allreduce_sum(differs)
     if not differs.any():
         return
-    size = communicator.broadcast(host_values([len(text)], "int64"))
-    received = communicator.broadcast(host_bytes(text if communicator.rank == 0 else None, int(size[0])))
-    rank = communicator.rank
-    if differs[rank]:
-        difference = first_difference(bytes(received).decode().split("\n"), list(lines), rank)
-        raise ModelMismatchError(f"data-parallel {who}: rank {rank} differs from rank 0: {difference}")
     culprits = [r for r in range(communicator.size) if differs[r]]
+    ours, theirs = _lines_of(communicator, text, 0), _lines_of(communicator, text, culprits[0])
     raise ModelMismatchError(
-        f"data-parallel {who}: rank(s) {culprits} differ from rank 0 (their error names the difference)"
+        f"data-parallel {who}: rank {culprits[0]} differs from rank 0 "
+        f"(ranks differing: {culprits}): {first_difference(ours, theirs, culprits[0])}"
     )
 
 
