@@ -29,6 +29,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--raise-in-fit", action="store_true", help="rank 1 raises after epoch 1")
     parser.add_argument("--raise-outside", action="store_true", help="rank 1 raises before fit")
     parser.add_argument("--hand-loop", action="store_true", help="DistributedOptimizer, no fit")
+    parser.add_argument("--batchnorm", action="store_true", help="BatchNorm after the first layer")
+    parser.add_argument("--sgd", action="store_true", help="SGD with momentum instead of Adam")
     return parser.parse_args()
 
 
@@ -41,6 +43,8 @@ def build(comm: xpnn.distributed.Communicator, args: argparse.Namespace) -> xpnn
     hidden = 17 if args.mismatch and comm.rank == 1 else 16
     seed = 1 + (comm.rank if args.hand_loop else 0)  # hand loop: broadcast_parameters must fix it
     layers = [xpnn.Dense(12, hidden, weight_regularizer_l2=args.l2), xpnn.ReLU(), xpnn.Dense(hidden, 5)]
+    if args.batchnorm:  # statistics of the global batch: the one-process numbers on N ranks
+        layers.insert(1, xpnn.BatchNorm(hidden))
     return xpnn.Sequential(layers, seed=seed).to(args.backend, dtype="float64")
 
 
@@ -68,7 +72,10 @@ def main() -> None:
         raise RuntimeError("rank 1 fails before training")
     x, y = data(args.samples)
     model = build(comm, args)
-    optimizer = xpnn.Adam(model.parameters(), lr=1e-2, clip_global_norm=args.clip)
+    if args.sgd:
+        optimizer: xpnn.Optimizer = xpnn.SGD(model.parameters(), lr=0.05, momentum=0.9, clip_global_norm=args.clip)
+    else:
+        optimizer = xpnn.Adam(model.parameters(), lr=1e-2, clip_global_norm=args.clip)
     logs: dict[str, list[float]] = {}
     if args.hand_loop:
         hand_loop(model, optimizer, comm, x, y, args)
@@ -85,8 +92,9 @@ def main() -> None:
         logs = {key: history[key] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
     result = model.evaluate(x, y, loss=xpnn.SoftmaxCrossEntropy(), communicator=comm)
     params = [backend.to_host(p.value) for p in model.parameters()]
+    buffers = {f"buffer {name}": backend.to_host(value) for name, value in model.buffers().items()}
     np.savez(os.path.join(args.out, f"rank{comm.rank}-of-{comm.size}.npz"), *params,
-             evaluation=np.array([result["loss"], result["accuracy"]]), t=optimizer.t,
+             evaluation=np.array([result["loss"], result["accuracy"]]), t=optimizer.t, **buffers,
              **{k: np.array(v) for k, v in logs.items()})  # fmt: skip
     print(f"rank {comm.rank} of {comm.size}: done")
 
