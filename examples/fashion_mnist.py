@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args.communicator = xpnn.distributed.init() if args.distributed else None
     rank = 0 if args.communicator is None else args.communicator.rank
     if rank != 0:  # every rank trains the same model: one set of lines, one plot, one saved model
-        sys.stdout, args.plot = open(os.devnull, "w"), None  # noqa: SIM115
+        sys.stdout, args.plot = open(os.devnull, "w"), None
     target = pick_backend(args.backend)
     print(f"backend: {target}; model: {args.model}; optimizer: {args.optimizer}; seed: {args.seed}")
     (x, y), (x_test, y_test) = xpnn.load_fashion_mnist()

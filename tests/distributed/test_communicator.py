@@ -4,6 +4,7 @@ buffers the all-reduce works on, and the rank-0-only checkpoint writes."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -42,18 +43,18 @@ class FakeMPI:
         self.rank, self.size, self.others = rank, size, others
         self.calls: list[tuple[str, Any]] = []
 
-    def Get_rank(self) -> int:  # noqa: N802 -- mpi4py's names
+    def Get_rank(self) -> int:
         return self.rank
 
-    def Get_size(self) -> int:  # noqa: N802
+    def Get_size(self) -> int:
         return self.size
 
-    def Allreduce(self, where: Any, buffer: np.ndarray, op: str) -> None:  # noqa: N802
+    def Allreduce(self, where: Any, buffer: np.ndarray, op: str) -> None:
         assert where is self.IN_PLACE and op == self.SUM
         self.calls.append(("Allreduce", buffer))
         buffer += self.others * (self.size - 1)
 
-    def Bcast(self, buffer: np.ndarray, root: int = 0) -> None:  # noqa: N802
+    def Bcast(self, buffer: np.ndarray, root: int = 0) -> None:
         self.calls.append(("Bcast", buffer))
         if self.rank != root:
             buffer[...] = self.others
@@ -115,7 +116,7 @@ def test_fit_with_a_size_one_communicator_equals_fit_without() -> None:
 def test_shards_cover_every_sample_once_and_differ_by_at_most_one(n: int, size: int) -> None:
     bounds = [shard_bounds(n, rank, size) for rank in range(size)]
     assert bounds[0][0] == 0 and bounds[-1][1] == n
-    assert all(stop == start for (_, stop), (start, _) in zip(bounds, bounds[1:], strict=False))
+    assert all(stop == start for (_, stop), (start, _) in itertools.pairwise(bounds))
     sizes = [stop - start for start, stop in bounds]
     assert max(sizes) - min(sizes) <= 1
 

@@ -73,7 +73,9 @@ def main() -> None:
     x, y = data(args.samples)
     model = build(comm, args)
     if args.sgd:
-        optimizer: xpnn.Optimizer = xpnn.SGD(model.parameters(), lr=0.05, momentum=0.9, clip_global_norm=args.clip)
+        optimizer: xpnn.Optimizer = xpnn.SGD(
+            model.parameters(), lr=0.05, momentum=0.9, clip_global_norm=args.clip
+        )
     else:
         optimizer = xpnn.Adam(model.parameters(), lr=1e-2, clip_global_norm=args.clip)
     logs: dict[str, list[float]] = {}
@@ -88,7 +90,8 @@ def main() -> None:
         callbacks = [fail] + ([xpnn.ModelCheckpoint(args.checkpoint)] if args.checkpoint else [])
         history = model.fit(x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=optimizer, epochs=args.epochs,
                             batch_size=args.batch_size, validation_data=(x[:37], y[:37]), seed=3,
-                            callbacks=callbacks, resume=args.resume, communicator=comm, verbose=0)  # fmt: skip
+                            callbacks=callbacks, resume=args.resume, communicator=comm,
+                            verbose=0)  # fmt: skip
         logs = {key: history[key] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
     result = model.evaluate(x, y, loss=xpnn.SoftmaxCrossEntropy(), communicator=comm)
     params = [backend.to_host(p.value) for p in model.parameters()]

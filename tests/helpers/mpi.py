@@ -43,7 +43,9 @@ def environment() -> dict[str, str]:
     return env
 
 
-def run(ranks: int, script: Path, args: Sequence[str], *, timeout: float = 90.0) -> subprocess.CompletedProcess:
+def run(
+    ranks: int, script: Path, args: Sequence[str], *, timeout: float = 90.0
+) -> subprocess.CompletedProcess:
     """Run ``python script args`` on ``ranks`` ranks (``ranks == 0``: plainly, without mpiexec)."""
     command = [sys.executable, str(script), *args]
     if ranks:

@@ -37,7 +37,9 @@ def describe(model: Any, optimizer: Optimizer | None = None, extra: Sequence[str
     if optimizer is not None:
         lines.append(f"optimizer {type(optimizer).__name__}")
         for position, entry in sorted(optimizer.state.items()):
-            lines += [f"optimizer state {position}.{k}: {_spec(v)}" for k, v in sorted(entry.items()) if k != "step"]
+            lines += [
+                f"optimizer state {position}.{k}: {_spec(v)}" for k, v in sorted(entry.items()) if k != "step"
+            ]
     return lines + list(extra)
 
 

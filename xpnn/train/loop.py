@@ -92,7 +92,8 @@ def _train_epoch(
                                 samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
     loss_total, hits = _host_sums(loss_sum, correct)  # the epoch's one synchronisation
     if parallel is not None:  # and its one all-reduce
-        loss_total, hits, seen = parallel.shards.sum_over_ranks(loss_total, hits, seen)
+        loss_total, hits, total = parallel.shards.sum_over_ranks(loss_total, hits, seen)
+        seen = int(total)
     mean_loss = loss_total / max(seen, 1)
     accuracy = hits / max(seen, 1) if _has_accuracy(run.loss) else math.nan
     seconds = time.perf_counter() - start
@@ -127,7 +128,8 @@ def evaluate_loader(
         model.train(was_training)
     loss_total, hits = _host_sums(loss_sum, correct)
     if shards is not None:
-        loss_total, hits, seen = shards.sum_over_ranks(loss_total, hits, seen)
+        loss_total, hits, total = shards.sum_over_ranks(loss_total, hits, seen)
+        seen = int(total)
     logs = {"accuracy": hits / max(seen, 1) if _has_accuracy(loss) else math.nan}
     if loss is not None:
         logs["loss"] = loss_total / max(seen, 1)
