@@ -26,6 +26,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--resume", default=None)
     parser.add_argument("--mismatch", action="store_true", help="rank 1 builds a wider layer")
+    parser.add_argument("--mismatch-data", action="store_true", help="rank 1 has one sample more")
     parser.add_argument("--raise-in-fit", action="store_true", help="rank 1 raises after epoch 1")
     parser.add_argument("--raise-outside", action="store_true", help="rank 1 raises before fit")
     parser.add_argument("--hand-loop", action="store_true", help="DistributedOptimizer, no fit")
@@ -70,7 +71,7 @@ def main() -> None:
     comm = xpnn.distributed.init()
     if args.raise_outside and comm.rank == 1:
         raise RuntimeError("rank 1 fails before training")
-    x, y = data(args.samples)
+    x, y = data(args.samples + (1 if args.mismatch_data and comm.rank == 1 else 0))
     model = build(comm, args)
     if args.sgd:
         optimizer: xpnn.Optimizer = xpnn.SGD(

@@ -43,6 +43,19 @@ def describe(model: Any, optimizer: Optimizer | None = None, extra: Sequence[str
     return lines + list(extra)
 
 
+def describe_run(x: Array, validation: Any, *, batch_size: int, epochs: int, shuffle: bool) -> list[str]:
+    """What else the ranks of one fit must agree on, or they would take different numbers of steps."""
+
+    def samples(data: Any) -> str:
+        return f"{int(data.shape[0])} samples of shape {tuple(int(n) for n in data.shape[1:])}"
+
+    return [
+        f"training data: {samples(x)}",
+        f"validation data: {'none' if validation is None else samples(validation[0])}",
+        f"batch_size {batch_size}, epochs {epochs}, shuffle {shuffle}",
+    ]
+
+
 def first_difference(reference: Sequence[str], mine: Sequence[str], rank: int) -> str:
     """The first line where this rank's description differs from rank 0's, in words."""
     for theirs, ours in zip(reference, mine, strict=False):

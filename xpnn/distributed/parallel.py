@@ -126,3 +126,12 @@ class DataParallel:
         if self._remove_hook is not None:
             self._remove_hook()
             self._remove_hook = None
+
+
+def data_parallel(
+    communicator: Communicator | None, model: Any, optimizer: Optimizer | None
+) -> DataParallel | None:
+    """fit's and evaluate's data-parallel helper; None for one process (no communicator, or size 1)."""
+    if communicator is None or communicator.size == 1:
+        return None
+    return DataParallel(communicator, model, optimizer)

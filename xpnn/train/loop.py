@@ -19,7 +19,8 @@ from typing import Any
 from xpnn import backend
 from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
-from xpnn.distributed.parallel import DataParallel
+from xpnn.distributed.consistency import describe_run
+from xpnn.distributed.parallel import DataParallel, data_parallel
 from xpnn.distributed.sharding import Shards
 from xpnn.errors import LabelError
 from xpnn.nn.losses import Loss
@@ -203,14 +204,13 @@ def fit(
     if seed is None:
         seed = model.seed if model.seed is not None else secrets.randbits(31)
     run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size))
-    parallel = _data_parallel(communicator, model, optimizer)
+    parallel = data_parallel(communicator, model, optimizer)
     run.rank = 0 if communicator is None else communicator.rank
     model.loss = loss  # evaluate() uses it when given none, as Keras' compiled loss
     if resume is not None:
         load_training(resume, run)
     if parallel is not None:  # after a resume too: every rank continues from rank 0's state
-        agreed = [f"training data: {_data_spec(x)}", f"validation data: {_data_spec(validation_data)}",
-                  f"batch_size {batch_size}, epochs {epochs}, shuffle {shuffle}"]  # fmt: skip
+        agreed = describe_run(x, validation_data, batch_size=batch_size, epochs=epochs, shuffle=shuffle)
         run.seed, run.epoch = parallel.start(run.seed, run.epoch, agreed)
     try:
         train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
@@ -219,20 +219,6 @@ def fit(
         if parallel is not None:
             parallel.stop()
     return run.history
-
-
-def _data_parallel(communicator: Communicator | None, model: Model, optimizer: Optimizer | None) -> Any:
-    """fit's data-parallel helper: None for one process (no communicator, or a size-1 one)."""
-    if communicator is None or communicator.size == 1:
-        return None
-    return DataParallel(communicator, model, optimizer)
-
-
-def _data_spec(data: Any) -> str:
-    if data is None:
-        return "none"
-    x = data[0] if isinstance(data, tuple) else data
-    return f"{int(x.shape[0])} samples of shape {tuple(int(n) for n in x.shape[1:])}"
 
 
 def _loaders(
@@ -322,7 +308,7 @@ def evaluate(
     loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
     if loss is not None:
         validate_labels(model, loss, loader.y)
-    parallel = _data_parallel(communicator, model, None)
+    parallel = data_parallel(communicator, model, None)
     return evaluate_loader(model, loader, loss, None if parallel is None else parallel.shards)
 
 
