@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import shutil
 import statistics
@@ -183,6 +184,38 @@ def blas_kernel() -> str:
         return "unknown (threadpoolctl not installed)"
 
 
+NETWORKS = {"10 GbE, TCP": (25e-6, 1.25e9), "InfiniBand HDR": (2e-6, 25e9)}  # (latency s, bytes/s)
+
+
+def allreduce_seconds(nodes: int, size: float, latency: float, bandwidth: float) -> dict[str, float]:
+    """Textbook all-reduce costs of ``size`` bytes on ``nodes`` nodes (Thakur, Rabenseifner and
+    Gropp 2005): ring = 2(N-1) latencies + 2(N-1)/N of the data each way; tree (binomial reduce,
+    then broadcast) = 2 log2 N latencies + 2 full messages per hop, pipelined."""
+    hops = math.log2(nodes)
+    ring = 2 * (nodes - 1) * latency + 2 * (nodes - 1) / nodes * size / bandwidth
+    tree = 2 * hops * latency + 2 * size / bandwidth
+    return {"ring": ring, "tree": tree}
+
+
+def scaling_table(per_sample: float, size: float) -> None:
+    """All-reduce time per step at 8 and 64 nodes and the local batch that keeps the step 90%
+    compute (xpnn does not overlap the all-reduce with backward: efficiency = c B / (c B + T))."""
+    print(f"\nscaling on paper: {size / 1e6:.2f} MB of gradients per step, "
+          f"{per_sample * 1e6:.1f} us of compute per sample (1 process, measured above)")  # fmt: skip
+    print(
+        "| network | nodes | bytes sent per node per step (ring) | ring ms | tree ms | local batch for 90% |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (latency, bandwidth) in NETWORKS.items():
+        for nodes in (8, 64):
+            cost = allreduce_seconds(nodes, size, latency, bandwidth)
+            best = min(cost.values())
+            sent = 2 * (nodes - 1) / nodes * size
+            ring, tree = cost["ring"] * 1e3, cost["tree"] * 1e3
+            batch = math.ceil(9 * best / per_sample)
+            print(f"| {name} | {nodes} | {sent / 1e6:.2f} MB | {ring:.2f} | {tree:.2f} | {batch:,} |")
+
+
 def measure_ceiling() -> tuple[float, float]:
     """(GEMM throughput of cores 0 and 1 together / core 0 alone, core 0's GFLOP/s)."""
     alone = launch([["--role", "gemm", "--rank", "0"]], 60)
@@ -244,6 +277,7 @@ def run_all(args: argparse.Namespace) -> None:
         f"({share:.1%} of a step)"
     )
     print(f"xpnn 2 ranks vs torch DDP 2 processes: {torch_two / xpnn_two:.2f}x faster")
+    scaling_table(xpnn_one / GLOBAL_BATCH, 4.0 * count)
 
 
 if __name__ == "__main__":
