@@ -91,7 +91,7 @@ def _train_epoch(
                 shown = now
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}",
                                 samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
-    loss_total, hits = _host_sums(loss_sum, correct)  # the epoch's one synchronisation
+    loss_total, hits = _host_float(loss_sum), _host_float(correct)  # the epoch's one synchronisation
     if parallel is not None:  # and its one all-reduce
         loss_total, hits, total = parallel.shards.sum_over_ranks(loss_total, hits, seen)
         seen = int(total)
@@ -101,9 +101,9 @@ def _train_epoch(
     return {"loss": mean_loss, "accuracy": accuracy, "seconds": seconds, "samples_per_s": seen / seconds}
 
 
-def _host_sums(loss_sum: Any, correct: Any) -> tuple[float, float]:
-    """The device sums as host floats (still Python numbers where no batch was added)."""
-    return tuple(float(v if isinstance(v, int | float) else backend.to_host(v)) for v in (loss_sum, correct))  # type: ignore[return-value]
+def _host_float(value: Any) -> float:
+    """A device sum as a host float (still a Python number where no batch was added to it)."""
+    return float(value if isinstance(value, int | float) else backend.to_host(value))
 
 
 def evaluate_loader(
@@ -127,7 +127,7 @@ def evaluate_loader(
             correct, seen = correct + correct_count(pred, yb), seen + n
     finally:
         model.train(was_training)
-    loss_total, hits = _host_sums(loss_sum, correct)
+    loss_total, hits = _host_float(loss_sum), _host_float(correct)
     if shards is not None:
         loss_total, hits, total = shards.sum_over_ranks(loss_total, hits, seen)
         seen = int(total)
