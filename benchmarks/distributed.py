@@ -4,7 +4,8 @@ The 784-256-128-10 MLP, Adam, global batch 512, on synthetic Fashion-MNIST-shape
 (the real images when the data set is found; the numbers do not depend on the values).
 Every process is pinned to its own core (0 and 1) with one BLAS thread, and the machine's own
 ceiling is measured in the same run: the GEMM throughput of two processes on cores 0 and 1
-against one alone (a shared host, with shared caches and memory bandwidth, rarely gives 2.0).
+against one alone (a shared host, with shared caches and memory bandwidth, rarely gives 2.0),
+through NumPy's BLAS (xpnn's GEMMs) and through torch's (DDP's), which can scale differently.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/distributed.py
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/distributed.py --steps 60 --repeats 9
@@ -58,17 +59,24 @@ def report(**values: object) -> None:
 
 
 # -- the roles each child process plays ---------------------------------------------------
-def role_gemm(core: int, seconds: float) -> None:
-    """GEMMs of the MLP's first layer (512 x 784 @ 784 x 256) for ``seconds``: GFLOP/s."""
+def role_gemm(core: int, seconds: float, library: str) -> None:
+    """GEMMs of the MLP's first layer (512 x 784 @ 784 x 256) for ``seconds``: GFLOP/s, through
+    NumPy's BLAS (xpnn's) or torch's (MKL: another kernel, which may scale differently)."""
     pin(core)
     rng = np.random.default_rng(core)
     a, b = rng.random((GLOBAL_BATCH, 784), dtype=np.float32), rng.random((784, 256), dtype=np.float32)
     out = np.empty((GLOBAL_BATCH, 256), np.float32)
-    np.matmul(a, b, out=out)
+    matmul = np.matmul
+    if library == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+        a, b, out, matmul = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(out), torch.matmul
+    matmul(a, b, out=out)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for _ in range(20):
-            np.matmul(a, b, out=out)
+            matmul(a, b, out=out)
         count += 20
     report(
         role="gemm",
@@ -217,10 +225,11 @@ def scaling_table(per_sample: float, size: float) -> None:
             print(f"| {name} | {nodes} | {sent / 1e6:.2f} MB | {ring:.2f} | {tree:.2f} | {batch:,} |")
 
 
-def measure_ceiling() -> tuple[float, float]:
+def measure_ceiling(library: str = "numpy") -> tuple[float, float]:
     """(GEMM throughput of cores 0 and 1 together / core 0 alone, core 0's GFLOP/s)."""
-    alone = launch([["--role", "gemm", "--rank", "0"]], 60)
-    pair = launch([["--role", "gemm", "--rank", "0"], ["--role", "gemm", "--rank", "1"]], 60)
+    gemm = ["--role", "gemm", "--library", library, "--rank"]
+    alone = launch([[*gemm, "0"]], 60)
+    pair = launch([[*gemm, "0"], [*gemm, "1"]], 60)
     return sum(r["gflops"] for r in pair) / alone[0]["gflops"], alone[0]["gflops"]
 
 
@@ -231,10 +240,11 @@ def main() -> None:
     parser.add_argument("--role", choices=["gemm", "xpnn", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--library", default="numpy", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=29517, help="DDP's rendezvous port on 127.0.0.1")
     args = parser.parse_args()
     if args.role == "gemm":
-        return role_gemm(args.rank, 2.0)
+        return role_gemm(args.rank, 2.0, args.library)
     if args.role == "xpnn":
         return role_xpnn(args.steps, args.repeats)
     if args.role == "torch":
@@ -261,17 +271,22 @@ def run_all(args: argparse.Namespace) -> None:
     torch_two = step_time(launch(ddp, 600))
     allreduce = max(r["allreduce"] for r in two)
     later, _ = measure_ceiling()
-    print(f"GEMM ceiling (cores 0+1 vs core 0): {ceiling:.2f}x before, {later:.2f}x after the runs "
-          f"({alone_gflops:.1f} GFLOP/s alone); their mean is used")  # fmt: skip
+    torch_ceiling, torch_gflops = measure_ceiling("torch")
+    print(f"GEMM ceiling (cores 0+1 vs core 0), NumPy's BLAS: {ceiling:.2f}x before, {later:.2f}x after "
+          f"the runs ({alone_gflops:.1f} GFLOP/s alone), their mean is used; torch's BLAS: "
+          f"{torch_ceiling:.2f}x ({torch_gflops:.1f} GFLOP/s alone), used for DDP's row")  # fmt: skip
     ceiling = (ceiling + later) / 2
     print("| run | ms / step (median) | min | speedup | speedup / ceiling |")
     print("|---|---:|---:|---:|---:|")
-    runs = (("xpnn (MPI)", xpnn_one, xpnn_two), ("torch DDP (gloo)", torch_one, torch_two))
-    for name, (one, one_min), (two_t, two_min) in runs:
+    runs = (
+        ("xpnn (MPI)", xpnn_one, xpnn_two, ceiling),
+        ("torch DDP (gloo)", torch_one, torch_two, torch_ceiling),
+    )
+    for name, (one, one_min), (two_t, two_min), limit in runs:
         print(f"| {name}, 1 process | {one * 1e3:.2f} | {one_min * 1e3:.2f} | | |")
         print(
             f"| {name}, 2 processes | {two_t * 1e3:.2f} | {two_min * 1e3:.2f} | {one / two_t:.2f}x "
-            f"| {one / two_t / ceiling:.2f} |"
+            f"| {one / two_t / limit:.2f} |"
         )
     count = sum(w * v + v for w, v in itertools.pairwise(WIDTHS))
     share = allreduce / xpnn_two[0]
