@@ -38,12 +38,12 @@ def _run_tests(session: nox.Session, names: list[str]) -> None:
 def tests_cpu(session: nox.Session) -> None:
     """The whole suite on every CPU backend: numpy, array-api-strict and torch (CPU)."""
     specs = backends.for_session("cpu")
-    session.install("-e", ".[test,examples]", *_requirements(specs))
+    session.install("-e", ".[test,examples,mpi]", *_requirements(specs))  # mpi: tests/distributed
     _run_tests(session, [spec["name"] for spec in specs])
 
 
 # The extras whose floors tests-gpu installs (pyproject.toml's, so they cannot drift apart).
-GPU_EXTRAS = ["test", "strict", "examples"]
+GPU_EXTRAS = ["test", "strict", "examples", "mpi"]
 GPU_PYTHON = os.environ.get("XPNN_GPU_PYTHON")  # None: the interpreter nox runs with
 
 
@@ -91,7 +91,7 @@ def tests_jax(session: nox.Session) -> None:
     second backend, tqdm the progress bar), but tests only numpy and jax.
     """
     specs = backends.for_session("jax")
-    session.install("-e", ".[test,examples]", *_requirements(specs + backends.for_session("cpu")))
+    session.install("-e", ".[test,examples,mpi]", *_requirements(specs + backends.for_session("cpu")))
     session.env["JAX_ENABLE_X64"] = "1"  # float64 gradient checks need 64-bit JAX
     _run_tests(session, ["numpy"] + [spec["name"] for spec in specs])
 

@@ -3,6 +3,7 @@
     python examples/fashion_mnist.py                      # MLP, AdamW + warmup/cosine, 15 epochs
     python examples/fashion_mnist.py --backend cupy --checkpoint runs/fm --plot fm.png
     python examples/fashion_mnist.py --checkpoint runs/fm --resume   # continue an interrupted run
+    mpiexec -n 2 python examples/fashion_mnist.py --distributed      # data-parallel over MPI
 
 The data come from $XPNN_DATA, /usr/share/datasets/fashion-mnist (apt-get install -y
 dataset-fashion-mnist) or the user cache dir (downloaded there when the network allows).
@@ -96,6 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also train the same model from the same seed with every optimizer and plot "
         "their validation curves together in FILE-optimizers.png",
     )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over MPI (start with mpiexec -n N; --batch-size is the global batch; "
+        "numpy or torch); only rank 0 prints, plots and saves",
+    )
     args = parser.parse_args(argv)
     if args.resume and not args.checkpoint:
         parser.error("--resume needs --checkpoint DIR")
@@ -157,7 +164,7 @@ def train(args: argparse.Namespace, name: str, data: Any, target: str, checkpoin
             print(f"no checkpoint at {last}: starting from scratch")
     history = model.fit(x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=optimizer, epochs=args.epochs,
                         batch_size=args.batch_size, validation_split=VALIDATION_SPLIT, callbacks=callbacks,
-                        seed=args.seed, resume=resume)  # fmt: skip
+                        seed=args.seed, resume=resume, communicator=args.communicator)  # fmt: skip
     return model, history
 
 
@@ -244,6 +251,10 @@ def plot_optimizers(path: str, curves: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.communicator = xpnn.distributed.init() if args.distributed else None
+    rank = 0 if args.communicator is None else args.communicator.rank
+    if rank != 0:  # every rank trains the same model: one set of lines, one plot, one saved model
+        sys.stdout, args.plot = open(os.devnull, "w"), None
     target = pick_backend(args.backend)
     print(f"backend: {target}; model: {args.model}; optimizer: {args.optimizer}; seed: {args.seed}")
     (x, y), (x_test, y_test) = xpnn.load_fashion_mnist()
@@ -262,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"optimizer comparison written to {stem}-optimizers{ext or '.png'}")
     else:
         model, history = train(args, args.optimizer, data, target, checkpoint=True)
-    if args.checkpoint:
+    if args.checkpoint and rank == 0:
         model.save(os.path.join(args.checkpoint, "model.npz"))
     report(model, history, data, args)
     return 0

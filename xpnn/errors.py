@@ -54,3 +54,12 @@ class DataNotFoundError(XpnnError, FileNotFoundError):
 class NotALayerError(XpnnError, TypeError):
     """Something other than a layer was given where one is needed (the NNFS book's
     ``Loss.regularization_loss(layer)``, for instance)."""
+
+
+class DistributedError(XpnnError, RuntimeError):
+    """Data-parallel training cannot go on: an unsupported backend or communicator, or ranks
+    that disagree (on the model, the data or the run)."""
+
+
+class ModelMismatchError(DistributedError, ValueError):
+    """Ranks of a data-parallel run hold different models (parameter count, shapes, dtypes)."""

@@ -171,6 +171,7 @@ class Sequential:
         verbose: int = 1,
         shuffle: bool = True,
         resume: str | os.PathLike[str] | None = None,
+        communicator: Any = None,
     ) -> Any:
         """Train on ``(x, y)`` (Keras-style); returns a :class:`~xpnn.History`.
 
@@ -178,6 +179,8 @@ class Sequential:
         the device). ``callbacks``: :class:`~xpnn.EarlyStopping`, :class:`~xpnn.ModelCheckpoint`
         or plain callables ``hook(epoch, logs)``; ``resume``: a training checkpoint to continue
         from. Metrics accumulate on the device and synchronise once per epoch.
+        ``communicator`` (from :func:`xpnn.distributed.init`): data-parallel training, where
+        ``batch_size`` is the global batch split across ranks (see :mod:`xpnn.distributed`).
         """
         from xpnn.train.loop import fit
 
@@ -196,14 +199,17 @@ class Sequential:
             verbose=verbose,
             shuffle=shuffle,
             resume=resume,
+            communicator=communicator,
         )
 
-    def evaluate(self, x: Array, y: Array, *, loss: Any = None, batch_size: int = 256) -> dict[str, float]:
+    def evaluate(
+        self, x: Array, y: Array, *, loss: Any = None, batch_size: int = 256, communicator: Any = None
+    ) -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode (one host sync); the
-        loss defaults to the one of the last ``fit``."""
+        loss defaults to the one of the last ``fit``; ``communicator``: split across ranks."""
         from xpnn.train.loop import evaluate
 
-        return evaluate(self, x, y, loss=loss, batch_size=batch_size)
+        return evaluate(self, x, y, loss=loss, batch_size=batch_size, communicator=communicator)
 
     def predict(self, x: Array, *, batch_size: int = 256) -> Array:
         """Outputs for ``x`` in eval mode, as one array on the model's device."""

@@ -284,6 +284,24 @@ class Optimizer:
         flat = self._flat[g_index] = FlatGroup(params) if FlatGroup.packable(params) else None
         return flat
 
+    def gradient_buffers(self) -> list[Array]:
+        """The contiguous arrays that hold every pending gradient: per packable group its flat
+        gradient buffer (gradients a layer did not write there are copied in, and each ``grad``
+        becomes its view), else each gradient itself. For one collective per buffer (the
+        data-parallel all-reduce): changing them in place changes what the next step uses."""
+        self._pending()  # the same checks as step(), before anything is packed
+        buffers: list[Array] = []
+        for g_index, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            flat = self._flat_group(g_index) if self.flat and len(params) == len(group["params"]) else None
+            if flat is None:
+                buffers += [p.grad for p in params]
+                continue
+            buffers.append(flat.gather_grads([p.grad for p in params]))
+            for p, view in zip(params, flat.grad_views, strict=True):
+                p.grad = view
+        return buffers
+
     def zero_grad(self) -> None:
         """Set every parameter's ``grad`` to ``None`` (the next backward sets rather than adds)."""
         for p in self.parameters():

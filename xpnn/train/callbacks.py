@@ -70,6 +70,7 @@ class ModelCheckpoint(Callback):
 
     ``path`` may contain ``{epoch}`` (1-based). With ``save_best_only`` a checkpoint is
     written only when ``monitor`` improves. Each save is atomic (temp file, fsync, rename).
+    Under data-parallel training only rank 0 writes (every rank holds the same model).
     """
 
     def __init__(
@@ -90,4 +91,5 @@ class ModelCheckpoint(Callback):
             if not (math.isnan(self.best) or _improved(self.mode, self.monitor, value, self.best, 0.0)):
                 return
             self.best = value
-        save_training(self.path.format(epoch=epoch + 1), run)
+        if run.rank == 0:
+            save_training(self.path.format(epoch=epoch + 1), run)

@@ -13,11 +13,15 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from xpnn import backend
 from xpnn.data.loader import DataLoader
+from xpnn.distributed.communicator import Communicator
+from xpnn.distributed.consistency import describe_run
+from xpnn.distributed.parallel import DataParallel, data_parallel
+from xpnn.distributed.sharding import Shards
 from xpnn.errors import LabelError
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
@@ -54,49 +58,82 @@ def _progress(verbose: int, total: int, description: str) -> Any:
     return tqdm(total=total, desc=description, unit="sample", unit_scale=True, mininterval=0.25, leave=True)
 
 
-def _train_epoch(run: TrainingRun, loader: DataLoader, epoch: int, bar: Any) -> dict[str, float]:
+def _batches(loader: DataLoader, epoch: int, shards: Shards | None) -> Iterator[tuple[Array, Any, int]]:
+    """``(xb, yb, n_global)``: the whole batches, or under data-parallel this rank's share of each."""
+    if shards is not None:
+        yield from shards.batches(loader, epoch)
+        return
+    for xb, yb in loader.batches(epoch):
+        yield xb, yb, int(xb.shape[0])
+
+
+def _train_epoch(
+    run: TrainingRun, loader: DataLoader, epoch: int, bar: Any, parallel: DataParallel | None = None
+) -> dict[str, float]:
     run.model.train(True)
     run.model.start_epoch(epoch)
     loss_sum: Any = 0.0
     correct: Any = 0
     seen, start = 0, time.perf_counter()
     shown = start
-    for xb, yb in loader.batches(epoch):
-        value, hits = train_step(run.model, run.loss, run.optimizer, xb, yb)
+    for xb, yb, n_global in _batches(loader, epoch, None if parallel is None else parallel.shards):
         n = int(xb.shape[0])
-        loss_sum, correct, seen = loss_sum + value * float(n), correct + hits, seen + n
+        if n == 0 and parallel is not None:  # an empty share of a short last batch: no loss to add
+            parallel.empty_step(xb)
+        else:
+            value, hits = train_step(run.model, run.loss, run.optimizer, xb, yb)
+            loss_sum, correct = loss_sum + value * float(n), correct + hits
+        seen += n
         if bar is not None:
-            bar.update(n)
+            bar.update(n_global)
             now = time.perf_counter()
             if now - shown >= 0.3:  # each refresh reads two device scalars: a sync, so rarely
                 shown = now
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}",
                                 samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
-    mean_loss = float(backend.to_host(loss_sum)) / max(seen, 1)  # the epoch's one synchronisation
-    accuracy = float(backend.to_host(correct)) / max(seen, 1) if _has_accuracy(run.loss) else math.nan
+    loss_total, hits = _host_float(loss_sum), _host_float(correct)  # the epoch's one synchronisation
+    if parallel is not None:  # and its one all-reduce
+        loss_total, hits, total = parallel.shards.sum_over_ranks(loss_total, hits, seen)
+        seen = int(total)
+    mean_loss = loss_total / max(seen, 1)
+    accuracy = hits / max(seen, 1) if _has_accuracy(run.loss) else math.nan
     seconds = time.perf_counter() - start
     return {"loss": mean_loss, "accuracy": accuracy, "seconds": seconds, "samples_per_s": seen / seconds}
 
 
-def evaluate_loader(model: Model, loader: DataLoader, loss: Loss | None) -> dict[str, float]:
-    """Mean loss (without regularisation) and accuracy over a loader, in eval mode; one sync."""
+def _host_float(value: Any) -> float:
+    """A device sum as a host float (still a Python number where no batch was added to it)."""
+    return float(value if isinstance(value, int | float) else backend.to_host(value))
+
+
+def evaluate_loader(
+    model: Model, loader: DataLoader, loss: Loss | None, shards: Shards | None = None
+) -> dict[str, float]:
+    """Mean loss (without regularisation) and accuracy over a loader, in eval mode; one sync.
+    With ``shards`` each rank evaluates its share of every batch and the sums are all-reduced."""
     was_training = model.training
     model.eval()
     loss_sum: Any = 0.0
     correct: Any = 0
     seen = 0
     try:
-        for xb, yb in loader.batches(0):
-            pred = model.forward(xb)
+        for xb, yb, _ in _batches(loader, 0, shards):
             n = int(xb.shape[0])
+            if n == 0:
+                continue
+            pred = model.forward(xb)
             if loss is not None:
                 loss_sum = loss_sum + loss.forward(pred, yb, validate=False) * float(n)
             correct, seen = correct + correct_count(pred, yb), seen + n
     finally:
         model.train(was_training)
-    logs = {"accuracy": float(backend.to_host(correct)) / max(seen, 1) if _has_accuracy(loss) else math.nan}
+    loss_total, hits = _host_float(loss_sum), _host_float(correct)
+    if shards is not None:
+        loss_total, hits, total = shards.sum_over_ranks(loss_total, hits, seen)
+        seen = int(total)
+    logs = {"accuracy": hits / max(seen, 1) if _has_accuracy(loss) else math.nan}
     if loss is not None:
-        logs["loss"] = float(backend.to_host(loss_sum)) / max(seen, 1)
+        logs["loss"] = loss_total / max(seen, 1)
     return logs
 
 
@@ -159,6 +196,7 @@ def fit(
     verbose: int = 1,
     shuffle: bool = True,
     resume: str | os.PathLike[str] | None = None,
+    communicator: Communicator | None = None,
 ) -> History:
     """Train ``model``; see :meth:`xpnn.Sequential.fit`."""
     if validation_split and validation_data is None:
@@ -166,11 +204,20 @@ def fit(
     if seed is None:
         seed = model.seed if model.seed is not None else secrets.randbits(31)
     run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size))
+    parallel = data_parallel(communicator, model, optimizer)
+    run.rank = 0 if communicator is None else communicator.rank
     model.loss = loss  # evaluate() uses it when given none, as Keras' compiled loss
     if resume is not None:
         load_training(resume, run)
-    train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
-    _loop(run, train, val, as_callbacks(callbacks), epochs, verbose)
+    if parallel is not None:  # after a resume too: every rank continues from rank 0's state
+        agreed = describe_run(x, validation_data, batch_size=batch_size, epochs=epochs, shuffle=shuffle)
+        run.seed, run.epoch = parallel.start(run.seed, run.epoch, agreed)
+    try:
+        train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
+        _loop(run, train, val, as_callbacks(callbacks), epochs, verbose if run.rank == 0 else 0, parallel)
+    finally:
+        if parallel is not None:
+            parallel.stop()
     return run.history
 
 
@@ -194,13 +241,20 @@ def _loaders(
 
 
 def _epoch(
-    run: TrainingRun, train: DataLoader, val: DataLoader | None, epoch: int, epochs: int, verbose: int
+    run: TrainingRun,
+    train: DataLoader,
+    val: DataLoader | None,
+    epoch: int,
+    epochs: int,
+    verbose: int,
+    parallel: DataParallel | None,
 ) -> dict[str, float]:
     """Train one epoch, then validate; the epoch's numbers, shown on the progress bar or printed."""
     bar = _progress(verbose, train.num_samples, f"epoch {epoch + 1}/{epochs}")
-    logs = _train_epoch(run, train, epoch, bar)
+    logs = _train_epoch(run, train, epoch, bar, parallel)
     if val is not None:
-        logs.update({f"val_{k}": v for k, v in evaluate_loader(run.model, val, run.loss).items()})
+        shards = None if parallel is None else parallel.shards
+        logs.update({f"val_{k}": v for k, v in evaluate_loader(run.model, val, run.loss, shards).items()})
     logs["lr"] = _lr(run.optimizer)
     if bar is not None:
         bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if "loss" in k or "acc" in k})
@@ -217,13 +271,14 @@ def _loop(
     hooks: Sequence[Callback],
     epochs: int,
     verbose: int,
+    parallel: DataParallel | None = None,
 ) -> None:
     was_training = run.model.training
     for hook in hooks:
         hook.on_train_begin(run)
     try:
         for epoch in range(run.epoch, epochs):
-            logs = _epoch(run, train, val, epoch, epochs, verbose)
+            logs = _epoch(run, train, val, epoch, epochs, verbose, parallel)
             run.history.append(epoch, logs)
             run.epoch = epoch + 1
             for hook in hooks:
@@ -237,16 +292,24 @@ def _loop(
 
 
 def evaluate(
-    model: Model, x: Array, y: Array, *, loss: Loss | None = None, batch_size: int = 256
+    model: Model,
+    x: Array,
+    y: Array,
+    *,
+    loss: Loss | None = None,
+    batch_size: int = 256,
+    communicator: Communicator | None = None,
 ) -> dict[str, float]:
     """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode; the loss is ``loss=`` or
-    else the one the model was last fitted with (none: accuracy only)."""
+    else the one the model was last fitted with (none: accuracy only). With a communicator
+    of several ranks, each evaluates its share of every batch and the sums are all-reduced."""
     bk, dtype = model_backend(model)
     loader = DataLoader(x, y, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
     loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
     if loss is not None:
         validate_labels(model, loss, loader.y)
-    return evaluate_loader(model, loader, loss)
+    parallel = data_parallel(communicator, model, None)
+    return evaluate_loader(model, loader, loss, None if parallel is None else parallel.shards)
 
 
 def predict(model: Model, x: Array, *, batch_size: int = 256) -> Array:

@@ -1,0 +1,130 @@
+"""The communicator interface of data-parallel training, its one-process implementation, and
+:func:`init`, which picks the implementation for the process at hand.
+
+A communicator is the small set of collectives data-parallel training needs (ChainerMN's
+``CommunicatorBase``): an element-wise sum over ranks, a weighted average built on it, a
+broadcast from one rank and a barrier. :class:`~xpnn.distributed.mpi.MPICommunicator`
+implements it over mpi4py; a NCCL one for GPUs would be a second implementation of the same
+:class:`Communicator` protocol. :class:`SingleProcess` is the size-1 case: every call returns
+its input at no cost, so code written for N ranks runs unchanged in one process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+Array = Any
+
+# Set by every MPI launcher we know (MPICH/Hydra and Slurm's PMI, PMIx, Open MPI): without one
+# of them the process was not started by mpiexec, and init() does not even import mpi4py.
+_LAUNCHER_VARIABLES = ("PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+@runtime_checkable
+class Communicator(Protocol):
+    """What data-parallel training asks of a communicator (MPI today, NCCL later).
+
+    Arrays are those of the model's backend; a result has the argument's shape and dtype
+    and is the argument itself wherever the implementation could work in place.
+    """
+
+    rank: int
+    size: int
+    supported_backends: tuple[str, ...] | None  # None: any backend
+
+    def allreduce_sum(self, array: Array) -> Array:
+        """The element-wise sum of ``array`` over all ranks, on every rank."""
+        ...
+
+    def allreduce_mean(self, array: Array, weight: float | None = None) -> Array:
+        """``sum over ranks of weight_r * array_r``; ``weight=None`` means ``1 / size`` (the mean).
+        With weights summing to 1 over ranks this is a weighted mean (an uneven last batch)."""
+        ...
+
+    def broadcast(self, array: Array, root: int = 0) -> Array:
+        """Rank ``root``'s ``array`` on every rank (same shape and dtype on every rank)."""
+        ...
+
+    def barrier(self) -> None:
+        """Return once every rank has called it."""
+        ...
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job now (an error on one rank must not leave others waiting)."""
+        ...
+
+
+class SingleProcess:
+    """The size-1 communicator: rank 0 of 1; every collective returns its input unchanged."""
+
+    rank = 0
+    size = 1
+    supported_backends: tuple[str, ...] | None = None
+
+    def allreduce_sum(self, array: Array) -> Array:
+        return array
+
+    def allreduce_mean(self, array: Array, weight: float | None = None) -> Array:
+        # weight is n_local / n_global, which is 1 in one process: nothing to scale
+        return array
+
+    def broadcast(self, array: Array, root: int = 0) -> Array:
+        return array
+
+    def barrier(self) -> None:
+        """Nothing to wait for."""
+
+    def abort(self, code: int = 1) -> None:
+        raise SystemExit(code)
+
+    def __repr__(self) -> str:
+        return "SingleProcess(rank=0, size=1)"
+
+
+def launched_by_mpi() -> bool:
+    """Whether an MPI launcher (mpiexec, srun) started this process."""
+    return any(name in os.environ for name in _LAUNCHER_VARIABLES)
+
+
+def init() -> Communicator:
+    """The communicator of this process: over mpi4py's ``COMM_WORLD`` when started by
+    ``mpiexec -n N`` with N > 1, else :class:`SingleProcess` (also without mpi4py).
+
+    Under MPI it also installs an ``excepthook`` that prints the traceback and calls
+    ``MPI_Abort``: an uncaught exception on any rank ends the whole job instead of leaving
+    the other ranks blocked in a collective.
+    """
+    if not launched_by_mpi():
+        return SingleProcess()
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return SingleProcess()
+    if MPI.COMM_WORLD.Get_size() == 1:
+        return SingleProcess()
+    from xpnn.distributed.mpi import MPICommunicator
+
+    communicator = MPICommunicator(MPI, MPI.COMM_WORLD)
+    install_abort_hook(communicator)
+    return communicator
+
+
+def install_abort_hook(communicator: Communicator) -> None:
+    """Make an uncaught exception print its traceback, then ``communicator.abort(1)``."""
+    previous = sys.excepthook
+    if getattr(previous, "xpnn_aborts", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, traceback: TracebackType | None) -> None:
+        previous(kind, value, traceback)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        communicator.abort(1)
+
+    aborting: Callable[..., None] = hook
+    aborting.xpnn_aborts = True  # type: ignore[attr-defined]
+    sys.excepthook = aborting

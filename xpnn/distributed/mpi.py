@@ -1,0 +1,69 @@
+"""The MPI communicator: :class:`~xpnn.distributed.communicator.Communicator` over mpi4py.
+
+Every collective works in place on the array's own memory where it has a host view (a
+writeable NumPy array, a torch CPU tensor through DLPack): ``Allreduce(MPI.IN_PLACE, ...)``
+and ``Bcast`` read and write that memory, so averaging a flat gradient buffer costs one
+scaling pass and one MPI call, no copy. Other arrays are copied to the host and back.
+mpi4py is never imported here: :func:`~xpnn.distributed.init` passes its ``MPI`` module in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xpnn import backend
+from xpnn.backend.host_buffers import host_view
+from xpnn.errors import DistributedError
+
+Array = Any
+
+
+class MPICommunicator:
+    """The :class:`~xpnn.distributed.communicator.Communicator` of an mpi4py communicator
+    (``COMM_WORLD`` from :func:`~xpnn.distributed.init`). Supports NumPy and torch (CPU) arrays."""
+
+    supported_backends: tuple[str, ...] | None = ("numpy", "torch")
+
+    def __init__(self, mpi: Any, comm: Any) -> None:
+        self.mpi, self.comm = mpi, comm
+        self.rank, self.size = int(comm.Get_rank()), int(comm.Get_size())
+
+    def _host(self, array: Array, what: str) -> tuple[Any, bool]:
+        """(host buffer, whether it is ``array``'s own memory)."""
+        view = host_view(array)
+        if view is not None:
+            return view, True
+        name = backend.backend_name(array)
+        if name not in ("numpy", "torch"):
+            raise DistributedError(
+                f"MPICommunicator.{what}: arrays of backend {name!r} are not supported "
+                "(expected numpy or torch on the CPU; NCCL for GPUs is not implemented)"
+            )
+        return backend.to_host(array), False
+
+    def allreduce_sum(self, array: Array) -> Array:
+        buffer, own = self._host(array, "allreduce_sum")
+        self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
+        return array if own else backend.move_like(buffer, array)
+
+    def allreduce_mean(self, array: Array, weight: float | None = None) -> Array:
+        buffer, own = self._host(array, "allreduce_mean")
+        scale = 1.0 / self.size if weight is None else float(weight)
+        if scale != 1.0:
+            buffer *= scale  # our own buffer (a flat gradient): scaled in place, no temporary
+        self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
+        return array if own else backend.move_like(buffer, array)
+
+    def broadcast(self, array: Array, root: int = 0) -> Array:
+        buffer, own = self._host(array, "broadcast")
+        self.comm.Bcast(buffer, root=root)
+        return array if own else backend.move_like(buffer, array)
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def abort(self, code: int = 1) -> None:
+        self.comm.Abort(code)
+
+    def __repr__(self) -> str:
+        return f"MPICommunicator(rank={self.rank}, size={self.size})"

@@ -1,0 +1,137 @@
+"""Data-parallel training: gradients averaged over ranks before each step.
+
+``fit(..., communicator=comm)`` uses :class:`DataParallel`; hand-written loops use
+:class:`DistributedOptimizer` (Horovod's) and :func:`broadcast_parameters`. Either way the
+step sees the global batch's mean gradient
+
+    g = sum over ranks r of (n_r / n) * g_r,    g_r = the mean gradient of rank r's n_r samples,
+
+computed with ONE all-reduce per flat gradient buffer (``Optimizer.gradient_buffers``): each
+rank scales its buffer by ``n_r / n`` in place and the all-reduce sums them. It runs as the
+optimizer's step pre-hook, so clipping by global norm and the update equation see ``g``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from xpnn import backend
+from xpnn.backend.host_buffers import host_values
+from xpnn.distributed.communicator import Communicator
+from xpnn.distributed.consistency import (
+    broadcast_optimizer_state,
+    broadcast_parameters,
+    check_same_model,
+    describe,
+)
+from xpnn.distributed.sharding import Shards
+from xpnn.errors import DistributedError
+from xpnn.optim.base import Optimizer
+
+Array = Any
+
+
+def average_gradients(optimizer: Optimizer, communicator: Communicator, weight: float | None = None) -> None:
+    """Replace every pending gradient of ``optimizer`` by its (weighted) average over ranks:
+    ``sum_r weight_r * grad_r`` (``weight=None``: the plain mean), one all-reduce per buffer."""
+    for buffer in optimizer.gradient_buffers():
+        out = communicator.allreduce_mean(buffer, weight)
+        if out is not buffer and backend.assign(buffer, out) is not buffer:
+            raise DistributedError(
+                f"average_gradients: a gradient of backend {backend.backend_name(buffer)} "
+                "is read-only, so its average cannot be written back"
+            )
+
+
+class DistributedOptimizer:
+    """Horovod's ``DistributedOptimizer``: ``step()`` averages the gradients over ranks, then
+    runs the wrapped optimizer's step; everything else is the wrapped optimizer's.
+
+    ``step(weight=n_local / n_global)`` weights this rank's gradient by its share of an
+    uneven batch (the default, ``None``, weights every rank equally). Start every rank from
+    the same parameters with :func:`~xpnn.distributed.broadcast_parameters`.
+    """
+
+    def __init__(self, optimizer: Optimizer, communicator: Communicator) -> None:
+        self.optimizer, self.communicator = optimizer, communicator
+
+    def step(self, weight: float | None = None) -> None:
+        if self.communicator.size > 1:
+            average_gradients(self.optimizer, self.communicator, weight)
+        self.optimizer.step()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.optimizer, name)
+
+    def __repr__(self) -> str:
+        return f"DistributedOptimizer({self.optimizer!r}, {self.communicator!r})"
+
+
+class DataParallel:
+    """What ``fit(..., communicator=comm)`` does around its loop on more than one rank.
+
+    :meth:`start` checks every rank holds the same model and run, broadcasts rank 0's
+    parameters, buffers, optimizer state, seed and epoch, hands the model the communicator
+    and hooks the gradient average into the optimizer; :meth:`stop` undoes the last two.
+    ``shards`` gives each rank its part of every batch and sums metrics over ranks.
+    """
+
+    def __init__(self, communicator: Communicator, model: Any, optimizer: Optimizer | None) -> None:
+        params = model.parameters()
+        name = backend.backend_name(params[0].value) if params else "numpy"
+        supported = communicator.supported_backends
+        if supported is not None and name not in supported:
+            raise DistributedError(
+                f"data-parallel training over {type(communicator).__name__}: the model is on backend "
+                f"{name!r}; supported: {', '.join(supported)} (move it with model.to('numpy'))"
+            )
+        self.communicator, self.model, self.optimizer = communicator, model, optimizer
+        self.shards = Shards(communicator)
+        self._remove_hook: Any = None
+
+    @property
+    def rank(self) -> int:
+        return self.communicator.rank
+
+    def start(self, seed: int, epoch: int, run: Sequence[str] = ()) -> tuple[int, int]:
+        """Make every rank rank 0's copy; returns rank 0's ``(seed, epoch)``. ``run`` describes
+        what else must agree (data size, batch size, epochs): compared with the model."""
+        comm = self.communicator
+        check_same_model(comm, describe(self.model, self.optimizer, run))
+        broadcast_parameters(self.model, comm)
+        if self.optimizer is not None:
+            broadcast_optimizer_state(self.optimizer, comm)
+            self._remove_hook = self.optimizer.register_step_pre_hook(self._average)
+        self.model.set_communicator(comm)
+        first = comm.broadcast(host_values([seed, epoch], "int64"))
+        return int(first[0]), int(first[1])
+
+    def empty_step(self, xb: Array) -> None:
+        """A step on this rank's empty share of a last batch smaller than the number of ranks:
+        forward and backward zero samples anyway, so that every collective (the gradient
+        all-reduce, BatchNorm's sums) still meets every rank; the zero gradients weigh 0."""
+        pred = self.model.forward(xb)
+        self.model.backward(backend.namespace(pred).zeros_like(pred))
+        if self.optimizer is not None:
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+
+    def _average(self, optimizer: Optimizer) -> None:
+        average_gradients(optimizer, self.communicator, self.shards.weight)
+
+    def stop(self) -> None:
+        """Back to one process: the model forgets the communicator, the optimizer the hook."""
+        self.model.set_communicator(None)
+        if self._remove_hook is not None:
+            self._remove_hook()
+            self._remove_hook = None
+
+
+def data_parallel(
+    communicator: Communicator | None, model: Any, optimizer: Optimizer | None
+) -> DataParallel | None:
+    """fit's and evaluate's data-parallel helper; None for one process (no communicator, or size 1)."""
+    if communicator is None or communicator.size == 1:
+        return None
+    return DataParallel(communicator, model, optimizer)

@@ -1,0 +1,56 @@
+"""Each rank's share of every global batch, and the sums that make a metric global again.
+
+Every rank draws the same ``(seed, epoch)`` permutation (the loader's), cuts it into the same
+global batches of ``batch_size`` samples, and keeps the contiguous slice
+``[n * rank // size, n * (rank + 1) // size)`` of each (ChainerMN's scattered data set,
+per batch). Shares differ by at most one sample, and a rank may get none of a last batch
+smaller than the number of ranks. Gradients are averaged with each rank's weight
+``n_local / n_global``, so the step sees the global batch's mean gradient, uneven or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from xpnn import backend
+from xpnn.backend.host_buffers import host_values
+from xpnn.data.loader import DataLoader
+from xpnn.distributed.communicator import Communicator
+
+Array = Any
+
+
+def shard_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
+    """The contiguous ``[start, stop)`` of ``n`` samples that rank ``rank`` of ``size`` takes."""
+    return n * rank // size, n * (rank + 1) // size
+
+
+class Shards:
+    """This rank's part of a loader's batches; ``weight`` is the current batch's
+    ``n_local / n_global`` (what the gradient all-reduce scales by)."""
+
+    def __init__(self, communicator: Communicator) -> None:
+        self.communicator = communicator
+        self.weight = 1.0
+
+    def batches(self, loader: DataLoader, epoch: int) -> Iterator[tuple[Array, Array | None, int]]:
+        """``(x_local, y_local, n_global)`` for each global batch of ``loader`` in epoch ``epoch``."""
+        xp, rank, size = loader.bk.xp, self.communicator.rank, self.communicator.size
+        index = backend.from_host(loader.order(epoch), loader.bk)  # once per epoch, as the loader
+        n = loader.num_samples
+        for k in range(len(loader)):
+            first = k * loader.batch_size
+            n_global = min(first + loader.batch_size, n) - first
+            start, stop = shard_bounds(n_global, rank, size)
+            idx = index[first + start : first + stop]
+            xb = xp.take(loader.x, idx, axis=0)
+            if loader.scale:  # the loader's own cast and scale: the same numbers as one process
+                xb = xp.astype(xb, loader.dtype) * (1.0 / 255.0)
+            self.weight = (stop - start) / n_global
+            yield xb, (None if loader.y is None else xp.take(loader.y, idx, axis=0)), n_global
+
+    def sum_over_ranks(self, *values: float) -> tuple[float, ...]:
+        """The sums over ranks of a few host numbers, in one all-reduce (once per epoch)."""
+        summed = self.communicator.allreduce_sum(host_values([float(v) for v in values]))
+        return tuple(float(v) for v in summed)
