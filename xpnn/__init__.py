@@ -13,6 +13,7 @@ from xpnn.errors import (
     DataFormatError,
     DTypeError,
     LabelError,
+    MissingDependencyError,
     NonFiniteLossError,
     OptimizerError,
     ShapeError,
@@ -40,7 +41,16 @@ from xpnn.nn import (
     save,
 )
 from xpnn.optim import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp, schedules
-from xpnn.train import Callback, EarlyStopping, History, ModelCheckpoint
+from xpnn.train import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LRFinderResult,
+    ModelCheckpoint,
+    TensorBoard,
+    lr_find,
+)
 
 __version__ = "0.1.0"
 
@@ -54,10 +64,14 @@ __all__ = [
     "schedules",
     "DataLoader",
     "EarlyStopping",
+    "CSVLogger",
     "Callback",
     "History",
+    "LRFinderResult",
     "ModelCheckpoint",
+    "TensorBoard",
     "load",
+    "lr_find",
     "save",
     "load_fashion_mnist",
     "MAE",
@@ -76,6 +90,7 @@ __all__ = [
     "Layer",
     "LeakyReLU",
     "Loss",
+    "MissingDependencyError",
     "NonFiniteLossError",
     "OptimizerError",
     "Parameter",

@@ -54,3 +54,7 @@ class DataNotFoundError(XpnnError, FileNotFoundError):
 class NotALayerError(XpnnError, TypeError):
     """Something other than a layer was given where one is needed (the NNFS book's
     ``Loss.regularization_loss(layer)``, for instance)."""
+
+
+class MissingDependencyError(XpnnError, ImportError):
+    """An optional dependency (matplotlib, tensorboardX, ...) is not installed; names the extra."""
