@@ -52,10 +52,10 @@ class LRFinderResult:
         ax.plot(self.rates, self.smoothed, color="C0", linewidth=2, label="smoothed loss")
         if math.isfinite(self.suggestion):
             ax.axvline(self.suggestion, color="C3", linestyle="--", label=f"suggestion {self.suggestion:.3g}")
-        finite = [v for v in self.smoothed if math.isfinite(v)]
+        finite = [v for v in (*self.losses, *self.smoothed) if math.isfinite(v)]
         if finite:  # the diverging tail would squash the interesting part of the curve
-            low, high = min(finite), max(finite[0], min(finite) * 4.0)
-            ax.set_ylim(low - 0.05 * (high - low), high + 0.1 * (high - low))
+            low, high = min(finite), 1.25 * max(self.losses[0], self.smoothed[0])
+            ax.set_ylim(low - 0.05 * abs(high - low), high)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
