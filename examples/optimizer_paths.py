@@ -142,9 +142,7 @@ class Path:
         return len(self.points) - 1
 
 
-def run_path(
-    landscape: Landscape, optimizer: str, lr: float, steps: int, target: backend.Backend
-) -> Path:
+def run_path(landscape: Landscape, optimizer: str, lr: float, steps: int, target: backend.Backend) -> Path:
     """Step ``OPTIMIZERS[optimizer]`` ``steps`` times on one Parameter of shape (2,) (float64)
     from ``landscape.start``. Every point stays on the device until one transfer at the end;
     the path is cut after the first point outside the box (or not finite)."""
@@ -217,68 +215,77 @@ def _label(path: Path) -> str:
     return f"{path.optimizer} (lr {path.lr:g}): f={path.losses[-1]:.3g}, {path.steps} steps"
 
 
-def plot_paths(results: dict[str, list[Path]], out: str, backend_name: str) -> None:
-    """The PNG: one contour panel per landscape with every optimizer's path."""
+def _panels(results: dict[str, list[Path]], width: float, height: float) -> tuple[Any, Any, list[Any]]:
+    """pyplot, a figure with one contour panel per landscape (two columns) and those axes."""
     plt = _pyplot()
     columns = 2 if len(results) > 1 else 1
     rows = -(-len(results) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(8.5 * columns, 6.5 * rows), layout="constrained",
+    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), layout="constrained",
                                 squeeze=False)  # fmt: skip
-    for ax, (name, paths) in zip(axes.flat, results.items(), strict=False):
+    for ax in list(axes.flat)[len(results) :]:
+        ax.set_axis_off()
+    for ax, name in zip(axes.flat, results, strict=False):
         _contours(ax, LANDSCAPES[name])
+    return plt, figure, list(axes.flat)[: len(results)]
+
+
+def plot_paths(results: dict[str, list[Path]], out: str, backend_name: str) -> None:
+    """The PNG: one contour panel per landscape with every optimizer's path."""
+    plt, figure, axes = _panels(results, 8.5, 6.5)
+    for ax, paths in zip(axes, results.values(), strict=True):
         for k, path in enumerate(paths):
             color = f"C{k}"
             ax.plot(path.points[:, 0], path.points[:, 1], "-", color=color, linewidth=1.4, label=_label(path))
             ax.plot(*path.points[-1], "o", color=color, markeredgecolor="k", markersize=6, zorder=6)
         ax.legend(fontsize=7, loc="best", framealpha=0.85)
-    for ax in list(axes.flat)[len(results) :]:
-        ax.set_axis_off()
     figure.suptitle(f"xpnn optimizers on 2-parameter landscapes (backend {backend_name})")
     figure.savefig(out, dpi=70)
     plt.close(figure)
 
 
 def animate_paths(results: dict[str, list[Path]], out: str, frames: int = 60, fps: int = 15) -> None:
-    """The GIF: the same panels, every path growing step by step (matplotlib's PillowWriter)."""
-    plt = _pyplot()
+    """The GIF: the same panels, every path growing step by step (matplotlib's PillowWriter);
+    each panel runs through its own step count in the same number of frames."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    columns = 2 if len(results) > 1 else 1
-    rows = -(-len(results) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.5 * rows), layout="constrained",
-                                squeeze=False)  # fmt: skip
-    lines, longest = [], max(path.steps for paths in results.values() for path in paths)
-    for ax, (name, paths) in zip(axes.flat, results.items(), strict=False):
-        _contours(ax, LANDSCAPES[name])
+    plt, figure, axes = _panels(results, 6.0, 4.5)
+    panels = []  # (axes, title, longest path, [(line, head, path)])
+    for ax, (name, paths) in zip(axes, results.items(), strict=True):
+        artists = []
         for k, path in enumerate(paths):
             (line,) = ax.plot([], [], "-", color=f"C{k}", linewidth=1.4, label=path.optimizer)
-            (head,) = ax.plot([], [], "o", color=f"C{k}", markeredgecolor="k", markersize=5)
-            lines.append((line, head, path))
+            (head,) = ax.plot([], [], "o", color=f"C{k}", markeredgecolor="k", markersize=5, zorder=6)
+            artists.append((line, head, path))
         ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(results) :]:
-        ax.set_axis_off()
-    frames = max(1, min(frames, longest))  # no two frames alike (the GIF writer would merge them)
+        panels.append((ax, LANDSCAPES[name].title, max(path.steps for path in paths), artists))
+    frames = max(1, min(frames, max(panel[2] for panel in panels)))  # no two frames alike (merged)
 
-    def draw(frame: int) -> list[Any]:
-        step = round(longest * (frame + 1) / frames)
-        for line, head, path in lines:
-            shown = path.points[: step + 1]
-            line.set_data(shown[:, 0], shown[:, 1])
-            head.set_data(shown[-1:, 0], shown[-1:, 1])
-        figure.suptitle(f"step {min(step, longest)} of {longest}")
-        return [artist for line, head, _ in lines for artist in (line, head)]
+    def draw(frame: int) -> None:
+        for ax, title, longest, artists in panels:
+            step = round(longest * (frame + 1) / frames)
+            for line, head, path in artists:
+                shown = path.points[: step + 1]
+                line.set_data(shown[:, 0], shown[:, 1])
+                head.set_data(shown[-1:, 0], shown[-1:, 1])
+            ax.set_title(f"{title}: step {step}")
 
-    FuncAnimation(figure, draw, frames=frames, blit=False).save(out, writer=PillowWriter(fps=fps), dpi=60)
+    FuncAnimation(figure, draw, frames=frames).save(out, writer=PillowWriter(fps=fps), dpi=60)
     plt.close(figure)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="numpy", help="numpy, array_api_strict, torch, torch:cuda, cupy, jax")
+    parser.add_argument(
+        "--backend", default="numpy", help="numpy, array_api_strict, torch, torch:cuda, cupy, jax"
+    )
     parser.add_argument("--function", default="all", choices=["all", *LANDSCAPES], help="which landscape")
-    parser.add_argument("--lr", type=float, default=None, help="one rate for every optimizer (default: tuned)")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="one rate for every optimizer (default: tuned)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="steps per path (default: per function)")
-    parser.add_argument("--plot", default="optimizer_paths.png", metavar="FILE.png", help="where to save the PNG")
+    parser.add_argument(
+        "--plot", default="optimizer_paths.png", metavar="FILE.png", help="where to save the PNG"
+    )
     parser.add_argument("--gif", default=None, metavar="FILE.gif", help="also save an animation")
     return parser.parse_args(argv)
 

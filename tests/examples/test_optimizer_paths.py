@@ -39,7 +39,9 @@ def test_gradient_is_zero_at_the_minimum(name: str) -> None:
 
 
 @pytest.mark.parametrize("optimizer", sorted(paths.OPTIMIZERS))
-def test_path_starts_at_the_start_and_is_the_optimizers_own_steps(bk: backend.Backend, optimizer: str) -> None:
+def test_path_starts_at_the_start_and_is_the_optimizers_own_steps(
+    bk: backend.Backend, optimizer: str
+) -> None:
     landscape, lr, steps = LANDSCAPES["rosenbrock"], 1e-3, 25
     path = paths.run_path(landscape, optimizer, lr, steps, bk)
     # the same optimizer stepped by hand, on a float64 Parameter of shape (2,)

@@ -41,7 +41,9 @@ def trained_setup(bk: backend.Backend) -> tuple[xpnn.Sequential, xpnn.Optimizer]
     x, y = regression(n=64)
     model = dropout_model(bk)
     params = model.parameters()
-    opt = xpnn.Adam([{"params": params[:2], "lr": schedule}, {"params": params[2:], "lr": 0.003, "decay": 0.1}])
+    opt = xpnn.Adam(
+        [{"params": params[:2], "lr": schedule}, {"params": params[2:], "lr": 0.003, "decay": 0.1}]
+    )
     model.fit(x, y, loss=xpnn.MSE(), optimizer=opt, epochs=1, batch_size=16, seed=1, verbose=0)
     return model, opt
 
@@ -201,7 +203,9 @@ def test_lr_find_checks_labels_against_the_model_up_front() -> None:
     model = xpnn.Sequential([xpnn.Dense(2, 3)], seed=0)
     x, y = np.zeros((8, 2), np.float32), np.full(8, 3)
     with pytest.raises(xpnn.LabelError, match=r"\[0, 3\)"):
-        xpnn.lr_find(model, x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=xpnn.SGD(model.parameters(), 0.1))
+        xpnn.lr_find(
+            model, x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=xpnn.SGD(model.parameters(), 0.1)
+        )
 
 
 def test_plot_saves_a_png(tmp_path: Any) -> None:

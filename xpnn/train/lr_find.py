@@ -147,8 +147,7 @@ def _batches(loader: DataLoader) -> Iterator[tuple[Array, Array]]:
     """The loader's batches, epoch after epoch (each epoch shuffled its own way)."""
     epoch = 0
     while True:
-        for xb, yb in loader.batches(epoch):
-            yield xb, yb
+        yield from loader.batches(epoch)
         epoch += 1
 
 
