@@ -168,6 +168,17 @@ def test_steepest_picks_the_fastest_fall_before_the_minimum() -> None:
     assert math.isnan(finder.steepest(rates, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))  # never fell
 
 
+def test_a_wider_window_is_not_fooled_by_one_noisy_dip() -> None:
+    rates = [10.0 ** (k / 4) for k in range(-20, 1)]  # 21 rates, 1e-5 .. 1
+    smoothed = [3.0] * 21
+    smoothed[3] = 2.7  # a one-step dip of 0.3 on the plateau, steeper than any one step below
+    for i, value in enumerate([2.95, 2.8, 2.6, 2.4, 2.2, 2.0], start=12):  # the real descent
+        smoothed[i] = value
+    smoothed[18:] = [2.1, 2.5, 3.5]
+    assert finder.steepest(rates, smoothed) == rates[2]  # step by step, the dip looks steepest
+    assert finder.steepest(rates, smoothed, window=4) == rates[13 + 2]  # mid-descent
+
+
 def test_only_the_loss_is_read_from_the_device_per_step(
     bk: backend.Backend, no_host_sync: Any, monkeypatch: Any
 ) -> None:

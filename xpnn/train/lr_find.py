@@ -6,8 +6,9 @@ Step ``i`` of ``n`` uses ``lr_i = start * (end / start) ** (i / (n - 1))``. The 
 smoothed by a bias-corrected exponential moving average (``beta = 0.98``, as fastai):
 ``a_i = beta * a_{i-1} + (1 - beta) * loss_i``, ``smooth_i = a_i / (1 - beta ** (i + 1))``,
 and the test stops once ``smooth_i > 4 * min_{j<i} smooth_j`` (diverged) or is not finite.
-The suggestion is the rate where the smoothed loss falls fastest against ``log(lr)``, before
-its minimum. Everything the test touches is put back exactly as it was afterwards.
+The suggestion is the rate where the smoothed loss falls fastest against ``log(lr)`` (over a
+window of 5% of the steps, after the first 10%), before its minimum. Everything the test
+touches is put back exactly as it was afterwards.
 """
 
 from __future__ import annotations
@@ -72,22 +73,23 @@ def geometric_rates(start: float, end: float, steps: int) -> list[float]:
     return [start * ratio ** (i / (steps - 1)) for i in range(steps)]
 
 
-def steepest(rates: list[float], smoothed: list[float], skip: int = 0) -> float:
-    """The rate at the most negative slope ``d smooth / d log(lr)`` before the curve's minimum
-    (fastai's "steep" suggestion), ignoring the first ``skip`` steps, where the average has
-    seen too few batches to be more than noise (fastai skips the first 10%); NaN when the
-    smoothed loss never fell."""
+def steepest(rates: list[float], smoothed: list[float], skip: int = 0, window: int = 1) -> float:
+    """The rate where the smoothed loss falls fastest against ``log(lr)`` before its minimum
+    (fastai's "steep" suggestion): the slope is taken over ``window`` steps (a wider window is
+    less fooled by noise on a flat curve) and the first ``skip`` steps are ignored, where the
+    average has seen too few batches to be more than noise (fastai skips the first 10%).
+    Returns the rate in the middle of the steepest window; NaN when the loss never fell."""
     finite = [(s, i) for i, s in enumerate(smoothed) if math.isfinite(s)]
-    if len(finite) < 2:
+    lowest = min(finite)[1] if finite else 0
+    if lowest == 0:
         return math.nan
-    lowest = min(finite)[1]
+    first = min(skip, lowest - 1)
+    width = max(1, min(window, lowest - first))
     slopes = [
-        ((smoothed[i + 1] - smoothed[i]) / math.log(rates[i + 1] / rates[i]), i)
-        for i in range(min(skip, lowest), lowest)
+        ((smoothed[i + width] - smoothed[i]) / math.log(rates[i + width] / rates[i]), i)
+        for i in range(first, lowest - width + 1)
     ]
-    if not slopes:
-        return math.nan
-    return rates[min(slopes)[1]]
+    return rates[min(slopes)[1] + width // 2]
 
 
 def _read(value: Array) -> float:
@@ -194,7 +196,12 @@ def lr_find(
     finally:
         snapshot.restore()
     taken = rates[: len(losses)]
-    return LRFinderResult(taken, losses, smoothed, steepest(taken, smoothed, skip=int(steps) // 10))
+    return LRFinderResult(
+        taken,
+        losses,
+        smoothed,
+        steepest(taken, smoothed, skip=int(steps) // 10, window=max(1, int(steps) // 20)),
+    )
 
 
 def _search(
