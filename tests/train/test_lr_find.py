@@ -93,6 +93,34 @@ def test_lr_find_restores_weights_state_step_count_rates_modes_and_counters(bk: 
     assert opt.param_groups[0]["lr"] is schedule  # the original callable, not a copy or its repr
 
 
+class RunningMean(xpnn.Layer):
+    """The identity, keeping a running mean of its inputs as a buffer (as BatchNorm does)."""
+
+    buffer_names = ("running_mean",)
+
+    def __init__(self, width: int) -> None:
+        self.running_mean = np.zeros(width, dtype=np.float32)
+
+    def forward(self, x: Any) -> Any:
+        if self.training:
+            xp = backend.namespace(x)
+            self.running_mean = 0.9 * self.running_mean + 0.1 * xp.mean(x, axis=0)
+        return x
+
+    def backward(self, dout: Any) -> Any:
+        return dout
+
+
+def test_lr_find_restores_layer_buffers(bk: backend.Backend) -> None:
+    model = xpnn.Sequential([RunningMean(8), xpnn.Dense(8, 1)], seed=0).to(bk.name)
+    x, y = regression()
+    before = backend.to_host(model.layers[0].running_mean)
+    xpnn.lr_find(model, x, y, loss=xpnn.MSE(), optimizer=xpnn.SGD(model.parameters(), lr=0.1), steps=20)
+    after = backend.to_host(model.layers[0].running_mean)
+    assert np.array_equal(before, after) and before.dtype == after.dtype
+    assert backend.backend_name(model.layers[0].running_mean) == bk.name
+
+
 def test_training_after_lr_find_equals_training_without_it(bk: backend.Backend) -> None:
     x, y = regression(n=96)
     runs = []
