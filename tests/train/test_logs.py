@@ -80,6 +80,17 @@ def test_csv_logger_of_a_resumed_run_continues_the_file(tmp_path: Path) -> None:
     assert losses == whole["loss"]  # the resumed rows are the uninterrupted run's
 
 
+def test_a_resumed_run_drops_the_rows_of_the_epochs_it_repeats(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    whole = fit(4, [])
+    # the checkpoint of epoch 2, then a third epoch logged before the run was interrupted
+    fit(3, [xpnn.ModelCheckpoint(tmp_path / "e{epoch}.npz"), xpnn.CSVLogger(path)])
+    fit(4, [xpnn.CSVLogger(path)], resume=tmp_path / "e2.npz")
+    rows = read_rows(path)
+    assert [row[0] for row in rows[1:]] == ["0", "1", "2", "3"]
+    assert [float(row[COLUMNS.index("loss")]) for row in rows[1:]] == whole["loss"]
+
+
 def test_csv_logger_writes_nothing_off_rank_zero(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     logger = xpnn.CSVLogger(path)

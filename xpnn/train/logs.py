@@ -21,8 +21,9 @@ class CSVLogger(Callback):
     ``epoch`` is 0-based, as ``History.epochs``; values are written in full precision
     (``repr``: they read back as the same floats), NaN as ``nan``. With ``append=True``, or
     when fit resumes a run (``resume=``) and the file exists, rows are added to the end of the
-    file without a second header; otherwise the file is started afresh. Each row is written
-    and closed at its epoch's end, so the file is complete after a crash.
+    file without a second header (a resumed run first drops trailing rows of the epochs it
+    repeats); otherwise the file is started afresh. Each row is written and closed at its
+    epoch's end, so the file is complete after a crash.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, separator: str = ",", append: bool = False) -> None:
@@ -36,10 +37,29 @@ class CSVLogger(Callback):
         return exists and (self.append or run.epoch > 0)
 
     def on_train_begin(self, run: TrainingRun) -> None:
-        if run.rank != 0 or self._continues(run):
+        if run.rank != 0:
             return
-        with open(self.path, "w", encoding="utf-8") as file:
-            file.write(self.separator.join(("epoch", *KEYS)) + "\n")
+        if not self._continues(run):
+            with open(self.path, "w", encoding="utf-8") as file:
+                file.write(self.separator.join(("epoch", *KEYS)) + "\n")
+        elif run.epoch > 0:
+            self._drop_rows_from(run.epoch)
+
+    def _drop_rows_from(self, epoch: int) -> None:
+        """A resumed run repeats the epochs after its checkpoint: drop the trailing rows of
+        those epochs (written after the checkpoint, before an interruption) so none appear twice."""
+        with open(self.path, encoding="utf-8") as file:
+            lines = file.readlines()
+        keep = len(lines)
+        while keep > 1 and (row_epoch := self._epoch_of(lines[keep - 1])) is not None and row_epoch >= epoch:
+            keep -= 1
+        if keep < len(lines):
+            with open(self.path, "w", encoding="utf-8") as file:
+                file.writelines(lines[:keep])
+
+    def _epoch_of(self, line: str) -> int | None:
+        head = line.split(self.separator, 1)[0].strip()
+        return int(head) if head.isdigit() else None
 
     def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
         if run.rank != 0:
