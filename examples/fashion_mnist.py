@@ -4,6 +4,7 @@
     python examples/fashion_mnist.py --backend cupy --checkpoint runs/fm --plot fm.png
     python examples/fashion_mnist.py --checkpoint runs/fm --resume   # continue an interrupted run
     mpiexec -n 2 python examples/fashion_mnist.py --distributed      # data-parallel over MPI
+    python examples/fashion_mnist.py --lr-find --plot fm.png   # peak rate from the range test
 
 The data come from $XPNN_DATA, /usr/share/datasets/fashion-mnist (apt-get install -y
 dataset-fashion-mnist) or the user cache dir (downloaded there when the network allows).
@@ -103,6 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="data-parallel over MPI (start with mpiexec -n N; --batch-size is the global batch; "
         "numpy or torch); only rank 0 prints, plots and saves",
     )
+    parser.add_argument(
+        "--lr-find",
+        action="store_true",
+        help="run the learning-rate range test first (plotted to FILE-lr_find.png) and use its "
+        "suggestion as the peak learning rate",
+    )
     args = parser.parse_args(argv)
     if args.resume and not args.checkpoint:
         parser.error("--resume needs --checkpoint DIR")
@@ -166,6 +173,24 @@ def train(args: argparse.Namespace, name: str, data: Any, target: str, checkpoin
                         batch_size=args.batch_size, validation_split=VALIDATION_SPLIT, callbacks=callbacks,
                         seed=args.seed, resume=resume, communicator=args.communicator)  # fmt: skip
     return model, history
+
+
+def find_lr(args: argparse.Namespace, data: Any, target: str) -> None:
+    """The learning-rate range test on the training part; its suggestion becomes ``args.lr``."""
+    (x, y), _ = data
+    train_size = x.shape[0] - round(x.shape[0] * VALIDATION_SPLIT)
+    model = build_model(args.model, args.seed).to(target)
+    optimizer = build_optimizer(args, args.optimizer, model, 1, 0)
+    result = xpnn.lr_find(model, x[:train_size], y[:train_size], loss=xpnn.SoftmaxCrossEntropy(),
+                          optimizer=optimizer, batch_size=args.batch_size, seed=args.seed)  # fmt: skip
+    if args.plot:
+        stem, ext = os.path.splitext(args.plot)
+        result.plot(f"{stem}-lr_find{ext or '.png'}")
+        print(f"learning-rate range test written to {stem}-lr_find{ext or '.png'}")
+    if math.isfinite(result.suggestion):
+        args.lr = result.suggestion
+    print(f"lr_find: {len(result.losses)} steps up to lr {result.rates[-1]:.3g}, "
+          f"suggestion {result.suggestion:.3g}; peak learning rate {args.lr}")  # fmt: skip
 
 
 def report(model: xpnn.Sequential, history: Any, data: Any, args: argparse.Namespace) -> None:
@@ -260,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     (x, y), (x_test, y_test) = xpnn.load_fashion_mnist()
     data = ((x.reshape(len(x), -1), y), (x_test.reshape(len(x_test), -1), y_test))
     print(xpnn.Sequential.summary(build_model(args.model, args.seed)))
+    if args.lr_find:
+        find_lr(args, data, target)
     if args.compare_optimizers:
         curves = {}
         for name in [args.optimizer, *sorted(set(OPTIMIZERS) - {args.optimizer})]:

@@ -6,7 +6,7 @@ prints the book's ``epoch, acc, loss, lr`` lines every 100 epochs, and saves one
 decision-boundary panel per optimizer and their loss curves together.
 
     python examples/spiral_optimizers.py                     # NumPy, 10,001 epochs each
-    python examples/spiral_optimizers.py --backend torch --quiet --out spiral.png
+    python examples/spiral_optimizers.py --backend torch --quiet --plot spiral.png
 
 As the book does with ``nnfs.init()``, every run starts from ``np.random.seed(0)``: the same
 data and the same initial weights for every optimizer.
@@ -134,14 +134,19 @@ def plot(results: dict[str, tuple[Network, np.ndarray, str]], target: backend.Ba
     figure.savefig(out, dpi=80)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = "numpy, array_api_strict, torch, torch:cuda, cupy, jax"
     parser.add_argument("--backend", default="numpy", help=names)
     parser.add_argument("--epochs", type=int, default=10001, help="epochs per optimizer (the book: 10001)")
-    parser.add_argument("--out", default="spiral_optimizers.png", help="where to save the PNG")
+    parser.add_argument("--plot", "--out", dest="plot", default="spiral_optimizers.png", metavar="FILE.png",
+                        help="where to save the PNG (--out: the old name)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="print only the final line of each optimizer")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     target = backend.resolve(args.backend)
     results, start = {}, time.perf_counter()
     for name in SETTINGS:
@@ -151,8 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = train(name, target, args.epochs, args.quiet)
         print(f"{name:42s} {results[name][2]}  ({time.perf_counter() - began:.1f} s)")
     print(f"trained in {time.perf_counter() - start:.1f} s on {target.name}")
-    plot(results, target, args.out)
-    print(f"saved {args.out}")
+    plot(results, target, args.plot)
+    print(f"saved {args.plot}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from xpnn.errors import (
     DistributedError,
     DTypeError,
     LabelError,
+    MissingDependencyError,
     ModelMismatchError,
     NonFiniteLossError,
     OptimizerError,
@@ -42,7 +43,16 @@ from xpnn.nn import (
     save,
 )
 from xpnn.optim import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp, schedules
-from xpnn.train import Callback, EarlyStopping, History, ModelCheckpoint
+from xpnn.train import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LRFinderResult,
+    ModelCheckpoint,
+    TensorBoard,
+    lr_find,
+)
 
 __version__ = "0.1.0"
 
@@ -56,10 +66,14 @@ __all__ = [
     "schedules",
     "DataLoader",
     "EarlyStopping",
+    "CSVLogger",
     "Callback",
     "History",
+    "LRFinderResult",
     "ModelCheckpoint",
+    "TensorBoard",
     "load",
+    "lr_find",
     "save",
     "load_fashion_mnist",
     "MAE",
@@ -79,6 +93,7 @@ __all__ = [
     "Layer",
     "LeakyReLU",
     "Loss",
+    "MissingDependencyError",
     "ModelMismatchError",
     "NonFiniteLossError",
     "OptimizerError",

@@ -63,3 +63,7 @@ class DistributedError(XpnnError, RuntimeError):
 
 class ModelMismatchError(DistributedError, ValueError):
     """Ranks of a data-parallel run hold different models (parameter count, shapes, dtypes)."""
+
+
+class MissingDependencyError(XpnnError, ImportError):
+    """An optional dependency (matplotlib, tensorboardX, ...) is not installed; names the extra."""
