@@ -7,37 +7,48 @@ against an optimizer before anything is changed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import numbers
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from xpnn.backend import move_like, to_host
 from xpnn.errors import OptimizerError
 
 
-def check_rate(who: str, value: float) -> None:
-    """A learning rate must be a non-negative, non-NaN Python number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OptimizerError(f"{who}: expected a learning rate (Python float), got {type(value).__name__}")
-    if not value >= 0.0:  # also catches NaN
-        raise OptimizerError(f"{who}: expected a learning rate >= 0, got {value!r}")
+def plain(value: Any) -> Any:
+    """A saved hyperparameter as plain Python data (an ``np.savez`` round trip gives 0-d and
+    1-d arrays: ``tolist`` turns them back into numbers, booleans, tuples and strings)."""
+    tolist = getattr(value, "tolist", None)
+    value = tolist() if callable(tolist) else value
+    return tuple(value) if isinstance(value, list) else value
 
 
-def as_hyperparameter(key: str, value: Any, default: Any) -> Any:
-    """Convert to the default's Python type so no NumPy scalar ever enters an array expression."""
-    if key == "lr" and (callable(value) or isinstance(value, (bool, str))):
-        return value  # a schedule; or a bad rate that check_rate names
-    try:
-        if isinstance(default, bool):
-            return bool(value)
-        if isinstance(default, str):
-            return str(value)
-        if isinstance(default, tuple):
-            return tuple(float(v) for v in value)
-        return float(value)
-    except (TypeError, ValueError) as error:
-        raise OptimizerError(
-            f"hyperparameter {key}: expected a value like {default!r}, got {value!r}"
-        ) from error
+def _count(who: str, what: str, value: Any) -> int:
+    """A saved step count: an integer >= 0."""
+    value = plain(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise OptimizerError(f"{who}: expected {what} an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _check_layout(who: str, saved: Any) -> None:
+    """The state dict's shape: a mapping with ``optimizer``, ``t``, ``param_groups``, ``state``."""
+    if not isinstance(saved, Mapping):
+        raise OptimizerError(f"{who}: expected a state dict (a mapping from state_dict()), got {saved!r}")
+    missing = [key for key in ("optimizer", "t", "param_groups", "state") if key not in saved]
+    if missing:
+        raise OptimizerError(f"{who}: the state dict lacks {missing}; it has {sorted(map(str, saved))}")
+    groups = saved["param_groups"]
+    if isinstance(groups, (str, Mapping)) or not isinstance(groups, Iterable):
+        raise OptimizerError(f"{who}: expected param_groups a list of dicts, got {type(groups).__name__}")
+    for i, group in enumerate(groups):
+        if not isinstance(group, Mapping) or "params" not in group:
+            raise OptimizerError(f"{who}: param_groups[{i}]: expected a dict with 'params', got {group!r}")
+    if not isinstance(saved["state"], Mapping):
+        raise OptimizerError(f"{who}: expected state a dict by position, got {type(saved['state']).__name__}")
+    for key, entry in saved["state"].items():
+        if not isinstance(entry, Mapping) or "step" not in entry:
+            raise OptimizerError(f"{who}: state {key!r}: expected a dict with 'step', got {entry!r}")
 
 
 def to_host_state(entry: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +59,9 @@ def to_host_state(entry: dict[str, Any]) -> dict[str, Any]:
 def restore(opt: Any, saved: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[int, Any], int]:
     """Check ``saved`` against ``opt`` and build its hyperparameters, state and step count."""
     who = f"{type(opt).__name__}.load_state_dict"
-    kind = str(saved.get("optimizer"))
+    _check_layout(who, saved)
+    t = _count(who, "t", saved["t"])
+    kind = str(plain(saved["optimizer"]))
     if kind != type(opt).__name__:
         expected = type(opt).__name__
         raise OptimizerError(f"{who}: the state dict is of optimizer {kind!r}, expected {expected!r}")
@@ -66,17 +79,21 @@ def restore(opt: Any, saved: Mapping[str, Any]) -> tuple[list[dict[str, Any]], d
                 f"{who}: group {i} holds {len(old['params'])} parameters in the state dict, "
                 f"{len(group['params'])} here"
             )
-        hyper = {
-            key: as_hyperparameter(key, old[key], default)
-            for key, default in opt.defaults.items()
-            if key in old and not (key == "lr" and (callable(group["lr"]) or isinstance(old[key], str)))
-        }
+        values = {
+            key: plain(old[key])
+            for key in opt.defaults
+            if key in old
+            and not (key == "lr" and (callable(group["lr"]) or isinstance(plain(old[key]), str)))
+        }  # a saved schedule is its repr: the loading optimizer keeps its own
+        hyper = opt.checked(values)
         opt.check_group({**group, **hyper})
         hypers.append(hyper)
         owner += [{**group, **hyper}] * len(group["params"])
     state = {}
     for key, entry in dict(saved["state"]).items():
-        position = int(key)
+        position = _count(
+            who, "a parameter position", key if not isinstance(key, str) or not key.isdigit() else int(key)
+        )
         if not 0 <= position < len(params):
             raise OptimizerError(f"{who}: state for parameter {position}, but there are {len(params)}")
         p, names = params[position], opt.state_names(owner[position])
@@ -90,5 +107,6 @@ def restore(opt: Any, saved: Mapping[str, Any]) -> tuple[list[dict[str, Any]], d
                     f"{culprit}: state {name!r} has shape {shape}, expected {tuple(p.value.shape)} "
                     "(the parameter's)"
                 )
-        state[position] = {"step": int(entry["step"]), **{n: move_like(entry[n], p.value) for n in names}}
-    return hypers, state, int(saved["t"])
+        step = _count(f"{culprit}: state", "step", entry["step"])
+        state[position] = {"step": step, **{n: move_like(entry[n], p.value) for n in names}}
+    return hypers, state, t
