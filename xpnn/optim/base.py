@@ -67,7 +67,7 @@ class Optimizer:
     def __init__(
         self,
         params: Iterable[Parameter] | Iterable[Mapping[str, Any]],
-        lr: float | Schedule = REQUIRED,
+        lr: float | Schedule = REQUIRED,  # type: ignore[assignment]  # the class default (Adam: 1e-3)
         **keywords: Any,
     ) -> None:
         who = type(self).__name__

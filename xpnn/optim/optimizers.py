@@ -17,6 +17,7 @@ from xpnn.backend import assign, namespace
 from xpnn.errors import OptimizerError
 from xpnn.optim import hyper
 from xpnn.optim.base import Optimizer
+from xpnn.optim.hyper import Hyper
 
 Array = Any
 Group = dict[str, Any]
@@ -42,7 +43,7 @@ class SGD(Optimizer):
     whole velocity by the current rate, the book only the newest gradient).
     """
 
-    hyperparameters = (
+    hyperparameters: tuple[Hyper, ...] = (
         hyper.MOMENTUM,
         hyper.DAMPENING,
         hyper.NESTEROV,
@@ -95,7 +96,12 @@ class AdaGrad(Optimizer):
     ``eps`` defaults to the book's and Keras' 1e-7 (torch: 1e-10).
     """
 
-    hyperparameters = (hyper.DECAY, hyper.EPS, hyper.INITIAL_ACCUMULATOR_VALUE, hyper.WEIGHT_DECAY)
+    hyperparameters: tuple[Hyper, ...] = (
+        hyper.DECAY,
+        hyper.EPS,
+        hyper.INITIAL_ACCUMULATOR_VALUE,
+        hyper.WEIGHT_DECAY,
+    )
     kernel = "adagrad"
 
     def state_names(self, group: Group) -> tuple[str, ...]:
@@ -122,7 +128,7 @@ class RMSProp(Optimizer):
     ``rho`` is torch's ``alpha``. Defaults are the book's and Keras' (rho 0.9, eps 1e-7).
     """
 
-    hyperparameters = (
+    hyperparameters: tuple[Hyper, ...] = (
         hyper.RHO,
         hyper.EPS,
         hyper.MOMENTUM,
@@ -172,7 +178,7 @@ class Adam(Optimizer):
 
     decoupled = False
     lr_default = 1e-3
-    hyperparameters = (
+    hyperparameters: tuple[Hyper, ...] = (
         hyper.BETAS,
         hyper.ADAM_EPS,
         hyper.WEIGHT_DECAY,
