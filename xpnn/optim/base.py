@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from xpnn.backend import assign, device_of, move_like, namespace, numpy_fast, to_host
+from xpnn.backend import assign, device_of, namespace, numpy_fast
 from xpnn.backend.denormals import flush_denormals
 from xpnn.errors import OptimizerError
 from xpnn.nn.parameter import Parameter
@@ -21,7 +21,7 @@ from xpnn.optim.checks import check_new_parameters, check_state_shapes, reject_g
 from xpnn.optim.clipping import CLIP_KEYWORDS, CLIP_PARAMETERS, GradientClipping
 from xpnn.optim.flat import FlatBuffers
 from xpnn.optim.hyper import REQUIRED, Hyper, Schedule, check_rate, learning_rate
-from xpnn.optim.state import restore, to_host_state
+from xpnn.optim.state import follow, plain_state_dict, restore
 
 Array = Any
 Hook = Callable[["Optimizer"], None]
@@ -77,7 +77,9 @@ class Optimizer:
         if lr is REQUIRED or unknown:
             what = f"an unexpected keyword argument {unknown[0]!r}" if unknown else "no learning rate 'lr'"
             raise TypeError(f"{who}() got {what}; its signature is {who}{inspect.signature(type(self))}")
-        self.defaults = {"lr": lr, **{h.name: keywords.get(h.name, h.default) for h in self.hyperparameters}}
+        self.defaults = self.checked(
+            {"lr": lr, **{h.name: keywords.get(h.name, h.default) for h in self.hyperparameters}}
+        )
         self.clipping = GradientClipping(*(keywords.get(name) for name in CLIP_KEYWORDS))
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[int, dict[str, Any]] = {}  # keyed by position, created at the first step
@@ -207,7 +209,7 @@ class Optimizer:
             if state is None:
                 self.state[position] = {"step": 0, **self.init_state(p.value, group)}
             elif self._seen.get(position) is not p.value or len(state) != sizes[g_index]:
-                self._follow(state, p.value, group)  # value replaced, or a hyperparameter changed
+                follow(state, p.value, self.state_names(group))  # value replaced, or a hyperparameter changed
         done = self._flat.step(self, pending, grads, rates) if self.flat else set()
         for (position, p, g_index), grad in zip(pending, grads, strict=True):
             if position in done:
@@ -227,20 +229,6 @@ class Optimizer:
         if kernel is not None and kernel(value, grad, state, group, lr):
             return value
         return self.update(value, grad, state, group, lr)
-
-    def _follow(self, state: dict[str, Any], value: Array, group: dict[str, Any]) -> None:
-        """Keep a parameter's state on its backend, device and dtype (after ``model.to()``),
-        and create state that a changed hyperparameter (e.g. momentum turned on) now needs."""
-        for name in self.state_names(group):
-            array = state.get(name)
-            if array is None:
-                state[name] = namespace(value).zeros_like(value)
-            elif (
-                type(array) is not type(value)
-                or array.dtype != value.dtype
-                or device_of(array) != device_of(value)
-            ):
-                state[name] = move_like(to_host(array), value)
 
     def zero_grad(self) -> None:
         """Set every parameter's ``grad`` to ``None`` (the next backward sets rather than adds)."""
@@ -264,14 +252,7 @@ class Optimizer:
         A schedule is saved as its ``repr`` (text, not code): loading keeps the loading
         optimizer's schedule, which resumes at the saved step count ``t``.
         """
-        groups, position = [], 0
-        for group in self.param_groups:
-            saved = {k: (repr(v) if callable(v) else v) for k, v in group.items() if k != "params"}
-            saved["params"] = list(range(position, position + len(group["params"])))
-            position += len(group["params"])
-            groups.append(saved)
-        state = {i: to_host_state(entry) for i, entry in self.state.items()}
-        return {"optimizer": type(self).__name__, "t": self.t, "param_groups": groups, "state": state}
+        return plain_state_dict(self)
 
     def load_state_dict(self, saved: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict` (e.g. after a round trip through ``np.savez``).

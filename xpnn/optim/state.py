@@ -11,7 +11,7 @@ import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from xpnn.backend import move_like, to_host
+from xpnn.backend import device_of, move_like, namespace, to_host
 from xpnn.errors import OptimizerError
 
 
@@ -56,6 +56,33 @@ def to_host_state(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if k == "step" else to_host(v)) for k, v in entry.items()}
 
 
+def follow(state: dict[str, Any], value: Any, names: tuple[str, ...]) -> None:
+    """Keep a parameter's state on its backend, device and dtype (after ``model.to()``), and
+    create state that a changed hyperparameter (e.g. momentum turned on) now needs."""
+    for name in names:
+        array = state.get(name)
+        if array is None:
+            state[name] = namespace(value).zeros_like(value)
+        elif (
+            type(array) is not type(value)
+            or array.dtype != value.dtype
+            or device_of(array) != device_of(value)
+        ):
+            state[name] = move_like(to_host(array), value)
+
+
+def plain_state_dict(opt: Any) -> dict[str, Any]:
+    """``opt.state_dict()``: plain data keyed by parameter position; a schedule as its ``repr``."""
+    groups, position = [], 0
+    for group in opt.param_groups:
+        entry = {k: (repr(v) if callable(v) else v) for k, v in group.items() if k != "params"}
+        entry["params"] = list(range(position, position + len(group["params"])))
+        position += len(group["params"])
+        groups.append(entry)
+    state = {i: to_host_state(entry) for i, entry in opt.state.items()}
+    return {"optimizer": type(opt).__name__, "t": opt.t, "param_groups": groups, "state": state}
+
+
 def restore(opt: Any, saved: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[int, Any], int]:
     """Check ``saved`` against ``opt`` and build its hyperparameters, state and step count."""
     who = f"{type(opt).__name__}.load_state_dict"
@@ -65,36 +92,48 @@ def restore(opt: Any, saved: Mapping[str, Any]) -> tuple[list[dict[str, Any]], d
     if kind != type(opt).__name__:
         expected = type(opt).__name__
         raise OptimizerError(f"{who}: the state dict is of optimizer {kind!r}, expected {expected!r}")
-    params, saved_groups = opt.parameters(), list(saved["param_groups"])
+    hypers = _restore_groups(who, opt, list(saved["param_groups"]))
+    owner = [
+        {**group, **h} for group, h in zip(opt.param_groups, hypers, strict=True) for _ in group["params"]
+    ]
+    return hypers, _restore_state(who, opt, saved["state"], owner), t
+
+
+def _restore_groups(who: str, opt: Any, saved_groups: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each saved group's hyperparameters, checked as the constructor checks them."""
+    params = opt.parameters()
     count = sum(len(g["params"]) for g in saved_groups)
     if count != len(params) or len(saved_groups) != len(opt.param_groups):
         raise OptimizerError(
             f"{who}: the state dict holds {count} parameters in {len(saved_groups)} group(s), "
             f"this optimizer has {len(params)} in {len(opt.param_groups)}"
         )
-    hypers, owner = [], []
+    hypers = []
     for i, (group, old) in enumerate(zip(opt.param_groups, saved_groups, strict=True)):
         if len(old["params"]) != len(group["params"]):
             raise OptimizerError(
                 f"{who}: group {i} holds {len(old['params'])} parameters in the state dict, "
                 f"{len(group['params'])} here"
             )
-        values = {
-            key: plain(old[key])
-            for key in opt.defaults
-            if key in old
-            and not (key == "lr" and (callable(group["lr"]) or isinstance(plain(old[key]), str)))
-        }  # a saved schedule is its repr: the loading optimizer keeps its own
+        values = {key: plain(old[key]) for key in opt.defaults if key in old}
+        if callable(group["lr"]) or isinstance(values.get("lr"), str):
+            values.pop("lr", None)  # a saved schedule is its repr: the loading optimizer keeps its own
         hyper = opt.checked(values)
         opt.check_group({**group, **hyper})
         hypers.append(hyper)
-        owner += [{**group, **hyper}] * len(group["params"])
-    state = {}
-    for key, entry in dict(saved["state"]).items():
+    return hypers
+
+
+def _restore_state(
+    who: str, opt: Any, saved_state: Mapping[Any, Any], owner: list[dict[str, Any]]
+) -> dict[int, Any]:
+    """Each saved parameter state, checked against its parameter, moved onto its backend."""
+    params, state = opt.parameters(), {}
+    for key, entry in saved_state.items():
         position = _count(
-            who, "a parameter position", key if not isinstance(key, str) or not key.isdigit() else int(key)
+            who, "a parameter position", int(key) if isinstance(key, str) and key.isdigit() else key
         )
-        if not 0 <= position < len(params):
+        if not position < len(params):
             raise OptimizerError(f"{who}: state for parameter {position}, but there are {len(params)}")
         p, names = params[position], opt.state_names(owner[position])
         culprit = f"{who}: parameter {position} {p.name!r}"
@@ -109,4 +148,4 @@ def restore(opt: Any, saved: Mapping[str, Any]) -> tuple[list[dict[str, Any]], d
                 )
         step = _count(f"{culprit}: state", "step", entry["step"])
         state[position] = {"step": step, **{n: move_like(entry[n], p.value) for n in names}}
-    return hypers, state, t
+    return state
