@@ -183,3 +183,10 @@ def test_a_learning_rate_is_decided_float_or_schedule_once_when_the_group_is_add
     opt.add_param_group({"params": [xpnn.Parameter(to_bk(np.zeros(2), "float32"), "q")], "lr": lambda t: 0.5})
     assert type(opt.param_groups[0]["lr"]) is float and callable(opt.param_groups[1]["lr"])
     assert opt.lr_at(0, 1) == 0.5 and backend.to_host(ps[0].value).dtype == np.float32
+
+
+@pytest.mark.parametrize("kind", list(EXPECTED_SIGNATURES), ids=lambda k: k.__name__)
+def test_every_keyword_and_its_range_is_documented_in_the_docstring(kind: Any) -> None:
+    for declared in kind.hyperparameters:
+        assert declared.describe() in kind.__doc__
+    assert "``lr``: a finite float in [0, inf)" in kind.__doc__ and "``clip_global_norm``" in kind.__doc__

@@ -63,6 +63,8 @@ class Optimizer:
         if "update" in cls.__dict__ and "kernel" not in cls.__dict__:
             cls.kernel = None  # a new equation: an inherited kernel would compute the old one
         cls.__signature__ = hyper.signature(cls.lr_default, cls.hyperparameters, CLIP_PARAMETERS)  # type: ignore[attr-defined]
+        if cls.hyperparameters and "hyperparameters" in cls.__dict__:
+            cls.__doc__ = hyper.documented(cls.__doc__, cls.hyperparameters)
 
     def __init__(
         self,

@@ -51,6 +51,16 @@ class Hyper:
     def interval(self) -> str:
         return _interval(self.low, self.high, self.low_open, self.high_open)
 
+    def describe(self) -> str:
+        """``name = default`` and its range, for the optimizer's docstring."""
+        if self.kind == "number":
+            allowed = f"a finite float in {self.interval}"
+        elif self.kind == "betas":
+            allowed = f"two floats in {self.interval}"
+        else:
+            allowed = " or ".join(repr(c) for c in self.choices) if self.kind == "choice" else "True or False"
+        return f"``{self.name}={self.default!r}``: {allowed}"
+
     def convert(self, who: str, value: Any) -> Any:
         """``value`` as a plain Python value of this kind, or :class:`OptimizerError` naming
         the optimizer ``who``, this keyword, its range and the value."""
@@ -151,6 +161,18 @@ def check_values(who: str, declared: Sequence[Hyper], values: Mapping[str, Any])
         else value
         for key, value in values.items()
     }
+
+
+def documented(doc: str | None, declared: Sequence[Hyper]) -> str:
+    """``doc`` with the declared keywords, defaults and ranges appended (what ``help()`` shows)."""
+    lines = [f"    - {h.describe()}" for h in declared]
+    rate = f"    - ``lr``: a finite float in {LR_RANGE}, or a schedule ``t -> lr``"
+    clip = "    - ``clip_value``, ``clip_norm``, ``clip_global_norm``: None or a finite float > 0"
+    return (
+        f"{doc or ''}\n    Keywords, each checked at construction, in add_param_group and on load:\n\n"
+        + "\n".join([rate, *lines, clip])
+        + "\n"
+    )
 
 
 def signature(
