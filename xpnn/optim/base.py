@@ -201,7 +201,8 @@ class Optimizer:
     def _step(self) -> None:
         pending = self._pending()
         rates = [self.lr_at(self.t, g) for g in range(len(self.param_groups))]
-        check_state_shapes(type(self).__name__, pending, self.state)
+        swapped = [entry for entry in pending if self._seen.get(entry[0]) is not entry[1].value]
+        check_state_shapes(type(self).__name__, swapped, self.state)  # only a new value can change shape
         grads = [p.grad for _, p, _ in pending]
         if self.clipping and grads:
             grads = self.clipping(grads)
