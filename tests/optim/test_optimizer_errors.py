@@ -175,3 +175,84 @@ def test_loading_state_with_a_missing_array_is_rejected(to_bk: Any) -> None:
         OptimizerError, match=r"parameter 1 'p1': expected state \['exp_avg', 'exp_avg_sq', 'step'\]"
     ):
         xpnn.Adam(params_on(to_bk)).load_state_dict(saved)
+
+
+def _saved_after_one_step(to_bk: Any) -> tuple[Any, dict[str, Any]]:
+    params, opt = make("adam", to_bk)
+    step_with(opt, params, gradient_sequence(1)[0], to_bk)
+    return opt, opt.state_dict()
+
+
+@pytest.mark.parametrize("saved", [None, [], "state", 3])
+def test_loading_something_that_is_not_a_state_dict_is_a_named_error(saved: Any, to_bk: Any) -> None:
+    fresh = xpnn.Adam(params_on(to_bk))
+    with pytest.raises(OptimizerError, match=r"Adam.load_state_dict: expected a state dict"):
+        fresh.load_state_dict(saved)
+    assert fresh.state == {} and fresh.t == 0
+
+
+@pytest.mark.parametrize("key", ["t", "state", "param_groups", "optimizer"])
+def test_a_state_dict_missing_a_key_is_a_named_error_naming_it(key: str, to_bk: Any) -> None:
+    _, saved = _saved_after_one_step(to_bk)
+    del saved[key]
+    fresh = xpnn.Adam(params_on(to_bk))
+    with pytest.raises(OptimizerError, match=rf"Adam.load_state_dict: the state dict lacks \['{key}'\]"):
+        fresh.load_state_dict(saved)
+    assert fresh.state == {} and fresh.t == 0
+
+
+@pytest.mark.parametrize("t", [-1, 1.5, "3", None])
+def test_a_negative_or_non_integer_step_count_t_is_a_named_error(t: Any, to_bk: Any) -> None:
+    _, saved = _saved_after_one_step(to_bk)
+    saved["t"] = t
+    with pytest.raises(OptimizerError, match=r"Adam.load_state_dict: expected t an integer >= 0, got"):
+        xpnn.Adam(params_on(to_bk)).load_state_dict(saved)
+
+
+def test_a_negative_parameter_step_is_a_named_error_and_changes_nothing(to_bk: Any) -> None:
+    _, saved = _saved_after_one_step(to_bk)
+    saved["state"][2]["step"] = -1
+    fresh = xpnn.Adam(params_on(to_bk))
+    with pytest.raises(
+        OptimizerError, match=r"parameter 2 'p2': state: expected step an integer >= 0, got -1"
+    ):
+        fresh.load_state_dict(saved)
+    assert fresh.state == {} and fresh.t == 0
+
+
+@pytest.mark.parametrize("group", [None, {"lr": 0.1}, 7])
+def test_a_malformed_parameter_group_is_a_named_error(group: Any, to_bk: Any) -> None:
+    _, saved = _saved_after_one_step(to_bk)
+    saved["param_groups"] = [group]
+    with pytest.raises(OptimizerError, match=r"param_groups\[0\]: expected a dict with 'params'"):
+        xpnn.Adam(params_on(to_bk)).load_state_dict(saved)
+
+
+def test_a_saved_hyperparameter_out_of_range_is_refused_and_changes_nothing(to_bk: Any) -> None:
+    _, saved = _saved_after_one_step(to_bk)
+    saved["param_groups"][0]["eps"] = 0.0
+    fresh = xpnn.Adam(params_on(to_bk))
+    with pytest.raises(OptimizerError, match=r"Adam: expected eps > 0, got 0.0 \(range \(0, inf\)\)"):
+        fresh.load_state_dict(saved)
+    assert fresh.param_groups[0]["eps"] == 1e-8 and fresh.state == {}
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("flat", [True, False])
+def test_a_value_swapped_for_another_shape_raises_before_any_state_changes(
+    fused: bool, flat: bool, to_bk: Any
+) -> None:
+    params, opt = make("adam", to_bk)
+    opt.fused, opt.flat = fused, flat
+    step_with(opt, params, gradient_sequence(1)[0], to_bk)
+    params[0].value = to_bk(np.zeros((3, 4)))  # was (4, 3): same size, another shape
+    params[0].grad = to_bk(np.ones((3, 4)))
+    for p, g in zip(params[1:], gradient_sequence(2)[1][1:], strict=True):
+        p.grad = to_bk(g)
+    before = snapshot(params, opt)
+    with pytest.raises(
+        ShapeError, match=r"Adam: parameter 0 'p0' has shape \(3, 4\), but its state 'exp_avg'"
+    ):
+        opt.step()
+    assert_unchanged(before, snapshot(params, opt))
+    assert opt.t == 1

@@ -1,23 +1,32 @@
 """Optional fast paths: in-place NumPy kernels beside the plain Array API equations.
 
-Each function here computes exactly what the plain Array API expression beside its caller
+Each function here computes exactly what the plain Array API expression in its caller
 computes (same floating-point operations in the same order, tested bit for bit), but in
 place or with integer-array indexing where the backend allows it: on NumPy, temporaries
 and Python-level index building cost more than the arithmetic on small and medium arrays.
-Each falls back to the standard form (or returns False) elsewhere.
+The callers own the switch (``optimizer.fused``, ``Dense.fused``, ...): they try a function
+here only while it is on, and write the plain expression themselves. Where a fast path does
+not apply (another backend, a read-only array, a variant it does not cover) the optimizer
+kernels return False and the layer operations None, and the caller runs the plain code.
+
+The optimizer kernels are registered once, in :data:`OPTIMIZER_KERNELS`, under the name an
+optimizer class gives in its ``kernel`` attribute; each has the signature of
+``Optimizer.update`` but updates ``value`` and ``state`` in place and returns whether it did.
 """
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
-from xpnn.backend import device_of, namespace
-
 Array = Any
+Group = dict[str, Any]  # a parameter's state, or its group's hyperparameters
+Kernel = Callable[[Array, Array, Group, Group, float], bool]
 
 
 # -- optional fused fast paths (Chainer's update_core_cpu beside the plain equations) ----------
@@ -32,6 +41,21 @@ _PIECE = 65536  # elements per pass: five float32 pieces (value, grad, two momen
 
 def _all_writeable_numpy(*arrays: Array) -> bool:
     return all(array_api_compat.is_numpy_array(a) and a.flags.writeable for a in arrays)
+
+
+def _applies(value: Array, grad: Array, *state: Array) -> bool:
+    """The kernels run on writeable NumPy arrays of one shape (state of a parameter whose value
+    was swapped for another shape is left to the optimizer's check, untouched)."""
+    return (
+        type(grad) is np.ndarray
+        and all(type(a) is np.ndarray and a.flags.writeable for a in (value, *state))
+        and all(a.shape == value.shape for a in (grad, *state))
+    )
+
+
+def _coupled_decay(value: Array, grad: Array, group: Group) -> Array:
+    """``grad + weight_decay * value``, the L2 penalty's gradient (the plain equations' first line)."""
+    return grad + group["weight_decay"] * value if group["weight_decay"] else grad
 
 
 def _pieces(*arrays: Array) -> list[tuple[Array, ...]]:
@@ -111,21 +135,6 @@ def fused_sgd(
     return True
 
 
-def row_max(x: Array) -> Array:
-    """``max(x, axis=-1, keepdims=True)``; on NumPy the ufunc's own reduce (1.2 us against
-    np.max's 3.7 us on a 32x10 batch of logits: per-call cost decides small models)."""
-    if type(x) is np.ndarray:
-        return np.maximum.reduce(x, axis=-1, keepdims=True)
-    return namespace(x).max(x, axis=-1, keepdims=True)
-
-
-def row_sum(x: Array) -> Array:
-    """``sum(x, axis=-1, keepdims=True)``; on NumPy the ufunc's own reduce (the same sum)."""
-    if type(x) is np.ndarray:
-        return np.add.reduce(x, axis=-1, keepdims=True)
-    return namespace(x).sum(x, axis=-1, keepdims=True)
-
-
 def fused_rms(
     value: Array, grad: Array, acc: Array, *, lr: float, eps: float, rho: float | None = None
 ) -> bool:
@@ -149,18 +158,81 @@ def fused_rms(
     return True
 
 
-def take_at_labels(x: Array, labels: Array) -> Array:
-    """``x[i, labels[i]]`` for every row ``i``, shape (rows, 1): NumPy's ``take_along_axis`` is
-    Python-level index building (~4 us on a 32x10 batch); integer-array indexing is ~1 us."""
-    if array_api_compat.is_numpy_array(x):
+# -- the registered optimizer kernels: Optimizer.update's signature, False where they do not apply --
+def sgd_kernel(value: Array, grad: Array, state: Group, group: Group, lr: float) -> bool:
+    """SGD without momentum, and torch-style momentum after the first step (not Nesterov)."""
+    momentum = group["momentum"]
+    if momentum and (group["momentum_style"] != "torch" or group["nesterov"] or state["step"] == 1):
+        return False
+    buf = state["momentum_buffer"] if momentum else None
+    if not _applies(value, grad, *([] if buf is None else [buf])):
+        return False
+    grad = _coupled_decay(value, grad, group)
+    return fused_sgd(value, grad, lr, buf, momentum=momentum, dampening=group["dampening"])
+
+
+def adagrad_kernel(value: Array, grad: Array, state: Group, group: Group, lr: float) -> bool:
+    """AdaGrad (every variant)."""
+    if not _applies(value, grad, state["sum"]):
+        return False
+    grad = _coupled_decay(value, grad, group)
+    return fused_rms(value, grad, state["sum"], lr=lr, eps=group["eps"])
+
+
+def rmsprop_kernel(value: Array, grad: Array, state: Group, group: Group, lr: float) -> bool:
+    """Plain RMSProp (neither centered nor with momentum)."""
+    if group["centered"] or group["momentum"] or not _applies(value, grad, state["square_avg"]):
+        return False
+    grad = _coupled_decay(value, grad, group)
+    return fused_rms(value, grad, state["square_avg"], lr=lr, eps=group["eps"], rho=group["rho"])
+
+
+def _adam(value: Array, grad: Array, state: Group, group: Group, lr: float, decoupled: bool) -> bool:
+    """Adam / AdamW without AMSGrad, with the bias corrections folded into two scalars as in
+    ``Adam.update``."""
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    if group["amsgrad"] or not _applies(value, grad, m, v):
+        return False
+    (beta1, beta2), weight_decay, step = group["betas"], group["weight_decay"], state["step"]
+    shrink = 1.0 - lr * weight_decay if weight_decay and decoupled else 1.0
+    grad = grad if decoupled else _coupled_decay(value, grad, group)
+    step_size, bias2_root = lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step)
+    scalars = dict(betas=(beta1, beta2), step_size=step_size, bias2_root=bias2_root, eps=group["eps"])
+    return fused_adam(value, grad, m, v, shrink=shrink, **scalars)
+
+
+OPTIMIZER_KERNELS: dict[str, Kernel] = {
+    "sgd": sgd_kernel,
+    "adagrad": adagrad_kernel,
+    "rmsprop": rmsprop_kernel,
+    "adam": lambda value, grad, state, group, lr: _adam(value, grad, state, group, lr, decoupled=False),
+    "adamw": lambda value, grad, state, group, lr: _adam(value, grad, state, group, lr, decoupled=True),
+}
+
+
+# -- layer operations: the result, or None where the fast form does not apply -------------------
+def row_max(x: Array) -> Array | None:
+    """``max(x, axis=-1, keepdims=True)`` by the ufunc's own reduce (1.2 us against np.max's
+    3.7 us on a 32x10 batch of logits: per-call cost decides small models)."""
+    return np.maximum.reduce(x, axis=-1, keepdims=True) if type(x) is np.ndarray else None
+
+
+def row_sum(x: Array) -> Array | None:
+    """``sum(x, axis=-1, keepdims=True)`` by the ufunc's own reduce (the same sum)."""
+    return np.add.reduce(x, axis=-1, keepdims=True) if type(x) is np.ndarray else None
+
+
+def take_at_labels(x: Array, labels: Array) -> Array | None:
+    """``x[i, labels[i]]`` for every row ``i``, shape (rows, 1), by integer-array indexing:
+    NumPy's ``take_along_axis`` is Python-level index building (~4 us on a 32x10 batch; ~1 us)."""
+    if type(x) is np.ndarray:
         return x[np.arange(labels.shape[0]), labels][:, None]
-    return namespace(x).take_along_axis(x, labels[:, None], axis=1)
+    return None
 
 
-def add_at_labels(x: Array, labels: Array, value: float) -> Array:
-    """``x[i, labels[i]] += value`` for every row ``i``, in place where the backend has
-    integer-array indexing (NumPy, CuPy, torch); elsewhere through a boolean mask. The
-    softmax-cross-entropy backward uses it to subtract the one-hot without building one."""
+def add_at_labels(x: Array, labels: Array, value: float) -> Array | None:
+    """``x[i, labels[i]] += value`` for every row ``i``, in place by integer-array indexing
+    (NumPy, CuPy, torch): the softmax-cross-entropy backward subtracts the one-hot so."""
     rows = labels.shape[0]
     if array_api_compat.is_numpy_array(x) and x.flags.writeable:
         x[np.arange(rows), labels] += value
@@ -171,25 +243,22 @@ def add_at_labels(x: Array, labels: Array, value: float) -> Array:
     if array_api_compat.is_torch_array(x):
         x[sys.modules["torch"].arange(rows, device=x.device), labels] += value
         return x
-    xp = namespace(x)
-    mask = labels[:, None] == xp.arange(x.shape[1], device=device_of(x))
-    return xp.where(mask, x + value, x)
+    return None
 
 
-def affine(x: Array, w: Array, b: Array) -> Array:
-    """``x @ w + b``; on NumPy the bias is added in place into the fresh product (one
-    temporary fewer per Dense layer per step; the same additions, so the same bits)."""
+def affine(x: Array, w: Array, b: Array) -> Array | None:
+    """``x @ w + b`` with the bias added in place into the fresh product (one temporary fewer
+    per Dense layer per step; the same additions, so the same bits)."""
+    if type(x) is not np.ndarray or type(w) is not np.ndarray:
+        return None
     out = x @ w
-    if type(out) is np.ndarray:
-        out += b
-        return out
-    return out + b
+    out += b
+    return out
 
 
-def matmul(a: Array, b: Array, out: Array = None) -> Array:
-    """``a @ b`` (2-D), written into ``out`` where one is given and fits (NumPy arrays of one
-    dtype): a layer writes a weight gradient straight into the flat gradient buffer. The
-    same GEMM, the same bits."""
+def matmul(a: Array, b: Array, out: Array = None) -> Array | None:
+    """``a @ b`` (2-D) written into ``out`` where it fits (NumPy arrays of one dtype): a layer
+    writes a weight gradient straight into the flat gradient buffer. The same GEMM, the same bits."""
     if (
         type(out) is np.ndarray
         and type(a) is np.ndarray
@@ -198,13 +267,13 @@ def matmul(a: Array, b: Array, out: Array = None) -> Array:
         and out.shape == (a.shape[0], b.shape[1])
     ):
         return np.matmul(a, b, out=out)
-    return a @ b
+    return None
 
 
-def sum_rows(x: Array, out: Array = None) -> Array:
-    """``sum(x, axis=0)``, written into ``out`` where one is given and fits. On NumPy the
-    ufunc's own reduce: the same sum as ``np.sum`` without its Python wrapper (1 of 2 us)."""
+def sum_rows(x: Array, out: Array = None) -> Array | None:
+    """``sum(x, axis=0)`` by the ufunc's own reduce (the same sum as ``np.sum`` without its
+    Python wrapper: 1 of 2 us), written into ``out`` where one is given and fits."""
     if type(x) is not np.ndarray:
-        return namespace(x).sum(x, axis=0)
+        return None
     fits = type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape[1:]
     return np.add.reduce(x, axis=0, out=out if fits else None)

@@ -26,6 +26,20 @@ def supports_views(x: Array) -> bool:
     return array_api_compat.is_cupy_array(x) or array_api_compat.is_torch_array(x)
 
 
+def view_as(flat: Array, shape: tuple[int, ...]) -> Array:
+    """A view of the contiguous 1-D ``flat`` with ``shape`` (never a copy: the flat buffers need
+    writes through it to reach the buffer). Each library's own call, because
+    array-api-compat's ``reshape(..., copy=False)`` refuses torch tensors before
+    array-api-compat 1.16 (NotImplementedError). A contiguous 1-D slice always has such a view."""
+    if array_api_compat.is_torch_array(flat):
+        return flat.view(shape)  # raises rather than copy
+    if type(flat) is np.ndarray or array_api_compat.is_cupy_array(flat):
+        if not flat.flags.c_contiguous:  # reshape would copy
+            raise ValueError(f"view_as: no view of shape {shape} of a non-contiguous array")
+        return flat.reshape(shape)
+    return namespace(flat).reshape(flat, shape, copy=False)
+
+
 def flatten_into(arrays: Sequence[Array], out: Array) -> Array:
     """Concatenate the flattened ``arrays`` into the existing 1-D ``out`` (no new allocation)."""
     if array_api_compat.is_torch_array(out):

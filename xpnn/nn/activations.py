@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import namespace
-from xpnn.backend.numpy_fast import row_max, row_sum
+from xpnn.backend import namespace, numpy_fast
 from xpnn.nn.checks import check_array, check_floating
 from xpnn.nn.layers import Layer
 
 Array = Any
+
+
+def row_max(x: Array, fused: bool) -> Array:
+    """``max(x, axis=-1, keepdims=True)``; with ``fused``, NumPy's ufunc reduce (the same numbers)."""
+    out = numpy_fast.row_max(x) if fused else None
+    return namespace(x).max(x, axis=-1, keepdims=True) if out is None else out
+
+
+def row_sum(x: Array, fused: bool) -> Array:
+    """``sum(x, axis=-1, keepdims=True)``; with ``fused``, NumPy's ufunc reduce (the same sum)."""
+    out = numpy_fast.row_sum(x) if fused else None
+    return namespace(x).sum(x, axis=-1, keepdims=True) if out is None else out
 
 
 class _Activation(Layer):
@@ -90,14 +101,17 @@ class Softmax(_Activation):
     """Row-wise softmax of ``(batch, classes)`` scores, shifted by the row max for stability.
 
     Backward is the Jacobian-vector product ``dx = y * (dout - sum(dout * y))`` per row,
-    never the (classes x classes) Jacobian the book builds per sample.
+    never the (classes x classes) Jacobian the book builds per sample. ``fused`` (on by
+    default): the row max and sums by NumPy's ufunc reduce (:mod:`xpnn.backend.numpy_fast`).
     """
+
+    fused: bool = True
 
     def forward(self, x: Array) -> Array:
         xp = self._check(x)
-        e = xp.exp(x - row_max(x))
-        self.y = e / row_sum(e)
+        e = xp.exp(x - row_max(x, self.fused))
+        self.y = e / row_sum(e, self.fused)
         return self.y
 
     def backward(self, dout: Array) -> Array:
-        return self.y * (dout - row_sum(dout * self.y))
+        return self.y * (dout - row_sum(dout * self.y, self.fused))

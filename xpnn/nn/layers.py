@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import backend
-from xpnn.backend.numpy_fast import affine, matmul, sum_rows
+from xpnn.backend import numpy_fast
 from xpnn.errors import ShapeError
 from xpnn.nn.checks import check_array, check_floating, check_like, check_rank
 from xpnn.nn.init import initial_weights
@@ -109,7 +109,13 @@ class Dense(Layer):
     (the book's ``0.01 * randn``). The NNFS chapter-14 regularizers add
     ``l1 * sum|w| + l2 * sum(w**2)`` (and likewise for the bias) to the loss via
     :meth:`regularization_loss`, and their gradients in :meth:`backward`.
+
+    ``fused`` (on by default; per layer or ``Dense.fused = False`` for all) lets NumPy add the
+    bias in place into the fresh product and write the weight and bias gradients straight into
+    the optimizer's flat gradient buffer (:mod:`xpnn.backend.numpy_fast`): the same numbers.
     """
+
+    fused: bool = True
 
     def __init__(
         self,
@@ -160,7 +166,8 @@ class Dense(Layer):
         if not ok or backend.device_of(x) != backend.device_of(w):
             self._reject(x, w)
         self.x = x
-        return affine(x, w, self.bias.value)
+        out = numpy_fast.affine(x, w, self.bias.value) if self.fused else None
+        return x @ w + self.bias.value if out is None else out
 
     def _reject(self, x: Array, w: Array) -> None:
         """Raise the specific error for an input the fast check in ``forward`` refused."""
@@ -175,8 +182,10 @@ class Dense(Layer):
     def backward(self, dout: Array) -> Array | None:
         xp = backend.namespace(dout)
         w, b = self.weight.value, self.bias.value
-        dw = matmul(self.x.T, dout, out=self.weight.gradient_out())
-        db = sum_rows(dout, out=self.bias.gradient_out())
+        dw = numpy_fast.matmul(self.x.T, dout, out=self.weight.gradient_out()) if self.fused else None
+        db = numpy_fast.sum_rows(dout, out=self.bias.gradient_out()) if self.fused else None
+        dw = self.x.T @ dout if dw is None else dw
+        db = xp.sum(dout, axis=0) if db is None else db
         l1w, l2w, l1b, l2b = self.regularizers
         if l1w:
             dw = dw + l1w * _book_sign(xp, w)

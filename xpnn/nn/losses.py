@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xpnn.backend import backend_name, device_of, namespace
-from xpnn.backend.numpy_fast import add_at_labels, row_max, row_sum, take_at_labels
+from xpnn.backend import backend_name, device_of, namespace, numpy_fast
 from xpnn.errors import BackendMismatchError, LabelError, NonFiniteLossError, ShapeError
+from xpnn.nn.activations import row_max, row_sum
 from xpnn.nn.checks import check_array, check_floating, is_integral
 
 Array = Any
@@ -98,43 +98,61 @@ def _label_mask(xp: Any, pred: Array, labels: Array) -> Array:
     return labels[:, None] == xp.arange(pred.shape[1], device=device_of(pred))
 
 
+def _take_at_labels(xp: Any, x: Array, labels: Array, fused: bool) -> Array:
+    """``x[i, labels[i]]`` per row, shape (rows, 1); with ``fused``, NumPy's integer indexing."""
+    out = numpy_fast.take_at_labels(x, labels) if fused else None
+    return xp.take_along_axis(x, labels[:, None], axis=1) if out is None else out
+
+
+def _clip(xp: Any, p: Array) -> Array:
+    """``p`` clipped to the book's [1e-7, 1 - 1e-7] by ``minimum``/``maximum``: array-api-compat's
+    generic ``clip`` assigns through a boolean mask, a host sync on CuPy."""
+    return xp.minimum(xp.maximum(p, _CLIP), 1.0 - _CLIP)
+
+
 class SoftmaxCrossEntropy(Loss):
     """Softmax and cross-entropy fused: takes logits, integer labels or (soft) one-hot targets.
 
     ``L = mean_i(logsumexp(z_i) - z_i[y_i])``, stable for any logits; the backward is the
-    cheap ``(softmax(z) - onehot(y)) / N``.
+    cheap ``(softmax(z) - onehot(y)) / N``. ``fused`` (on by default): NumPy's ufunc reduces,
+    integer-array label pick, and the one-hot subtracted in place (:mod:`xpnn.backend.numpy_fast`).
     """
 
     takes_labels = True
+    fused: bool = True
 
     def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        shifted = pred - row_max(pred)
+        shifted = pred - row_max(pred, self.fused)
         exp = xp.exp(shifted)
-        total = row_sum(exp)
+        total = row_sum(exp, self.fused)
         self.probs = exp / total
         log_total = xp.log(total)
         if labels:
-            picked = take_at_labels(shifted, target)
+            picked = _take_at_labels(xp, shifted, target, self.fused)
             return xp.sum(log_total - picked) / pred.shape[0]  # the mean (np.mean's own sum / n)
         return xp.mean(xp.sum(target * (log_total - shifted), axis=1))
 
     def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
         scale = 1.0 / pred.shape[0]
-        if labels:
-            return add_at_labels(self.probs * scale, target, -scale)  # (p - onehot) / N, no one-hot
+        if labels:  # (p - onehot) / N, no one-hot
+            scaled = self.probs * scale
+            out = numpy_fast.add_at_labels(scaled, target, -scale) if self.fused else None
+            return xp.where(_label_mask(xp, pred, target), scaled - scale, scaled) if out is None else out
         return (self.probs * xp.sum(target, axis=1, keepdims=True) - target) * scale
 
 
 class CategoricalCrossEntropy(Loss):
     """Cross-entropy of probabilities (e.g. a Softmax output), clipped to [1e-7, 1 - 1e-7]
-    as the NNFS book does: ``L = mean_i(-log p_i[y_i])``."""
+    as the NNFS book does: ``L = mean_i(-log p_i[y_i])``. ``fused``: the label pick by NumPy's
+    integer indexing."""
 
     takes_labels = True
+    fused: bool = True
 
     def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        clipped = xp.clip(pred, _CLIP, 1.0 - _CLIP)
+        clipped = _clip(xp, pred)
         if labels:
-            confidence = take_at_labels(clipped, target)
+            confidence = _take_at_labels(xp, clipped, target, self.fused)
         else:
             confidence = xp.sum(clipped * target, axis=1)
         return xp.mean(-xp.log(confidence))
@@ -151,11 +169,11 @@ class BinaryCrossEntropy(Loss):
     ``L = mean(-(t * log p + (1 - t) * log(1 - p)))`` over every output."""
 
     def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        p = xp.clip(pred, _CLIP, 1.0 - _CLIP)
+        p = _clip(xp, pred)
         return xp.mean(-(target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p)))
 
     def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        p = xp.clip(pred, _CLIP, 1.0 - _CLIP)
+        p = _clip(xp, pred)
         size = 1.0 / math.prod(pred.shape)
         return -(target / p - (1.0 - target) / (1.0 - p)) * size
 
@@ -182,4 +200,6 @@ class MAE(Loss):
         return xp.mean(xp.abs(pred - target))
 
     def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        return xp.sign(pred - target) * (1.0 / math.prod(pred.shape))
+        diff = pred - target  # sign(diff) without ``sign``, which on torch assigns NaNs through a mask
+        sign = xp.astype(diff > 0, diff.dtype) - xp.astype(diff < 0, diff.dtype)
+        return sign * (1.0 / math.prod(pred.shape))

@@ -8,6 +8,7 @@ is torch's ``clip_grad_norm_`` constant, so the numbers equal torch's.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -21,12 +22,17 @@ NORM_EPS = 1e-6
 
 
 def clip_by_value(grad: Array, limit: float) -> Array:
-    """Each element clipped to ``[-limit, limit]`` (torch's ``clip_grad_value_``)."""
-    return namespace(grad).clip(grad, -limit, limit)
+    """Each element clipped to ``[-limit, limit]`` (torch's ``clip_grad_value_``).
+
+    ``minimum(maximum(...))``, not ``clip``: array-api-compat's generic ``clip`` assigns
+    through a boolean mask, which reads the mask's count back to the host on CuPy (a sync).
+    """
+    xp = namespace(grad)
+    return xp.minimum(xp.maximum(grad, -limit), limit)
 
 
 def _scale(xp: Any, max_norm: float, norm: Array) -> Array:
-    return xp.clip(max_norm / (norm + NORM_EPS), max=1.0)
+    return xp.minimum(max_norm / (norm + NORM_EPS), 1.0)
 
 
 def clip_by_norm(grad: Array, max_norm: float) -> Array:
@@ -64,6 +70,14 @@ def _check_limit(name: str, value: float | None) -> float | None:
     if not (value > 0 and math.isfinite(value)):
         raise OptimizerError(f"{name}: expected a positive finite number or None, got {value!r}")
     return float(value)
+
+
+# The clipping keywords every optimizer takes (declared here once; see xpnn.optim.hyper.signature).
+CLIP_KEYWORDS = ("clip_value", "clip_norm", "clip_global_norm")
+CLIP_PARAMETERS = tuple(
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation="float | None")
+    for name in CLIP_KEYWORDS
+)
 
 
 class GradientClipping:

@@ -22,10 +22,10 @@ gradient you keep. Set ``optimizer.flat = False`` before the first step to keep 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from xpnn.backend import assign, device_of, namespace
-from xpnn.backend.views import flatten_into, supports_views
+from xpnn.backend.views import flatten_into, supports_views, view_as
 from xpnn.nn.parameter import Parameter
 
 Array = Any
@@ -72,7 +72,7 @@ class FlatGroup:
 
     def _views_of(self, flat: Array) -> list[Array]:
         return [
-            self.xp.reshape(flat[start:stop], shape, copy=False)
+            view_as(flat[start:stop], shape)
             for (start, stop), shape in zip(self.bounds, self.shapes, strict=True)
         ]
 
@@ -125,3 +125,95 @@ class FlatGroup:
             self.state_views[name] = self._views_of(self.state[name])
             for entry, view in zip(entries, self.state_views[name], strict=True):
                 entry[name] = view
+
+
+class Stepper(Protocol):
+    """What the flat path needs of an optimizer (:class:`xpnn.optim.base.Optimizer`)."""
+
+    param_groups: list[dict[str, Any]]
+    state: dict[int, dict[str, Any]]
+
+    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]: ...
+
+    def apply_update(
+        self, value: Array, grad: Array, state: dict[str, Any], group: dict[str, Any], lr: float
+    ) -> Array: ...
+
+
+class FlatBuffers:
+    """An optimizer's flat buffers: group index -> :class:`FlatGroup` (None: not packable)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[int, FlatGroup | None] = {}
+
+    def __getitem__(self, g_index: int) -> FlatGroup | None:
+        return self.groups.get(g_index)
+
+    def group(self, g_index: int, params: Sequence[Parameter]) -> FlatGroup | None:
+        """The group's flat buffer, packed on first use and re-packed after a value was swapped."""
+        flat = self.groups.get(g_index)
+        if flat is not None and flat.in_sync():
+            return flat
+        if flat is not None and flat.still_fits():
+            flat.pack_values()
+            return flat
+        flat = self.groups[g_index] = FlatGroup(params) if FlatGroup.packable(params) else None
+        return flat  # new, moved or recast values: packed afresh
+
+    def gradient_buffers(self, param_groups: Sequence[dict[str, Any]]) -> list[Array]:
+        """Per group, its flat gradient buffer where every parameter has a gradient and the group
+        packs (each ``grad`` then becomes a view of it), else the gradients themselves."""
+        buffers: list[Array] = []
+        for g_index, group in enumerate(param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            flat = self.group(g_index, group["params"]) if len(params) == len(group["params"]) else None
+            if flat is None:
+                buffers += [p.grad for p in params]
+                continue
+            buffers.append(flat.gather_grads([p.grad for p in params]))
+            for p, view in zip(params, flat.grad_views, strict=True):
+                p.grad = view
+        return buffers
+
+    def step(
+        self, opt: Stepper, pending: list[tuple[int, Parameter, int]], grads: list[Array], rates: list[float]
+    ) -> set[int]:
+        """Update each packable group of ``opt`` as ONE flat array; returns the positions updated.
+
+        A group qualifies when every one of its parameters has a gradient and all share one
+        step count (else the per-parameter path runs: same equations, same numbers).
+        """
+        done: set[int] = set()
+        by_group: dict[int, list[Array]] = {}
+        for (_, _, g_index), grad in zip(pending, grads, strict=True):
+            by_group.setdefault(g_index, []).append(grad)
+        first = 0
+        for g_index, group in enumerate(opt.param_groups):
+            positions = range(first, first + len(group["params"]))
+            first += len(group["params"])
+            entries = by_group.get(g_index, [])
+            flat = self.group(g_index, group["params"])
+            if flat is None or len(entries) != len(positions) or len(positions) < 2:
+                continue
+            states = [opt.state[position] for position in positions]
+            if len({state["step"] for state in states}) != 1:
+                continue
+            self._update(opt, flat, group, states, entries, rates[g_index])
+            done.update(positions)
+        return done
+
+    @staticmethod
+    def _update(
+        opt: Stepper, flat: FlatGroup, group: dict[str, Any], states: list[dict[str, Any]],
+        grads: list[Array], lr: float,
+    ) -> None:  # fmt: skip
+        names = opt.state_names(group)
+        flat.pack_state(states, names)
+        shared = {"step": states[0]["step"] + 1, **{name: flat.state[name] for name in names}}
+        new = opt.apply_update(flat.values, flat.gather_grads(grads), shared, group, lr)
+        flat.values = assign(flat.values, new)
+        for name in names:
+            if shared[name] is not flat.state[name]:  # an equation that rebound instead of assigning
+                flat.state[name] = assign(flat.state[name], shared[name])
+        for state in states:
+            state["step"] += 1

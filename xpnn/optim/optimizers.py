@@ -11,17 +11,15 @@ from 1. Every array expression is elementwise, so a flat buffer of all parameter
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from xpnn.backend import assign, namespace
-from xpnn.backend.numpy_fast import fused_adam, fused_rms, fused_sgd
 from xpnn.errors import OptimizerError
-from xpnn.nn.parameter import Parameter
-from xpnn.optim.base import Optimizer, Schedule
+from xpnn.optim import hyper
+from xpnn.optim.base import Optimizer
+from xpnn.optim.hyper import Hyper
 
 Array = Any
-Params = Iterable[Parameter] | Iterable[Mapping[str, Any]]
 Group = dict[str, Any]
 State = dict[str, Any]
 
@@ -45,32 +43,17 @@ class SGD(Optimizer):
     whole velocity by the current rate, the book only the newest gradient).
     """
 
-    def __init__(
-        self,
-        params: Params,
-        lr: float | Schedule,
-        *,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        decay: float = 0.0,
-        momentum_style: str = "torch",
-        clip_value: float | None = None,
-        clip_norm: float | None = None,
-        clip_global_norm: float | None = None,
-    ) -> None:
-        hyper: dict[str, Any] = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov)
-        hyper.update(weight_decay=weight_decay, decay=decay, momentum_style=momentum_style)
-        clip = dict(clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm)
-        super().__init__(params, hyper, **clip)
+    hyperparameters: tuple[Hyper, ...] = (
+        hyper.MOMENTUM,
+        hyper.DAMPENING,
+        hyper.NESTEROV,
+        hyper.WEIGHT_DECAY,
+        hyper.DECAY,
+        hyper.MOMENTUM_STYLE,
+    )
+    kernel = "sgd"
 
     def check_group(self, group: Group) -> None:
-        super().check_group(group)
-        if group["momentum_style"] not in ("torch", "nnfs"):
-            raise OptimizerError(
-                f"SGD: momentum_style must be 'torch' or 'nnfs', got {group['momentum_style']!r}"
-            )
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise OptimizerError(
                 f"SGD: nesterov needs momentum > 0 and dampening = 0, "
@@ -89,17 +72,13 @@ class SGD(Optimizer):
         if weight_decay:
             grad = grad + weight_decay * value
         if not momentum:
-            return value if fused_sgd(value, grad, lr) else value - lr * grad
+            return value - lr * grad
         buf = state["momentum_buffer"]
         if group["momentum_style"] == "nnfs":
             velocity = state["momentum_buffer"] = assign(buf, momentum * buf - lr * grad)
             return value + (momentum * velocity - lr * grad if group["nesterov"] else velocity)
         if state["step"] == 1:  # torch starts the buffer at the first gradient, not at zero
             buf = assign(buf, grad)
-        elif not group["nesterov"] and fused_sgd(
-            value, grad, lr, buf, momentum=momentum, dampening=group["dampening"]
-        ):
-            return value
         else:
             buf = assign(buf, momentum * buf + (1.0 - group["dampening"]) * grad)
         state["momentum_buffer"] = buf
@@ -117,29 +96,13 @@ class AdaGrad(Optimizer):
     ``eps`` defaults to the book's and Keras' 1e-7 (torch: 1e-10).
     """
 
-    def __init__(
-        self,
-        params: Params,
-        lr: float | Schedule,
-        *,
-        decay: float = 0.0,
-        eps: float = 1e-7,
-        initial_accumulator_value: float = 0.0,
-        weight_decay: float = 0.0,
-        clip_value: float | None = None,
-        clip_norm: float | None = None,
-        clip_global_norm: float | None = None,
-    ) -> None:
-        hyper: dict[str, Any] = dict(lr=lr, decay=decay, eps=eps, weight_decay=weight_decay)
-        hyper.update(initial_accumulator_value=initial_accumulator_value)
-        clip = dict(clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm)
-        super().__init__(params, hyper, **clip)
-
-    def check_group(self, group: Group) -> None:
-        super().check_group(group)
-        if not group["initial_accumulator_value"] >= 0.0:
-            value = group["initial_accumulator_value"]
-            raise OptimizerError(f"AdaGrad: expected initial_accumulator_value >= 0, got {value!r}")
+    hyperparameters: tuple[Hyper, ...] = (
+        hyper.DECAY,
+        hyper.EPS,
+        hyper.INITIAL_ACCUMULATOR_VALUE,
+        hyper.WEIGHT_DECAY,
+    )
+    kernel = "adagrad"
 
     def state_names(self, group: Group) -> tuple[str, ...]:
         return ("sum",)
@@ -150,8 +113,6 @@ class AdaGrad(Optimizer):
     def update(self, value: Array, grad: Array, state: State, group: Group, lr: float) -> Array:
         if group["weight_decay"]:
             grad = grad + group["weight_decay"] * value
-        if fused_rms(value, grad, state["sum"], lr=lr, eps=group["eps"]):
-            return value
         total = state["sum"] = assign(state["sum"], state["sum"] + grad * grad)
         return value - lr * (grad / (namespace(value).sqrt(total) + group["eps"]))
 
@@ -167,30 +128,15 @@ class RMSProp(Optimizer):
     ``rho`` is torch's ``alpha``. Defaults are the book's and Keras' (rho 0.9, eps 1e-7).
     """
 
-    def __init__(
-        self,
-        params: Params,
-        lr: float | Schedule,
-        *,
-        rho: float = 0.9,
-        eps: float = 1e-7,
-        momentum: float = 0.0,
-        centered: bool = False,
-        weight_decay: float = 0.0,
-        decay: float = 0.0,
-        clip_value: float | None = None,
-        clip_norm: float | None = None,
-        clip_global_norm: float | None = None,
-    ) -> None:
-        hyper: dict[str, Any] = dict(lr=lr, rho=rho, eps=eps, momentum=momentum, centered=centered)
-        hyper.update(weight_decay=weight_decay, decay=decay)
-        clip = dict(clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm)
-        super().__init__(params, hyper, **clip)
-
-    def check_group(self, group: Group) -> None:
-        super().check_group(group)
-        if not 0.0 <= group["rho"] <= 1.0:
-            raise OptimizerError(f"RMSProp: expected 0 <= rho <= 1, got {group['rho']!r}")
+    hyperparameters: tuple[Hyper, ...] = (
+        hyper.RHO,
+        hyper.EPS,
+        hyper.MOMENTUM,
+        hyper.CENTERED,
+        hyper.WEIGHT_DECAY,
+        hyper.DECAY,
+    )
+    kernel = "rmsprop"
 
     def state_names(self, group: Group) -> tuple[str, ...]:
         names: tuple[str, ...] = ("square_avg",)
@@ -201,9 +147,6 @@ class RMSProp(Optimizer):
         xp, rho = namespace(value), group["rho"]
         if group["weight_decay"]:
             grad = grad + group["weight_decay"] * value
-        plain = not group["centered"] and not group["momentum"]
-        if plain and fused_rms(value, grad, state["square_avg"], lr=lr, eps=group["eps"], rho=rho):
-            return value
         square = state["square_avg"] = assign(
             state["square_avg"], rho * state["square_avg"] + (1.0 - rho) * (grad * grad)
         )
@@ -234,34 +177,15 @@ class Adam(Optimizer):
     """
 
     decoupled = False
-
-    def __init__(
-        self,
-        params: Params,
-        lr: float | Schedule = 1e-3,
-        *,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
-        decay: float = 0.0,
-        clip_value: float | None = None,
-        clip_norm: float | None = None,
-        clip_global_norm: float | None = None,
-    ) -> None:
-        hyper = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, decay=decay
-        )
-        clip = dict(clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm)
-        super().__init__(params, hyper, **clip)
-
-    def check_group(self, group: Group) -> None:
-        super().check_group(group)
-        betas = group["betas"]
-        if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
-            raise OptimizerError(
-                f"{type(self).__name__}: expected betas (beta1, beta2) in [0, 1), got {betas!r}"
-            )
+    lr_default = 1e-3
+    hyperparameters: tuple[Hyper, ...] = (
+        hyper.BETAS,
+        hyper.ADAM_EPS,
+        hyper.WEIGHT_DECAY,
+        hyper.AMSGRAD,
+        hyper.DECAY,
+    )
+    kernel = "adam"
 
     def state_names(self, group: Group) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
@@ -273,10 +197,6 @@ class Adam(Optimizer):
             grad = grad + weight_decay * value
         step_size = lr / (1.0 - beta1**step)
         bias2_root = math.sqrt(1.0 - beta2**step)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        fused = dict(betas=(beta1, beta2), step_size=step_size, bias2_root=bias2_root, eps=group["eps"])
-        if not group["amsgrad"] and fused_adam(value, grad, m, v, shrink=shrink, **fused):
-            return value
         if shrink != 1.0:
             value = value * shrink
         m = state["exp_avg"] = assign(state["exp_avg"], beta1 * state["exp_avg"] + (1.0 - beta1) * grad)
@@ -301,25 +221,8 @@ class AdamW(Adam):
     """
 
     decoupled = True
-
-    def __init__(
-        self,
-        params: Params,
-        lr: float | Schedule = 1e-3,
-        *,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        amsgrad: bool = False,
-        decay: float = 0.0,
-        clip_value: float | None = None,
-        clip_norm: float | None = None,
-        clip_global_norm: float | None = None,
-    ) -> None:
-        super().__init__(
-            params, lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, decay=decay,
-            clip_value=clip_value, clip_norm=clip_norm, clip_global_norm=clip_global_norm,
-        )  # fmt: skip
+    hyperparameters = hyper.with_default(Adam.hyperparameters, "weight_decay", 1e-2)
+    kernel = "adamw"
 
 
 __all__ = ["SGD", "AdaGrad", "Adam", "AdamW", "Optimizer", "RMSProp"]
