@@ -54,3 +54,8 @@ class DataNotFoundError(XpnnError, FileNotFoundError):
 class NotALayerError(XpnnError, TypeError):
     """Something other than a layer was given where one is needed (the NNFS book's
     ``Loss.regularization_loss(layer)``, for instance)."""
+
+
+class ForwardFirstError(XpnnError, RuntimeError):
+    """``backward`` was called on a layer or loss before any ``forward`` gave it something to
+    differentiate."""
