@@ -7,6 +7,8 @@ array-api-strict and JAX.
 from xpnn import backend, data, distributed, nnfs, testing
 from xpnn.data import DataLoader, load_fashion_mnist
 from xpnn.errors import (
+    ArgumentError,
+    ArgumentTypeError,
     BackendMismatchError,
     BackendUnavailableError,
     CheckpointError,
@@ -63,6 +65,8 @@ __all__ = [
     "load_fashion_mnist",
     "MAE",
     "MSE",
+    "ArgumentError",
+    "ArgumentTypeError",
     "BackendMismatchError",
     "BackendUnavailableError",
     "BinaryCrossEntropy",

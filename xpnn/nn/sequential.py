@@ -8,7 +8,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from xpnn import backend
+from xpnn.errors import NotALayerError
 from xpnn.nn import serialization
+from xpnn.nn.checks import check_float_dtype
 from xpnn.nn.layers import Layer
 from xpnn.nn.losses import Loss
 from xpnn.nn.parameter import Parameter
@@ -28,7 +30,7 @@ class Sequential:
         self.layers = list(layers)
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Layer")
+                raise NotALayerError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Layer")
         self.seed = seed
         self.training = True
         self.loss: Loss | None = None  # set by fit(); evaluate() falls back to it
@@ -115,6 +117,7 @@ class Sequential:
     def to(self, target: str, *, dtype: str | None = None) -> Sequential:
         """Move every parameter to backend ``target`` ("numpy", "cupy", "torch", ...), in place."""
         resolved = backend.resolve(target)
+        check_float_dtype(f"Sequential({len(self.layers)} layers).to", resolved.xp, dtype)  # before any moves
         for layer in self.layers:
             layer.to(resolved, dtype=dtype)
         return self
