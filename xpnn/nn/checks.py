@@ -76,7 +76,9 @@ def check_like(who: str, x: Array, like: Array, what: str = "input") -> None:
 def check_count(who: str, name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an ``int``: any ``numbers.Integral`` but ``bool``, at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ArgumentTypeError(f"{who}: expected {name} to be an integer, got {type(value).__name__} {value!r}")
+        raise ArgumentTypeError(
+            f"{who}: expected {name} to be an integer, got {type(value).__name__} {value!r}"
+        )
     if value < minimum:
         raise ArgumentError(f"{who}: expected {name} >= {minimum}, got {value}")
     return int(value)
@@ -85,7 +87,9 @@ def check_count(who: str, name: str, value: Any, minimum: int = 1) -> int:
 def check_number(who: str, name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
     """``value`` as a finite ``float`` in ``[low, high]`` (any ``numbers.Real`` but ``bool``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ArgumentTypeError(f"{who}: expected {name} to be a number, got {type(value).__name__} {value!r}")
+        raise ArgumentTypeError(
+            f"{who}: expected {name} to be a number, got {type(value).__name__} {value!r}"
+        )
     number = float(value)
     if not (math.isfinite(number) and low <= number <= high):
         raise ArgumentError(f"{who}: expected {name} a finite number in [{low}, {high}], got {value!r}")
