@@ -99,7 +99,21 @@ def test_label_count_differing_from_image_count_is_rejected(isolated: Path) -> N
 def test_label_value_above_9_is_rejected(isolated: Path) -> None:
     write_fake_fashion(isolated / "d")
     idx.write_idx(isolated / "d" / "train-labels-idx1-ubyte.gz", np.full(12, 10, np.uint8))
-    with pytest.raises(DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got a maximum of 10"):
+    with pytest.raises(DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got values in \[10, 10\]"):
+        fashion_mnist.load_fashion_mnist(isolated / "d")
+
+
+def test_a_label_of_minus_one_in_an_int8_idx_file_is_rejected(isolated: Path) -> None:
+    write_fake_fashion(isolated / "d")
+    idx.write_idx(isolated / "d" / "train-labels-idx1-ubyte.gz", np.array([-1] + [0] * 11, np.int8))
+    with pytest.raises(DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got values in \[-1, 0\]"):
+        fashion_mnist.load_fashion_mnist(isolated / "d")
+
+
+def test_float_labels_in_an_idx_file_are_rejected(isolated: Path) -> None:
+    write_fake_fashion(isolated / "d")
+    idx.write_idx(isolated / "d" / "t10k-labels-idx1-ubyte.gz", np.full(5, 1.5, np.float32))
+    with pytest.raises(DataFormatError, match=r"t10k-labels.*expected integer class labels 0\.\.9, got dtype float32"):
         fashion_mnist.load_fashion_mnist(isolated / "d")
 
 
@@ -110,16 +124,46 @@ def test_load_fashion_mnist_reads_the_argument_directory(isolated: Path) -> None
     assert xt.shape == (5, 28, 28) and yt.shape == (5,)
 
 
-def test_load_fashion_mnist_falls_back_to_xpnn_data(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_named_folder_without_the_files_is_an_error_naming_them_not_another_copy(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_fake_fashion(isolated / "env", n_train=7)
     monkeypatch.setenv("XPNN_DATA", str(isolated / "env"))
-    (x, _), _ = fashion_mnist.load_fashion_mnist(isolated / "empty")
+    (isolated / "empty").mkdir()
+    with pytest.raises(DataNotFoundError, match=r"empty \(the folder named .*lacks train-images-idx3-ubyte\.gz"):
+        fashion_mnist.load_fashion_mnist(isolated / "empty", download_missing=False)
+
+
+def test_xpnn_data_naming_a_folder_with_some_of_the_files_names_the_missing_ones(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_fake_fashion(isolated / "cache" / "xpnn" / "fashion-mnist")  # a full copy elsewhere
+    write_fake_fashion(isolated / "env")
+    (isolated / "env" / "t10k-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setenv("XPNN_DATA", str(isolated / "env"))
+    with pytest.raises(DataNotFoundError, match=r"env .*lacks t10k-labels-idx1-ubyte\.gz;"):
+        fashion_mnist.load_fashion_mnist(download_missing=False)
+
+
+def test_xpnn_data_is_used_when_no_folder_is_passed(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_fake_fashion(isolated / "env", n_train=7)
+    monkeypatch.setenv("XPNN_DATA", str(isolated / "env"))
+    (x, _), _ = fashion_mnist.load_fashion_mnist(download_missing=False)
     assert x.shape[0] == 7
+
+
+def test_missing_files_of_a_named_folder_are_downloaded_into_it(
+    isolated: Path, server: tuple[str, Path]
+) -> None:
+    url, root = server
+    (x, _), _ = fashion_mnist.load_fashion_mnist(isolated / "mine", base_url=url, checksums=_md5s(root))
+    np.testing.assert_array_equal(x, idx.read_idx(root / NAMES[0]))
+    assert sorted(p.name for p in (isolated / "mine").iterdir()) == sorted(NAMES)
 
 
 def test_missing_data_without_download_says_how_to_get_it(isolated: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"apt-get install -y dataset-fashion-mnist.*XPNN_DATA"):
-        fashion_mnist.load_fashion_mnist(isolated / "empty", download_missing=False)
+        fashion_mnist.load_fashion_mnist(download_missing=False)
 
 
 @pytest.fixture
