@@ -99,6 +99,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.resume and not args.checkpoint:
         parser.error("--resume needs --checkpoint DIR")
+    for flag in ("epochs", "batch_size"):  # found now, not as a ZeroDivisionError after loading data
+        if getattr(args, flag) < (1 if flag == "batch_size" else 0):
+            parser.error(
+                f"--{flag.replace('_', '-')} must be >= {1 if flag == 'batch_size' else 0}, got {getattr(args, flag)}"
+            )
+    if args.checkpoint and os.path.exists(args.checkpoint) and not os.path.isdir(args.checkpoint):
+        parser.error(f"--checkpoint {args.checkpoint}: exists and is not a directory (it names a folder)")
     return args
 
 
