@@ -99,21 +99,27 @@ def test_label_count_differing_from_image_count_is_rejected(isolated: Path) -> N
 def test_label_value_above_9_is_rejected(isolated: Path) -> None:
     write_fake_fashion(isolated / "d")
     idx.write_idx(isolated / "d" / "train-labels-idx1-ubyte.gz", np.full(12, 10, np.uint8))
-    with pytest.raises(DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got values in \[10, 10\]"):
+    with pytest.raises(
+        DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got values in \[10, 10\]"
+    ):
         fashion_mnist.load_fashion_mnist(isolated / "d")
 
 
 def test_a_label_of_minus_one_in_an_int8_idx_file_is_rejected(isolated: Path) -> None:
     write_fake_fashion(isolated / "d")
     idx.write_idx(isolated / "d" / "train-labels-idx1-ubyte.gz", np.array([-1] + [0] * 11, np.int8))
-    with pytest.raises(DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got values in \[-1, 0\]"):
+    with pytest.raises(
+        DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got values in \[-1, 0\]"
+    ):
         fashion_mnist.load_fashion_mnist(isolated / "d")
 
 
 def test_float_labels_in_an_idx_file_are_rejected(isolated: Path) -> None:
     write_fake_fashion(isolated / "d")
     idx.write_idx(isolated / "d" / "t10k-labels-idx1-ubyte.gz", np.full(5, 1.5, np.float32))
-    with pytest.raises(DataFormatError, match=r"t10k-labels.*expected integer class labels 0\.\.9, got dtype float32"):
+    with pytest.raises(
+        DataFormatError, match=r"t10k-labels.*expected integer class labels 0\.\.9, got dtype float32"
+    ):
         fashion_mnist.load_fashion_mnist(isolated / "d")
 
 
@@ -130,7 +136,9 @@ def test_a_named_folder_without_the_files_is_an_error_naming_them_not_another_co
     write_fake_fashion(isolated / "env", n_train=7)
     monkeypatch.setenv("XPNN_DATA", str(isolated / "env"))
     (isolated / "empty").mkdir()
-    with pytest.raises(DataNotFoundError, match=r"empty \(the folder named .*lacks train-images-idx3-ubyte\.gz"):
+    with pytest.raises(
+        DataNotFoundError, match=r"empty \(the folder named .*lacks train-images-idx3-ubyte\.gz"
+    ):
         fashion_mnist.load_fashion_mnist(isolated / "empty", download_missing=False)
 
 

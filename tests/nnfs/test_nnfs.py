@@ -524,3 +524,13 @@ def test_the_fused_backward_leaves_the_core_losss_state_alone(to_bk: Any) -> Non
     loss.backward(probabilities, labels)
     core = vars(loss._gradient)
     assert not {"pred", "target", "probs", "labels"} & set(core), sorted(core)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reset_parameters_of_the_books_layer_keeps_backend_and_dtype(dtype: str, to_bk: Any) -> None:
+    layer = nnfs.Layer_Dense(2, 3)
+    layer.forward(to_bk(np.ones((4, 2)), dtype))
+    layer.dense.reset_parameters(xpnn.backend.host_rng(1))
+    for value in (layer.weights, layer.biases):
+        assert xpnn.backend.backend_name(value) == xpnn.backend.backend_name(layer.output)
+        assert xpnn.backend.dtype_name(value.dtype) == dtype
