@@ -25,6 +25,9 @@ from xpnn.errors import CheckpointError
 FORMAT = "xpnn-checkpoint"
 VERSION = 1
 HEADER = "__header__"
+# what zipfile and zlib raise on a corrupt archive (NotImplementedError: a forged "zip version",
+# RuntimeError: a member flagged as encrypted)
+ZIP_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 MAX_HEADER_BYTES = 1 << 26
 MAX_DEPTH = 64  # nesting of the saved optimizer state; JSON deeper than Python's stack is refused
 
@@ -116,7 +119,7 @@ class Archive:
             with zipfile.ZipFile(self.path) as archive, archive.open(f"{name}.npy") as file:
                 file.read(entry.offset)
                 data = _read_exactly(file, size)
-        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        except ZIP_ERRORS as error:
             raise CheckpointError(f"{self.path}: entry {name!r} is corrupt: {error}") from None
         if len(data) != size:
             raise CheckpointError(
@@ -152,8 +155,10 @@ def _entry(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Entry:
             else:
                 raise ValueError(f"unsupported .npy version {version}")
             offset = file.tell()
-    except (OSError, EOFError, ValueError, SyntaxError, zipfile.BadZipFile, zlib.error) as error:
-        raise CheckpointError(f"{path}: entry {name!r} has no readable .npy header: {error}") from None
+    except Exception as error:  # numpy parses the header text with ast/tokenize: any of their errors
+        raise CheckpointError(f"{path}: entry {name!r} has no readable .npy header: {error!r}") from None
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise CheckpointError(f"{path}: entry {name!r} has shape {shape}, not a tuple of sizes")
     if dtype.hasobject or dtype.kind not in "fiub" or dtype.fields is not None:
         raise CheckpointError(f"{path}: entry {name!r} has dtype {dtype}, not a plain number type")
     size = offset + math.prod(shape) * dtype.itemsize
@@ -179,7 +184,7 @@ def read(path: str | os.PathLike[str]) -> Archive:
         with zipfile.ZipFile(path) as archive:
             infos = [info for info in archive.infolist() if info.filename.endswith(".npy")]
             entries = {info.filename.removesuffix(".npy"): _entry(path, archive, info) for info in infos}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as error:
+    except (*ZIP_ERRORS, ValueError) as error:
         raise CheckpointError(f"{path}: not a readable xpnn checkpoint (.npz): {error}") from None
     if HEADER not in entries:
         raise CheckpointError(f"{path}: no {HEADER} entry: not an xpnn checkpoint")
