@@ -114,7 +114,8 @@ def test_mutated_checkpoints_load_or_raise_checkpoint_error_with_bounded_memory_
         where.unlink()
     refused = sum(v for k, v in outcomes.items() if k.endswith("CheckpointError"))
     print(
-        f"\ncheckpoint fuzz: {CASES} cases, {refused} CheckpointError, {CASES - refused} loaded: {dict(outcomes)}"
+        f"\ncheckpoint fuzz: {CASES} cases, {refused} CheckpointError, {CASES - refused} loaded: "
+        f"{dict(outcomes)}"
     )
     assert refused >= CASES * 0.8  # almost every mutation breaks something; the rest are benign
 
@@ -151,6 +152,7 @@ def test_mutated_idx_files_read_or_raise_data_format_error(tmp_path: Path, gz: b
         assert peak < PEAK, f"case {case} ({kind}) allocated {peak} bytes"
     refused = sum(v for k, v in outcomes.items() if k.endswith("Error"))
     print(
-        f"\nidx fuzz ({'gz' if gz else 'raw'}): {CASES // 2} cases, {refused} DataFormatError: {dict(outcomes)}"
+        f"\nidx fuzz ({'gz' if gz else 'raw'}): {CASES // 2} cases, {refused} DataFormatError: "
+        f"{dict(outcomes)}"
     )
     assert refused >= CASES // 4

@@ -140,8 +140,9 @@ def test_fit_trains_to_finite_losses_or_raises_a_named_error(
     )
     x, y = _array(seed, (rows, 3), dtype), np.random.default_rng(seed).integers(0, 3, rows)
     try:
-        history = model.fit(x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=xpnn.Adam(model.parameters(), lr=lr),
-                            epochs=epochs, batch_size=batch_size, validation_split=split, verbose=0)  # fmt: skip
+        optimizer = xpnn.Adam(model.parameters(), lr=lr)
+        history = model.fit(x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=optimizer, epochs=epochs,
+                            batch_size=batch_size, validation_split=split, verbose=0)  # fmt: skip
     except xpnn.XpnnError:
         return
     assert len(history) == epochs and all(math.isfinite(v) for v in history["loss"])

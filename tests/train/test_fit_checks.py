@@ -119,7 +119,7 @@ def test_epochs_0_returns_an_empty_history_and_changes_nothing() -> None:
 
 
 def test_a_nan_epoch_loss_stops_with_non_finite_loss_error_before_callbacks_see_it(tmp_path: Path) -> None:
-    x, y = _data()
+    x, _ = _data()
     x[3, 1] = np.nan
     saved = tmp_path / "m{epoch}.npz"
     with pytest.raises(xpnn.NonFiniteLossError, match=r"fit: the mean training loss of epoch 1 is nan"):
