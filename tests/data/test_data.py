@@ -96,30 +96,27 @@ def test_label_count_differing_from_image_count_is_rejected(isolated: Path) -> N
         fashion_mnist.load_fashion_mnist(isolated / "d")
 
 
-def test_label_value_above_9_is_rejected(isolated: Path) -> None:
+BAD_LABELS = {
+    "above 9": ("train", np.full(12, 10, np.uint8), r"labels must be in 0\.\.9, got values in \[10, 10\]"),
+    "int8 -1": (
+        "train",
+        np.array([-1] + [0] * 11, np.int8),
+        r"labels must be in 0\.\.9, got values in \[-1, 0\]",
+    ),
+    "float": (
+        "t10k",
+        np.full(5, 1.5, np.float32),
+        r"expected integer class labels 0\.\.9, got dtype float32",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_LABELS)
+def test_label_files_with_values_or_dtypes_outside_0_to_9_are_rejected(isolated: Path, case: str) -> None:
+    split, labels, match = BAD_LABELS[case]
     write_fake_fashion(isolated / "d")
-    idx.write_idx(isolated / "d" / "train-labels-idx1-ubyte.gz", np.full(12, 10, np.uint8))
-    with pytest.raises(
-        DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got values in \[10, 10\]"
-    ):
-        fashion_mnist.load_fashion_mnist(isolated / "d")
-
-
-def test_a_label_of_minus_one_in_an_int8_idx_file_is_rejected(isolated: Path) -> None:
-    write_fake_fashion(isolated / "d")
-    idx.write_idx(isolated / "d" / "train-labels-idx1-ubyte.gz", np.array([-1] + [0] * 11, np.int8))
-    with pytest.raises(
-        DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got values in \[-1, 0\]"
-    ):
-        fashion_mnist.load_fashion_mnist(isolated / "d")
-
-
-def test_float_labels_in_an_idx_file_are_rejected(isolated: Path) -> None:
-    write_fake_fashion(isolated / "d")
-    idx.write_idx(isolated / "d" / "t10k-labels-idx1-ubyte.gz", np.full(5, 1.5, np.float32))
-    with pytest.raises(
-        DataFormatError, match=r"t10k-labels.*expected integer class labels 0\.\.9, got dtype float32"
-    ):
+    idx.write_idx(isolated / "d" / f"{split}-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(DataFormatError, match=rf"{split}-labels.*{match}"):
         fashion_mnist.load_fashion_mnist(isolated / "d")
 
 

@@ -172,7 +172,11 @@ def check_header(path: str, header: dict[str, Any]) -> None:
         isinstance(c, dict) and all(_is_int(v) for v in c.values()) for c in counters.values()
     ):
         raise CheckpointError(f"{path}: header 'counters' must map layer indices to {{name: integer}}")
-    for key, kind in (("model_seed", int), ("optimizer", dict), ("training", dict)):
+    if header.get("model_seed") is not None and not _is_int(header["model_seed"]):
+        raise CheckpointError(
+            f"{path}: header 'model_seed' must be an integer >= 0 or null, got {header['model_seed']!r:.60}"
+        )
+    for key, kind in (("optimizer", dict), ("training", dict)):
         value = header.get(key)
         if value is not None and not (isinstance(value, kind) and not isinstance(value, bool)):
             raise CheckpointError(
