@@ -266,3 +266,11 @@ def test_real_fashion_mnist_has_the_published_shapes() -> None:
         pytest.skip("Fashion-MNIST is not installed (apt-get install -y dataset-fashion-mnist)")
     assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
     assert np.bincount(y).tolist() == [6000] * 10 and np.bincount(yt).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64", "uint16"])
+def test_integer_inputs_other_than_uint8_images_are_refused(dtype: str) -> None:
+    with pytest.raises(
+        xpnn.DTypeError, match=rf"DataLoader: integer inputs x must be uint8 images .*got {dtype}"
+    ):
+        xpnn.DataLoader(np.ones((4, 3), dtype), np.arange(4))

@@ -181,6 +181,11 @@ class Sequential:
         the device). ``callbacks``: :class:`~xpnn.EarlyStopping`, :class:`~xpnn.ModelCheckpoint`
         or plain callables ``hook(epoch, logs)``; ``resume``: a training checkpoint to continue
         from. Metrics accumulate on the device and synchronise once per epoch.
+
+        Every argument is checked before the first step (named ``XpnnError``s). ``epochs=0``
+        returns an empty History. Integer ``x`` must be uint8 images (other integer dtypes are
+        refused with ``DTypeError``: cast them). A NaN or infinite epoch loss stops training
+        with ``NonFiniteLossError`` before callbacks (checkpoints) see the epoch.
         """
         from xpnn.train.loop import fit
 
