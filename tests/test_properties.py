@@ -99,6 +99,7 @@ LAYER_BUILDERS = {
     "Dense l2": lambda a, b: xpnn.Dense(2, 2, weight_regularizer_l2=a, init=b),
     "Dropout": lambda a, b: xpnn.Dropout(a, seed=b),
     "LeakyReLU": lambda a, b: xpnn.LeakyReLU(a),
+    "Sequential": lambda a, b: xpnn.Sequential([xpnn.Dense(3, 3, seed=a)], seed=b),
 }
 
 

@@ -68,6 +68,9 @@ def test_dense_accepts_any_integral_size() -> None:
         (lambda: xpnn.Dropout("0.5"), "Dropout: expected rate to be a number"),
         (lambda: xpnn.Dropout(float("nan")), "Dropout: expected rate"),
         (lambda: xpnn.LeakyReLU(float("inf")), "LeakyReLU: expected alpha"),
+        (lambda: xpnn.Dropout(0.5, seed=0.0), "Dropout: expected seed to be an integer, got float"),
+        (lambda: xpnn.Dense(2, 2, seed=-1), "Dense: expected seed >= 0, got -1"),
+        (lambda: xpnn.Sequential([], seed="0"), "Sequential: expected seed to be an integer"),
     ],
 )
 def test_layer_hyperparameters_out_of_range_are_argument_errors(build: Any, match: str) -> None:

@@ -96,6 +96,11 @@ def check_number(who: str, name: str, value: Any, low: float = -math.inf, high: 
     return number
 
 
+def check_seed(who: str, seed: Any) -> int | None:
+    """A seed is None (fresh entropy) or an integer >= 0, as NumPy's generators take."""
+    return None if seed is None else check_count(who, "seed", seed, minimum=0)
+
+
 FLOAT_DTYPES = ("float32", "float64")
 
 

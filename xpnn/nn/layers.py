@@ -19,6 +19,7 @@ from xpnn.nn.checks import (
     check_like,
     check_number,
     check_rank,
+    check_seed,
 )
 from xpnn.nn.init import INITS, initial_weights
 from xpnn.nn.parameter import Parameter
@@ -153,7 +154,7 @@ class Dense(Layer):
             raise ArgumentError(f"Dense: unknown init {init!r}; expected one of {', '.join(INITS)}")
         self.weight = Parameter(None, "weight")
         self.bias = Parameter(None, "bias")
-        self.reset_parameters(backend.host_rng(seed))
+        self.reset_parameters(backend.host_rng(check_seed("Dense", seed)))
 
     def reset_parameters(self, rng: Any) -> None:
         old = self.weight.value
@@ -267,7 +268,7 @@ class Dropout(Layer):
         self.epoch = 0
         self.step = 0
         self.seed = 0
-        self.reset_parameters(backend.host_rng(seed))
+        self.reset_parameters(backend.host_rng(check_seed("Dropout", seed)))
 
     def reset_parameters(self, rng: Any) -> None:
         self.seed = int(rng.integers(2**62))

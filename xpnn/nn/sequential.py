@@ -10,7 +10,7 @@ from typing import Any
 from xpnn import backend
 from xpnn.errors import NotALayerError
 from xpnn.nn import serialization
-from xpnn.nn.checks import check_float_dtype
+from xpnn.nn.checks import check_float_dtype, check_seed
 from xpnn.nn.layers import Layer
 from xpnn.nn.losses import Loss
 from xpnn.nn.parameter import Parameter
@@ -31,7 +31,7 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise NotALayerError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Layer")
-        self.seed = seed
+        self.seed = check_seed("Sequential", seed)
         self.training = True
         self.loss: Loss | None = None  # set by fit(); evaluate() falls back to it
         self.reset_parameters(seed)
