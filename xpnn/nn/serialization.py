@@ -6,12 +6,16 @@ seeds), and optionally an optimizer's ``state_dict`` and a training run's progre
 by :mod:`xpnn.train.checkpoint`). Shuffling and dropout are pure functions of those seeds and
 counters, so they are the whole random state. Every array is stored as a host NumPy array,
 so a file written on CuPy loads on NumPy and vice versa. File I/O is :mod:`xpnn.backend.archive`'s.
+
+Loading trusts nothing in the file: :mod:`xpnn.nn.file_checks` checks the header and every
+array's shape and dtype (from the ``.npy`` headers) first, a layer built from the file may
+draw initial weights only as large as the file's arrays for it, only the entries the
+architecture names are read, and only then is anything changed.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -22,6 +26,7 @@ from xpnn.backend import archive
 from xpnn.backend.archive import Archive
 from xpnn.errors import CheckpointError, XpnnError
 from xpnn.nn import init
+from xpnn.nn.file_checks import architecture, check_architecture, check_arrays, check_header, expected_entries
 from xpnn.nn.layers import Layer
 from xpnn.nn.parameter import Parameter
 
@@ -46,11 +51,6 @@ class HasState(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, saved: dict[str, Any]) -> None: ...
-
-
-def architecture(layers: Sequence[Layer]) -> list[list[Any]]:
-    """``[[class name, config], ...]`` in JSON form (tuples become lists)."""
-    return json.loads(json.dumps([[type(layer).__name__, layer.config()] for layer in layers]))
 
 
 def named_buffers(layers: Sequence[Layer]) -> list[tuple[str, Any]]:
@@ -94,28 +94,6 @@ def save(
     archive.write(path, header, arrays)
 
 
-def _describe(entry: list[Any], shapes: list[tuple[int, ...]]) -> str:
-    name, config = entry
-    args = ", ".join(f"{k}={v!r}" for k, v in config.items())
-    return f"{name}({args})" + (f" with parameter shapes {shapes}" if shapes else "")
-
-
-def check_architecture(path: str, opened: Archive, layers: Sequence[Layer]) -> None:
-    """Raise :class:`CheckpointError` naming the first layer (or parameter shape) that differs;
-    the saved shapes are those of the arrays in the file."""
-    saved, mine = opened.header["architecture"], architecture(layers)
-    for i in range(max(len(saved), len(mine))):
-        ours = [tuple(p.shape) for p in layers[i].parameters()] if i < len(mine) else []
-        theirs = [e.shape for n, e in opened.entries.items() if n.startswith(f"param/{i}.")]
-        if i >= len(saved) or i >= len(mine) or saved[i] != mine[i] or theirs != ours:
-            there = _describe(saved[i], theirs) if i < len(saved) else "nothing (it has fewer layers)"
-            here = _describe(mine[i], ours) if i < len(mine) else "nothing (it has fewer layers)"
-            raise CheckpointError(
-                f"{path}: architecture differs at layer {i}: the checkpoint has {there}, "
-                f"the model has {here} (checkpoint: {len(saved)} layers, model: {len(mine)})"
-            )
-
-
 def _layer_classes() -> dict[str, type]:
     found: dict[str, type] = {}
     pending = [Layer]
@@ -156,74 +134,9 @@ def build_layers(path: str, archive: Archive) -> list[Layer]:
     ]
 
 
-def check_header(path: str, header: dict[str, Any]) -> None:
-    """The model part of the header: each entry of the type :func:`save` writes."""
-    architecture = header.get("architecture")
-    if not isinstance(architecture, list) or not all(
-        isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], dict)
-        for e in architecture
-    ):
-        raise CheckpointError(f"{path}: header 'architecture' must be a list of [class name, config] pairs")
-    for key in ("parameters", "buffers"):
-        if not isinstance(header.get(key, []), list):
-            raise CheckpointError(f"{path}: header {key!r} must be a list, got {type(header[key]).__name__}")
-    counters = header.get("counters", {})
-    if not isinstance(counters, dict) or not all(
-        isinstance(c, dict) and all(_is_int(v) for v in c.values()) for c in counters.values()
-    ):
-        raise CheckpointError(f"{path}: header 'counters' must map layer indices to {{name: integer}}")
-    if header.get("model_seed") is not None and not _is_int(header["model_seed"]):
-        raise CheckpointError(
-            f"{path}: header 'model_seed' must be an integer >= 0 or null, got {header['model_seed']!r:.60}"
-        )
-    for key, kind in (("optimizer", dict), ("training", dict)):
-        value = header.get(key)
-        if value is not None and not (isinstance(value, kind) and not isinstance(value, bool)):
-            raise CheckpointError(
-                f"{path}: header {key!r} must be a {kind.__name__} or null, got {value!r:.60}"
-            )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
-
-
-def _expected_entries(layers: Sequence[Layer]) -> dict[str, tuple[int, ...]]:
-    """Every array the architecture names: ``param/{i}.{name}`` and ``buffer/{i}.{name}``."""
-    expected = {}
-    for i, layer in enumerate(layers):
-        expected.update({f"param/{i}.{p.name}": tuple(p.value.shape) for p in layer.parameters()})
-        expected.update({f"buffer/{i}.{k}": tuple(v.shape) for k, v in layer.buffers().items()})
-    return expected
-
-
-def check_arrays(path: str, archive: Archive, layers: Sequence[Layer]) -> None:
-    """Every parameter and buffer of ``layers`` is in the file with the layer's shape and a float
-    dtype; no other ``param/`` or ``buffer/`` entry is; the counters are the layers' own."""
-    expected = _expected_entries(layers)
-    for name, shape in expected.items():
-        entry = archive.entries.get(name)
-        if entry is None:
-            raise CheckpointError(f"{path}: the array {name!r} is missing")
-        if entry.shape != shape:
-            raise CheckpointError(f"{path}: {name!r} has shape {entry.shape}, the layer's is {shape}")
-        if entry.dtype.kind != "f" or entry.dtype.itemsize not in (4, 8):
-            raise CheckpointError(f"{path}: {name!r} has dtype {entry.dtype}, expected float32 or float64")
-    stray = sorted(n for n in archive.entries if n.startswith(("param/", "buffer/")) and n not in expected)
-    if stray:
-        raise CheckpointError(f"{path}: arrays {stray[:5]} belong to no parameter or buffer of the model")
-    for index, counters in archive.header.get("counters", {}).items():
-        layer = layers[int(index)] if index.isdigit() and int(index) < len(layers) else None
-        own = set() if layer is None else set(layer.counters())
-        if layer is None or not set(counters) <= own:
-            raise CheckpointError(
-                f"{path}: counters {sorted(counters)} for layer {index}, which has counters {sorted(own)}"
-            )
-
-
 def read_arrays(archive: Archive, layers: Sequence[Layer]) -> dict[str, HostArray]:
     """Read exactly the entries the architecture names (after :func:`check_arrays`)."""
-    return {name: archive.array(name) for name in _expected_entries(layers)}
+    return {name: archive.array(name) for name in expected_entries(layers)}
 
 
 def fill(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, HostArray]) -> None:
