@@ -127,7 +127,10 @@ def test_a_nan_epoch_loss_stops_with_non_finite_loss_error_before_callbacks_see_
     assert not list(tmp_path.iterdir())
 
 
-def test_an_infinite_loss_from_a_diverging_rate_stops_too() -> None:
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning"
+)
+def test_an_infinite_loss_from_huge_inputs_stops_too() -> None:
     with pytest.raises(xpnn.NonFiniteLossError, match=r"not finite"):
         _fit(x=_data()[0] * 1e30, epochs=2)
 
