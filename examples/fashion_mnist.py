@@ -113,6 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.resume and not args.checkpoint:
         parser.error("--resume needs --checkpoint DIR")
+    for flag, least in (("epochs", 0), ("batch_size", 1)):  # now, not a ZeroDivisionError after loading
+        if getattr(args, flag) < least:
+            parser.error(f"--{flag.replace('_', '-')} must be >= {least}, got {getattr(args, flag)}")
+    if args.checkpoint and os.path.exists(args.checkpoint) and not os.path.isdir(args.checkpoint):
+        parser.error(f"--checkpoint {args.checkpoint}: exists and is not a directory (it names a folder)")
     return args
 
 

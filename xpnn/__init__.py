@@ -7,12 +7,15 @@ array-api-strict and JAX.
 from xpnn import backend, data, distributed, nnfs, testing
 from xpnn.data import DataLoader, load_fashion_mnist
 from xpnn.errors import (
+    ArgumentError,
+    ArgumentTypeError,
     BackendMismatchError,
     BackendUnavailableError,
     CheckpointError,
     DataFormatError,
     DistributedError,
     DTypeError,
+    ForwardFirstError,
     LabelError,
     MissingDependencyError,
     ModelMismatchError,
@@ -78,6 +81,8 @@ __all__ = [
     "load_fashion_mnist",
     "MAE",
     "MSE",
+    "ArgumentError",
+    "ArgumentTypeError",
     "BackendMismatchError",
     "BackendUnavailableError",
     "BinaryCrossEntropy",
@@ -89,6 +94,7 @@ __all__ = [
     "DistributedError",
     "Dropout",
     "Flatten",
+    "ForwardFirstError",
     "LabelError",
     "Layer",
     "LeakyReLU",

@@ -67,3 +67,17 @@ class ModelMismatchError(DistributedError, ValueError):
 
 class MissingDependencyError(XpnnError, ImportError):
     """An optional dependency (matplotlib, tensorboardX, ...) is not installed; names the extra."""
+
+
+class ForwardFirstError(XpnnError, RuntimeError):
+    """``backward`` was called on a layer or loss before any ``forward`` gave it something to
+    differentiate."""
+
+
+class ArgumentError(XpnnError, ValueError):
+    """A constructor or function argument is outside its documented range (``Dense(0, 3)``,
+    ``fit(batch_size=0)``, ``epochs=-1``); the message names the argument, the range and the value."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument is of the wrong type (``Dense("4", 3)``, ``loss=None``): still a ``TypeError``."""

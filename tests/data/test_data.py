@@ -96,10 +96,27 @@ def test_label_count_differing_from_image_count_is_rejected(isolated: Path) -> N
         fashion_mnist.load_fashion_mnist(isolated / "d")
 
 
-def test_label_value_above_9_is_rejected(isolated: Path) -> None:
+BAD_LABELS = {
+    "above 9": ("train", np.full(12, 10, np.uint8), r"labels must be in 0\.\.9, got values in \[10, 10\]"),
+    "int8 -1": (
+        "train",
+        np.array([-1] + [0] * 11, np.int8),
+        r"labels must be in 0\.\.9, got values in \[-1, 0\]",
+    ),
+    "float": (
+        "t10k",
+        np.full(5, 1.5, np.float32),
+        r"expected integer class labels 0\.\.9, got dtype float32",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_LABELS)
+def test_label_files_with_values_or_dtypes_outside_0_to_9_are_rejected(isolated: Path, case: str) -> None:
+    split, labels, match = BAD_LABELS[case]
     write_fake_fashion(isolated / "d")
-    idx.write_idx(isolated / "d" / "train-labels-idx1-ubyte.gz", np.full(12, 10, np.uint8))
-    with pytest.raises(DataFormatError, match=r"train-labels.*labels must be in 0\.\.9, got a maximum of 10"):
+    idx.write_idx(isolated / "d" / f"{split}-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(DataFormatError, match=rf"{split}-labels.*{match}"):
         fashion_mnist.load_fashion_mnist(isolated / "d")
 
 
@@ -110,16 +127,48 @@ def test_load_fashion_mnist_reads_the_argument_directory(isolated: Path) -> None
     assert xt.shape == (5, 28, 28) and yt.shape == (5,)
 
 
-def test_load_fashion_mnist_falls_back_to_xpnn_data(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_named_folder_without_the_files_is_an_error_naming_them_not_another_copy(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_fake_fashion(isolated / "env", n_train=7)
     monkeypatch.setenv("XPNN_DATA", str(isolated / "env"))
-    (x, _), _ = fashion_mnist.load_fashion_mnist(isolated / "empty")
+    (isolated / "empty").mkdir()
+    with pytest.raises(
+        DataNotFoundError, match=r"empty \(the folder named .*lacks train-images-idx3-ubyte\.gz"
+    ):
+        fashion_mnist.load_fashion_mnist(isolated / "empty", download_missing=False)
+
+
+def test_xpnn_data_naming_a_folder_with_some_of_the_files_names_the_missing_ones(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_fake_fashion(isolated / "cache" / "xpnn" / "fashion-mnist")  # a full copy elsewhere
+    write_fake_fashion(isolated / "env")
+    (isolated / "env" / "t10k-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setenv("XPNN_DATA", str(isolated / "env"))
+    with pytest.raises(DataNotFoundError, match=r"env .*lacks t10k-labels-idx1-ubyte\.gz;"):
+        fashion_mnist.load_fashion_mnist(download_missing=False)
+
+
+def test_xpnn_data_is_used_when_no_folder_is_passed(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_fake_fashion(isolated / "env", n_train=7)
+    monkeypatch.setenv("XPNN_DATA", str(isolated / "env"))
+    (x, _), _ = fashion_mnist.load_fashion_mnist(download_missing=False)
     assert x.shape[0] == 7
+
+
+def test_missing_files_of_a_named_folder_are_downloaded_into_it(
+    isolated: Path, server: tuple[str, Path]
+) -> None:
+    url, root = server
+    (x, _), _ = fashion_mnist.load_fashion_mnist(isolated / "mine", base_url=url, checksums=_md5s(root))
+    np.testing.assert_array_equal(x, idx.read_idx(root / NAMES[0]))
+    assert sorted(p.name for p in (isolated / "mine").iterdir()) == sorted(NAMES)
 
 
 def test_missing_data_without_download_says_how_to_get_it(isolated: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"apt-get install -y dataset-fashion-mnist.*XPNN_DATA"):
-        fashion_mnist.load_fashion_mnist(isolated / "empty", download_missing=False)
+        fashion_mnist.load_fashion_mnist(download_missing=False)
 
 
 @pytest.fixture
@@ -217,3 +266,11 @@ def test_real_fashion_mnist_has_the_published_shapes() -> None:
         pytest.skip("Fashion-MNIST is not installed (apt-get install -y dataset-fashion-mnist)")
     assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
     assert np.bincount(y).tolist() == [6000] * 10 and np.bincount(yt).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64", "uint16"])
+def test_integer_inputs_other_than_uint8_images_are_refused(dtype: str) -> None:
+    with pytest.raises(
+        xpnn.DTypeError, match=rf"DataLoader: integer inputs x must be uint8 images .*got {dtype}"
+    ):
+        xpnn.DataLoader(np.ones((4, 3), dtype), np.arange(4))

@@ -421,3 +421,116 @@ def test_labels_out_of_range_are_refused(to_bk: Any) -> None:
 def test_assigning_weights_of_the_wrong_shape_names_both_shapes() -> None:
     with pytest.raises(xpnn.ShapeError, match=r"Layer_Dense.weights: expected shape \(2, 3\), got \(3, 2\)"):
         nnfs.Layer_Dense(2, 3).weights = np.zeros((3, 2), np.float32)
+
+
+# -- the book's numbers (issue 13 items 1 and 8) ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "kwargs", "printed"),
+    [
+        ("Adagrad", {"decay": 1e-4}, 9.908),
+        ("RMSprop", {"learning_rate": 0.02, "decay": 1e-5, "rho": 0.999}, 8.841),
+    ],
+)
+def test_the_chapter_10_loops_give_the_books_epoch_2_loss(
+    kind: str, kwargs: dict[str, float], printed: float, to_bk: Any
+) -> None:
+    ours, x, y = _our_net(to_bk)
+    ref, x_ref, y_ref = _book_net()
+    mine, theirs = getattr(nnfs, f"Optimizer_{kind}")(**kwargs), getattr(book, f"Optimizer_{kind}")(**kwargs)
+    for _ in range(2):
+        ours.forward_backward(x, y)
+        ours.update(mine)
+        ref.forward_backward(x_ref, y_ref)
+        ref.update(theirs)
+    loss, ref_loss = float(ours.forward_backward(x, y)), float(ref.forward_backward(x_ref, y_ref))
+    assert round(ref_loss, 3) == printed
+    assert loss == pytest.approx(ref_loss, rel=1e-4)
+
+
+def _confident_and_wrong() -> tuple[np.ndarray, np.ndarray]:
+    logits = np.array([[40.0, 0.0, 0.0], [0.0, -30.0, 25.0], [1.0, 2.0, 3.0]], np.float32)
+    return logits, np.array([1, 1, 2])
+
+
+def test_the_fused_loss_is_the_books_clipped_mean_on_confident_wrong_predictions(to_bk: Any) -> None:
+    logits, labels = _confident_and_wrong()
+    ours = nnfs.Activation_Softmax_Loss_CategoricalCrossentropy().forward(to_bk(logits), to_bk(labels))
+    theirs = book.Activation_Softmax_Loss_CategoricalCrossentropy().forward(logits.astype(np.float64), labels)
+    assert theirs < 12.0  # the clip: two samples at most -log(1e-7) = 16.1 each, not 40 and 55
+    assert float(ours) == pytest.approx(theirs, rel=1e-5)
+
+
+def test_the_core_softmax_cross_entropy_stays_exact_on_the_same_logits(to_bk: Any) -> None:
+    logits, labels = _confident_and_wrong()
+    exact = xpnn.SoftmaxCrossEntropy().forward(to_bk(logits), to_bk(labels))
+    shifted = logits.astype(np.float64) - logits.max(1, keepdims=True)
+    expected = np.mean(np.log(np.exp(shifted).sum(1)) - shifted[np.arange(3), labels])
+    assert float(exact) == pytest.approx(expected, rel=1e-5) and expected > 25.0
+
+
+def test_loss_forward_returns_the_per_sample_losses_and_calculate_their_mean(to_bk: Any) -> None:
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.0, 1.0, 0.0], [0.2, 0.5, 0.3]], np.float32)
+    labels = np.array([0, 0, 1])
+    loss = nnfs.Loss_CategoricalCrossentropy()
+    per_sample = loss.forward(to_bk(probabilities), to_bk(labels))
+    expected = book.Loss_CategoricalCrossentropy().forward(probabilities.astype(np.float64), labels)
+    assert tuple(per_sample.shape) == (3,)
+    xpnn.testing.assert_close(per_sample, expected, rtol=1e-5, atol=0.0)
+    assert float(loss.calculate(to_bk(probabilities), to_bk(labels))) == pytest.approx(
+        expected.mean(), rel=1e-5
+    )
+
+
+def test_labels_changed_in_place_between_calls_give_the_new_labels_loss() -> None:
+    logits = np.random.default_rng(3).normal(size=(6, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1, 2], np.uint8)
+    loss = nnfs.Activation_Softmax_Loss_CategoricalCrossentropy()
+    loss.forward(logits, labels)
+    labels[:] = [2, 2, 0, 1, 0, 1]
+    again = loss.forward(logits, labels)
+    fresh = nnfs.Activation_Softmax_Loss_CategoricalCrossentropy().forward(logits, labels.copy())
+    assert float(again) == pytest.approx(float(fresh), rel=1e-7)
+
+
+def test_a_host_label_mutated_to_minus_one_after_its_check_gives_a_nan_loss_and_nan_gradient_row() -> None:
+    logits = np.zeros((3, 3), np.float32)
+    labels = np.array([0, 1, 2], np.int8)
+    loss = nnfs.Activation_Softmax_Loss_CategoricalCrossentropy()
+    loss.forward(logits, labels)
+    loss.backward(loss.output, labels)
+    labels[2] = -1  # the same array: no second host check, the device guard takes over
+    assert math.isnan(float(loss.forward(logits, labels)))
+    loss.backward(loss.output, labels)
+    rows = np.isnan(xpnn.backend.to_host(loss.dinputs)).all(axis=1)
+    assert rows.tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("labels", [[0, 3], [-1, 0]])
+def test_the_fused_backward_checks_label_values(labels: list[int], to_bk: Any) -> None:
+    loss = nnfs.Activation_Softmax_Loss_CategoricalCrossentropy()
+    with pytest.raises(xpnn.LabelError, match=r"labels must be in \[0, 3\)"):
+        loss.backward(to_bk(np.full((2, 3), 1 / 3, np.float32)), to_bk(np.array(labels, np.int64)))
+
+
+def test_the_fused_backward_checks_the_label_count(to_bk: Any) -> None:
+    loss = nnfs.Activation_Softmax_Loss_CategoricalCrossentropy()
+    with pytest.raises(xpnn.LabelError, match=r"300 labels .*got 299"):
+        loss.backward(to_bk(np.full((300, 3), 1 / 3, np.float32)), to_bk(np.zeros(299, np.uint8)))
+
+
+def test_the_fused_backward_leaves_the_core_losss_state_alone(to_bk: Any) -> None:
+    loss = nnfs.Activation_Softmax_Loss_CategoricalCrossentropy()
+    probabilities, labels = to_bk(np.full((2, 3), 1 / 3, np.float32)), to_bk(np.array([0, 2]))
+    loss.backward(probabilities, labels)
+    core = vars(loss._gradient)
+    assert not {"pred", "target", "probs", "labels"} & set(core), sorted(core)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reset_parameters_of_the_books_layer_keeps_backend_and_dtype(dtype: str, to_bk: Any) -> None:
+    layer = nnfs.Layer_Dense(2, 3)
+    layer.forward(to_bk(np.ones((4, 2)), dtype))
+    layer.dense.reset_parameters(xpnn.backend.host_rng(1))
+    for value in (layer.weights, layer.biases):
+        assert xpnn.backend.backend_name(value) == xpnn.backend.backend_name(layer.output)
+        assert xpnn.backend.dtype_name(value.dtype) == dtype

@@ -10,10 +10,12 @@ replaced by a reference to an npz entry.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
-from typing import IO, Any
+import zlib
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -23,6 +25,11 @@ from xpnn.errors import CheckpointError
 FORMAT = "xpnn-checkpoint"
 VERSION = 1
 HEADER = "__header__"
+# what zipfile and zlib raise on a corrupt archive (NotImplementedError: a forged "zip version",
+# RuntimeError: a member flagged as encrypted)
+ZIP_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+MAX_HEADER_BYTES = 1 << 26
+MAX_DEPTH = 64  # nesting of the saved optimizer state; JSON deeper than Python's stack is refused
 
 
 def encode(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
@@ -39,14 +46,16 @@ def encode(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
     return {"__array__": prefix}
 
 
-def decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
-    """The inverse of :func:`encode`: references replaced by (copies of) their arrays."""
+def decode(value: Any, arrays: Archive, depth: int = 0) -> Any:
+    """The inverse of :func:`encode`: references replaced by the arrays they name, read now."""
+    if depth > MAX_DEPTH:
+        raise CheckpointError(f"{arrays.path}: the saved state nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         if set(value) == {"__array__"}:
-            return np.array(arrays[value["__array__"]])
-        return {k: decode(v, arrays) for k, v in value.items()}
+            return arrays.array(value["__array__"])
+        return {k: decode(v, arrays, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [decode(v, arrays) for v in value]
+        return [decode(v, arrays, depth + 1) for v in value]
     return value
 
 
@@ -78,24 +87,127 @@ def write(path: str | os.PathLike[str], header: dict[str, Any], arrays: dict[str
             os.close(fd)
 
 
-def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The header and every array of a saved file (read, then the file is closed)."""
+class Entry(NamedTuple):
+    """One array of the archive as its ``.npy`` header describes it (no data read yet)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fortran: bool
+    offset: int  # bytes of .npy header before the data
+
+
+class Archive:
+    """An opened saved file: the JSON header and every entry's shape and dtype, read from the
+    ``.npy`` headers inside the zip without reading any data. :meth:`array` reads one entry,
+    and only as many bytes as really decompress: a header claiming 10**12 elements cannot
+    make it allocate more than the file holds."""
+
+    def __init__(self, path: str, entries: dict[str, Entry], header: dict[str, Any]) -> None:
+        self.path, self.entries, self.header = path, entries, header
+
+    def array(self, name: Any, kinds: str = "f") -> np.ndarray:
+        """Entry ``name`` as a host array; its dtype's kind must be one of ``kinds``."""
+        entry = self.entries.get(name) if isinstance(name, str) else None
+        if entry is None:
+            raise CheckpointError(f"{self.path}: no array entry {name!r}")
+        if entry.dtype.kind not in kinds or entry.dtype.itemsize not in (1, 4, 8):
+            raise CheckpointError(
+                f"{self.path}: entry {name!r} has dtype {entry.dtype}, expected float32 or float64"
+            )
+        size = math.prod(entry.shape) * entry.dtype.itemsize
+        try:
+            with zipfile.ZipFile(self.path) as archive, archive.open(f"{name}.npy") as file:
+                file.read(entry.offset)
+                data = _read_exactly(file, size)
+        except ZIP_ERRORS as error:
+            raise CheckpointError(f"{self.path}: entry {name!r} is corrupt: {error}") from None
+        if len(data) != size:
+            raise CheckpointError(
+                f"{self.path}: entry {name!r} is truncated: its header says {entry.shape} of "
+                f"{entry.dtype} ({size} bytes), the file holds {len(data)}"
+            )
+        flat = np.frombuffer(data, entry.dtype).astype(entry.dtype.newbyteorder("="))
+        return flat.reshape(entry.shape, order="F" if entry.fortran else "C")
+
+
+def _read_exactly(file: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes in 1 MiB reads: memory grows with the bytes really there."""
+    chunks, total = [], 0
+    while total < size:
+        chunk = file.read(min(size - total, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def _entry(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Entry:
+    """The ``.npy`` header of one zip member, checked against the member's size."""
+    name = info.filename.removesuffix(".npy")
+    try:
+        with archive.open(info) as file:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            offset = file.tell()
+    except Exception as error:  # numpy parses the header text with ast/tokenize: any of their errors
+        raise CheckpointError(f"{path}: entry {name!r} has no readable .npy header: {error!r}") from None
+    if not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise CheckpointError(f"{path}: entry {name!r} has shape {shape}, not a tuple of sizes")
+    if dtype.hasobject or dtype.kind not in "fiub" or dtype.fields is not None:
+        raise CheckpointError(f"{path}: entry {name!r} has dtype {dtype}, not a plain number type")
+    size = offset + math.prod(shape) * dtype.itemsize
+    if size != info.file_size:
+        raise CheckpointError(
+            f"{path}: entry {name!r} claims shape {shape} of {dtype} ({size} bytes with its header), "
+            f"but holds {info.file_size} bytes"
+        )
+    return Entry(tuple(int(d) for d in shape), dtype, bool(fortran), offset)
+
+
+def read(path: str | os.PathLike[str]) -> Archive:
+    """Open a saved file: its header checked (:func:`check_header`) and its entries' shapes and
+    dtypes known; no array data is read until asked for."""
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: np.array(archive[key]) for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        with open(path, "rb") as file:
+            magic = file.read(6)
+        if magic == b"\x93NUMPY":
+            raise CheckpointError(
+                f"{path}: is a single .npy array, not an xpnn checkpoint (.npz from model.save)"
+            )
+        with zipfile.ZipFile(path) as archive:
+            infos = [info for info in archive.infolist() if info.filename.endswith(".npy")]
+            entries = {info.filename.removesuffix(".npy"): _entry(path, archive, info) for info in infos}
+    except (*ZIP_ERRORS, ValueError) as error:
         raise CheckpointError(f"{path}: not a readable xpnn checkpoint (.npz): {error}") from None
-    if HEADER not in arrays:
+    if HEADER not in entries:
         raise CheckpointError(f"{path}: no {HEADER} entry: not an xpnn checkpoint")
+    if math.prod(entries[HEADER].shape) > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path}: a {entries[HEADER].shape} header, more than {MAX_HEADER_BYTES} bytes")
+    unread = Archive(path, entries, {})
+    raw = unread.array(HEADER, kinds="u")
     try:
-        header = json.loads(arrays.pop(HEADER).tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: corrupt JSON header: {error}") from None
-    if header.get("format") != FORMAT or not isinstance(header.get("version"), int):
+        header = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise CheckpointError(f"{path}: corrupt JSON header: {type(error).__name__}: {error}") from None
+    check_header(path, header)
+    return Archive(path, entries, header)
+
+
+def check_header(path: str, header: Any) -> None:
+    """The header must be a JSON object of this format and of a version this xpnn reads."""
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the JSON header is a {type(header).__name__}, expected an object")
+    if header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: header format {header.get('format')!r}, expected {FORMAT!r}")
-    if header["version"] > VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {header['version']}, this xpnn reads up to {VERSION}"
-        )
-    return header, arrays
+    version = header.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: header version {version!r}, expected an integer from 1 to {VERSION}")
+    if version > VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version}, this xpnn reads up to {VERSION}")

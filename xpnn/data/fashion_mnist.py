@@ -1,7 +1,8 @@
 """Fashion-MNIST: where to find its four IDX files, how to download them, and loading them.
 
-Looks in ``data_dir``, ``$XPNN_DATA``, Debian's ``/usr/share/datasets/fashion-mnist`` and the
-user cache, in that order; downloads (checksum-verified) only where none has them.
+A folder the user names (``data_dir``, ``$XPNN_DATA``) is used alone; otherwise Debian's
+``/usr/share/datasets/fashion-mnist`` and the user cache, in that order; downloads
+(checksum-verified) only where none has them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,8 +110,12 @@ def _load_split(directory: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
             f"{label_path}: expected {images.shape[0]} labels (one per image of {image_path.name}), "
             f"got shape {labels.shape}"
         )
-    if labels.size and int(labels.max()) > 9:
-        raise DataFormatError(f"{label_path}: labels must be in 0..9, got a maximum of {int(labels.max())}")
+    if labels.dtype.kind not in "iu":
+        raise DataFormatError(f"{label_path}: expected integer class labels 0..9, got dtype {labels.dtype}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > 9):
+        raise DataFormatError(
+            f"{label_path}: labels must be in 0..9, got values in [{int(labels.min())}, {int(labels.max())}]"
+        )
     return images, labels
 
 
@@ -122,23 +128,45 @@ def load_fashion_mnist(
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """``((x_train, y_train), (x_test, y_test))`` as host uint8 arrays, images (n, 28, 28).
 
-    Looks in ``data_dir``, ``$XPNN_DATA``, ``/usr/share/datasets/fashion-mnist`` and the user
-    cache dir, in that order. Only where none holds the four files does it download them
-    into the cache dir (verifying the published MD5 checksums); without a network it raises
-    :class:`DataNotFoundError` saying how to get them.
+    A folder the user names (``data_dir``, else ``$XPNN_DATA``) is the only one used: the files
+    it lacks are downloaded into it (``download_missing``) or a :class:`DataNotFoundError`
+    names them; another copy elsewhere is never used silently. With no folder named, looks in
+    ``/usr/share/datasets/fashion-mnist`` and the user cache dir, and only where neither holds
+    the four files downloads them into the cache dir (verifying the published MD5 checksums);
+    without a network it raises :class:`DataNotFoundError` saying how to get them.
     """
-    for directory in _search_path(data_dir):
+    named = data_dir if data_dir is not None else os.environ.get("XPNN_DATA") or None
+    if named is not None:  # a folder the user names is used, never silently another copy
+        return _load_named(Path(named), download_missing, base_url, checksums)
+    for directory in _search_path(None):
         if _has_all(directory, checksums):
             return _load_split(directory, "train"), _load_split(directory, "t10k")
-    searched = ", ".join(str(d) for d in _search_path(data_dir))
+    searched = ", ".join(str(d) for d in _search_path(None))
     if not download_missing:
         raise DataNotFoundError(f"Fashion-MNIST not found in {searched}; {HOW_TO_GET}")
-    cache = user_cache_dir()
+    return _download_and_load(user_cache_dir(), searched, base_url, checksums)
+
+
+def _load_named(directory: Path, download_missing: bool, base_url: str, checksums: Mapping[str, str]) -> Any:
+    """Load from the folder the user named (``data_dir=`` or ``$XPNN_DATA``), downloading the
+    missing files into it when allowed; else name what is missing there."""
+    missing = [name for name in checksums if _find_file(directory, name) is None]
+    if not missing:
+        return _load_split(directory, "train"), _load_split(directory, "t10k")
+    if not download_missing:
+        raise DataNotFoundError(
+            f"Fashion-MNIST: {directory} (the folder named by data_dir= or XPNN_DATA) lacks "
+            f"{', '.join(missing)}; {HOW_TO_GET}"
+        )
+    return _download_and_load(directory, str(directory), base_url, checksums)
+
+
+def _download_and_load(target: Path, searched: str, base_url: str, checksums: Mapping[str, str]) -> Any:
     try:
-        download(base_url, cache, checksums)
+        download(base_url, target, checksums)
     except (urllib.error.URLError, OSError) as error:
         raise DataNotFoundError(
             f"Fashion-MNIST not found in {searched}, and downloading from {base_url} failed ({error}); "
             f"{HOW_TO_GET}"
         ) from None
-    return _load_split(cache, "train"), _load_split(cache, "t10k")
+    return _load_split(target, "train"), _load_split(target, "t10k")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from xpnn import backend
-from xpnn.errors import DataFormatError
+from xpnn.errors import ArgumentError, DataFormatError, DTypeError
 
 Array = Any
 
@@ -23,7 +23,9 @@ class DataLoader:
 
     ``x`` and ``y`` (host NumPy or arrays of ``target``'s backend) are moved to the device
     once. Integer images (uint8) stay integer there; each batch is gathered with ``take``,
-    cast to ``dtype`` and scaled by 1/255 on the device. Host floating data is cast to
+    cast to ``dtype`` and scaled by 1/255 on the device. Other integer inputs
+    are refused with a :class:`DTypeError`: their scale is not known (int16 images may be
+    12-bit), so the caller casts them. Host floating data is cast to
     ``dtype`` once, when moved. The shuffle order is drawn on the host from
     ``default_rng([seed, epoch])``: the same seed gives the same order on every backend, and
     a resumed run sees exactly the batches of the uninterrupted one.
@@ -42,7 +44,7 @@ class DataLoader:
         drop_last: bool = False,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+            raise ArgumentError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
         if y is not None and y.shape[0] != x.shape[0]:
             raise DataFormatError(f"DataLoader: {x.shape[0]} samples in x but {y.shape[0]} in y")
         self.bk = backend.resolve(target) if isinstance(target, str) else target
@@ -50,6 +52,11 @@ class DataLoader:
         self.x = _to_device(x, self.bk, self.dtype)
         self.y = None if y is None else _to_device(y, self.bk, self.dtype)
         self.scale = self.bk.xp.isdtype(self.x.dtype, "integral")
+        if self.scale and backend.dtype_name(self.x.dtype) != "uint8":
+            raise DTypeError(
+                f"DataLoader: integer inputs x must be uint8 images (scaled by 1/255), got "
+                f"{backend.dtype_name(self.x.dtype)}; cast and scale other integer data to float yourself"
+            )
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.seed = int(seed)
         self.epoch = 0

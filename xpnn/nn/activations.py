@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn.backend import namespace, numpy_fast
-from xpnn.nn.checks import check_array, check_floating
+from xpnn.nn.checks import check_array, check_floating, check_number
 from xpnn.nn.layers import Layer
 
 Array = Any
@@ -44,7 +44,7 @@ class ReLU(_Activation):
 
     def backward(self, dout: Array) -> Array:
         xp = namespace(dout)
-        dx = xp.astype(self.x > 0, dout.dtype)
+        dx = xp.astype(self._cached("x") > 0, dout.dtype)
         dx *= dout  # in place into the fresh mask (JAX rebinds): one temporary fewer
         return dx
 
@@ -54,9 +54,7 @@ class LeakyReLU(_Activation):
     ``0 <= alpha <= 1`` and ``min`` above 1: the same numbers, without a slow ``where``)."""
 
     def __init__(self, alpha: float = 0.01) -> None:
-        self.alpha = float(alpha)
-        if not self.alpha >= 0.0:
-            raise ValueError(f"LeakyReLU: alpha must be >= 0, got {alpha}")
+        self.alpha = check_number("LeakyReLU", "alpha", alpha, low=0.0)
 
     def forward(self, x: Array) -> Array:
         xp = self._check(x)
@@ -66,7 +64,7 @@ class LeakyReLU(_Activation):
 
     def backward(self, dout: Array) -> Array:
         xp = namespace(dout)
-        mask = xp.astype(self.x > 0, dout.dtype)
+        mask = xp.astype(self._cached("x") > 0, dout.dtype)
         return dout * (mask + (1.0 - mask) * self.alpha)  # exactly 1 or alpha
 
     def config(self) -> dict[str, Any]:
@@ -82,7 +80,8 @@ class Sigmoid(_Activation):
         return self.y
 
     def backward(self, dout: Array) -> Array:
-        return dout * self.y * (1.0 - self.y)
+        y = self._cached("y")
+        return dout * y * (1.0 - y)
 
 
 class Tanh(_Activation):
@@ -94,7 +93,8 @@ class Tanh(_Activation):
         return self.y
 
     def backward(self, dout: Array) -> Array:
-        return dout * (1.0 - self.y * self.y)
+        y = self._cached("y")
+        return dout * (1.0 - y * y)
 
 
 class Softmax(_Activation):
@@ -114,4 +114,5 @@ class Softmax(_Activation):
         return self.y
 
     def backward(self, dout: Array) -> Array:
-        return self.y * (dout - row_sum(dout * self.y, self.fused))
+        y = self._cached("y")
+        return y * (dout - row_sum(dout * y, self.fused))

@@ -8,10 +8,28 @@ a convolution: ``C_in / groups * kh * kw`` and ``C_out / groups * kh * kw``).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
+
+from xpnn.errors import ArgumentError, CheckpointError
 
 HostArray = Any  # a host NumPy array (the generator's own type)
 INITS = ("glorot_uniform", "he_normal", "he_uniform", "nnfs")
+_LIMIT: ContextVar[int | None] = ContextVar("xpnn_init_limit", default=None)
+
+
+@contextmanager
+def size_limit(elements: int) -> Iterator[None]:
+    """While loading a file, a layer may draw initial weights of at most ``elements`` numbers
+    (what the file holds for it): a forged ``Dense(100000, 100000)`` fails before allocating."""
+    token = _LIMIT.set(elements)
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
 
 
 def initial_weights(rng: Any, init: str, shape: tuple[int, ...], *, fan_in: int, fan_out: int) -> HostArray:
@@ -21,6 +39,11 @@ def initial_weights(rng: Any, init: str, shape: tuple[int, ...], *, fan_in: int,
     ``he_normal``: N(0, 2 / fan_in); ``he_uniform``: U(-a, a), a = sqrt(6 / fan_in);
     ``nnfs``: 0.01 * N(0, 1), the NNFS book's Layer_Dense.
     """
+    limit = _LIMIT.get()
+    if limit is not None and math.prod(shape) > limit:
+        raise CheckpointError(
+            f"a weight of shape {shape} ({math.prod(shape)} numbers), but the file holds {limit}"
+        )
     if init == "glorot_uniform":
         limit = (6.0 / (fan_in + fan_out)) ** 0.5
         return rng.uniform(-limit, limit, shape).astype("float32")
@@ -31,4 +54,4 @@ def initial_weights(rng: Any, init: str, shape: tuple[int, ...], *, fan_in: int,
         return rng.uniform(-limit, limit, shape).astype("float32")
     if init == "nnfs":
         return (0.01 * rng.standard_normal(shape)).astype("float32")
-    raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
+    raise ArgumentError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")

@@ -10,9 +10,18 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.backend import numpy_fast
-from xpnn.errors import ShapeError
-from xpnn.nn.checks import check_array, check_floating, check_like, check_rank
-from xpnn.nn.init import initial_weights
+from xpnn.errors import ArgumentError, CheckpointError, ForwardFirstError, ShapeError
+from xpnn.nn.checks import (
+    check_array,
+    check_count,
+    check_float_dtype,
+    check_floating,
+    check_like,
+    check_number,
+    check_rank,
+    check_seed,
+)
+from xpnn.nn.init import INITS, initial_weights
 from xpnn.nn.parameter import Parameter
 
 Array = Any
@@ -65,7 +74,14 @@ class Layer:
     def load_counters(self, counters: dict[str, int]) -> None:
         """Restore :meth:`counters` (a checkpoint's); only this layer's own names are accepted."""
         if counters:
-            raise ValueError(f"{self!r}: has no counters, got {sorted(counters)}")
+            raise CheckpointError(f"{self!r}: has no counters, got {sorted(counters)}")
+
+    def _cached(self, name: str) -> Array:
+        """What ``forward`` saved for ``backward``; a named error when there was no forward."""
+        value = getattr(self, name, None)
+        if value is None:
+            raise ForwardFirstError(f"{self!r}.backward: called before forward (nothing to differentiate)")
+        return value
 
     def start_epoch(self, epoch: int) -> None:
         """Called by ``fit`` before each epoch (Dropout restarts its mask counter there)."""
@@ -81,6 +97,7 @@ class Layer:
     def to(self, target: str | backend.Backend, *, dtype: str | None = None) -> Layer:
         """Move (and optionally cast) the parameters and buffers to a backend, e.g. ``"cupy"``."""
         resolved = backend.resolve(target) if isinstance(target, str) else target
+        check_float_dtype(f"{self!r}.to", resolved.xp, dtype)
 
         def moved(value: Array) -> Array:
             kind = backend.dtype_name(value.dtype) if dtype is None else dtype
@@ -129,28 +146,29 @@ class Dense(Layer):
         bias_regularizer_l2: float = 0.0,
         seed: int | None = None,
     ) -> None:
-        if n_in < 1 or n_out < 1:
-            raise ValueError(f"Dense: n_in and n_out must be >= 1, got {n_in} and {n_out}")
-        self.n_in, self.n_out, self.init = int(n_in), int(n_out), init
-        self.regularizers = (
-            float(weight_regularizer_l1),
-            float(weight_regularizer_l2),
-            float(bias_regularizer_l1),
-            float(bias_regularizer_l2),
-        )
+        self.n_in, self.n_out = check_count("Dense", "n_in", n_in), check_count("Dense", "n_out", n_out)
+        self.init = init
+        self.x: Array = None
+        strengths = {
+            "weight_regularizer_l1": weight_regularizer_l1,
+            "weight_regularizer_l2": weight_regularizer_l2,
+            "bias_regularizer_l1": bias_regularizer_l1,
+            "bias_regularizer_l2": bias_regularizer_l2,
+        }
+        self.regularizers = tuple(check_number("Dense", k, v, low=0.0) for k, v in strengths.items())
+        if init not in INITS:
+            raise ArgumentError(f"Dense: unknown init {init!r}; expected one of {', '.join(INITS)}")
         self.weight = Parameter(None, "weight")
         self.bias = Parameter(None, "bias")
-        self.reset_parameters(backend.host_rng(seed))
+        self.reset_parameters(backend.host_rng(check_seed("Dense", seed)))
 
     def reset_parameters(self, rng: Any) -> None:
         old = self.weight.value
         shape = (self.n_in, self.n_out)
         weight = initial_weights(rng, self.init, shape, fan_in=self.n_in, fan_out=self.n_out)
         bias = backend.host_zeros((self.n_out,))
-        if old is not None and backend.backend_name(old) != "numpy":
-            target = backend.resolve(backend.backend_name(old))
-            weight = backend.from_host(weight, target, old.dtype)
-            bias = backend.from_host(bias, target, old.dtype)
+        if old is not None:  # keep the parameters' backend, device AND dtype (float64 stays)
+            weight, bias = backend.move_like(weight, old), backend.move_like(bias, old)
         self.weight.value, self.bias.value = weight, bias
         self.weight.grad = self.bias.grad = None
 
@@ -180,11 +198,14 @@ class Dense(Layer):
         check_like(name, x, w)
 
     def backward(self, dout: Array) -> Array | None:
-        xp = backend.namespace(dout)
+        x = self._cached("x")
         w, b = self.weight.value, self.bias.value
-        dw = numpy_fast.matmul(self.x.T, dout, out=self.weight.gradient_out()) if self.fused else None
+        if type(dout) is not type(w) or tuple(dout.shape) != (x.shape[0], self.n_out):
+            self._reject_gradient(dout, x, w)
+        xp = backend.namespace(dout)
+        dw = numpy_fast.matmul(x.T, dout, out=self.weight.gradient_out()) if self.fused else None
         db = numpy_fast.sum_rows(dout, out=self.bias.gradient_out()) if self.fused else None
-        dw = self.x.T @ dout if dw is None else dw
+        dw = x.T @ dout if dw is None else dw
         db = xp.sum(dout, axis=0) if db is None else db
         l1w, l2w, l1b, l2b = self.regularizers
         if l1w:
@@ -198,6 +219,17 @@ class Dense(Layer):
         self.weight.accumulate(dw)
         self.bias.accumulate(db)
         return dout @ w.T if self.input_grad else None
+
+    def _reject_gradient(self, dout: Array, x: Array, w: Array) -> None:
+        """Raise before any ``.grad`` changes: dL/dy must match the last forward's output."""
+        name = f"{self._name()}.backward"
+        check_array(name, dout, "dout")
+        if tuple(dout.shape) != (x.shape[0], self.n_out):
+            raise ShapeError(
+                f"{name}: expected dout of shape {(x.shape[0], self.n_out)} (the last output's), "
+                f"got {tuple(dout.shape)}"
+            )
+        check_like(name, dout, w, "dout")
 
     def regularization_loss(self) -> Any:
         l1w, l2w, l1b, l2b = self.regularizers
@@ -239,13 +271,13 @@ class Dropout(Layer):
     """
 
     def __init__(self, rate: float, *, seed: int | None = None) -> None:
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
-        self.rate = float(rate)
+        self.rate = check_number("Dropout", "rate", rate, low=0.0, high=1.0)
+        if self.rate == 1.0:
+            raise ArgumentError(f"Dropout: rate must be in [0, 1), got {rate!r}")
         self.epoch = 0
         self.step = 0
         self.seed = 0
-        self.reset_parameters(backend.host_rng(seed))
+        self.reset_parameters(backend.host_rng(check_seed("Dropout", seed)))
 
     def reset_parameters(self, rng: Any) -> None:
         self.seed = int(rng.integers(2**62))
@@ -263,6 +295,8 @@ class Dropout(Layer):
         return x * self.mask
 
     def backward(self, dout: Array) -> Array:
+        if not hasattr(self, "mask"):
+            self._cached("mask")
         return dout if self.mask is None else dout * self.mask
 
     def counters(self) -> dict[str, int]:
@@ -271,7 +305,7 @@ class Dropout(Layer):
     def load_counters(self, counters: dict[str, int]) -> None:
         unknown = sorted(set(counters) - {"seed", "epoch", "step"})
         if unknown:
-            raise ValueError(f"Dropout: unknown counters {unknown}; expected seed, epoch, step")
+            raise CheckpointError(f"Dropout: unknown counters {unknown}; expected seed, epoch, step")
         for key, value in counters.items():
             setattr(self, key, int(value))
 
@@ -293,4 +327,4 @@ class Flatten(Layer):
         return backend.namespace(x).reshape(x, (x.shape[0], -1))
 
     def backward(self, dout: Array) -> Array:
-        return backend.namespace(dout).reshape(dout, self.shape)
+        return backend.namespace(dout).reshape(dout, self._cached("shape"))

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from xpnn.backend import backend_name, device_of, namespace, numpy_fast
-from xpnn.errors import BackendMismatchError, LabelError, NonFiniteLossError, ShapeError
+from xpnn.errors import BackendMismatchError, ForwardFirstError, LabelError, NonFiniteLossError, ShapeError
 from xpnn.nn.activations import row_max, row_sum
 from xpnn.nn.checks import check_array, check_floating, is_integral
 
@@ -33,6 +33,18 @@ class Loss:
 
     def forward(self, pred: Array, target: Array, *, validate: bool | None = None) -> Array:
         """The mean loss over the batch, as a 0-d array on ``pred``'s device."""
+        xp, pred, target, labels = self._prepare(pred, target, validate)
+        self.pred, self.target, self.labels = pred, target, labels
+        loss = xp.asarray(self._forward(xp, pred, target, labels))
+        if self.check_finite and not bool(xp.isfinite(loss)):
+            raise NonFiniteLossError(f"{type(self).__name__}: the loss is {float(loss)} (not finite)")
+        return loss
+
+    __call__ = forward
+
+    def _prepare(self, pred: Array, target: Array, validate: bool | None) -> tuple[Any, Array, Array, bool]:
+        """Check ``pred`` and ``target``; ``(xp, pred, target, labels)`` with the target cast
+        to int64 labels or to the predictions' dtype. Changes no state."""
         name = type(self).__name__
         check_array(name, pred, "predictions")
         check_array(name, target, "targets")
@@ -51,16 +63,12 @@ class Loss:
             target = xp.astype(target, pred.dtype)
         elif labels and target.dtype != xp.int64:  # torch indexes with int64 only
             target = xp.astype(target, xp.int64)
-        self.pred, self.target, self.labels = pred, target, labels
-        loss = xp.asarray(self._forward(xp, pred, target, labels))
-        if self.check_finite and not bool(xp.isfinite(loss)):
-            raise NonFiniteLossError(f"{name}: the loss is {float(loss)} (not finite)")
-        return loss
-
-    __call__ = forward
+        return xp, pred, target, labels
 
     def backward(self) -> Array:
         """dL/dpred for the last ``forward`` (the gradient of the batch mean)."""
+        if getattr(self, "pred", None) is None:
+            raise ForwardFirstError(f"{type(self).__name__}.backward: called before forward")
         return self._backward(namespace(self.pred), self.pred, self.target, self.labels)
 
     def _check_shapes(self, pred: Array, target: Array, labels: bool) -> None:
@@ -133,12 +141,23 @@ class SoftmaxCrossEntropy(Loss):
         return xp.mean(xp.sum(target * (log_total - shifted), axis=1))
 
     def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        scale = 1.0 / pred.shape[0]
-        if labels:  # (p - onehot) / N, no one-hot
-            scaled = self.probs * scale
-            out = numpy_fast.add_at_labels(scaled, target, -scale) if self.fused else None
-            return xp.where(_label_mask(xp, pred, target), scaled - scale, scaled) if out is None else out
-        return (self.probs * xp.sum(target, axis=1, keepdims=True) - target) * scale
+        return _softmax_gradient(xp, self.probs, target, labels, self.fused)
+
+    def gradient(self, probs: Array, target: Array, *, validate: bool | None = None) -> Array:
+        """dL/dlogits ``(probs - onehot(target)) / N`` from given softmax probabilities (the NNFS
+        book's fused backward takes them as its input); checks ``target`` as ``forward`` does
+        and changes no state."""
+        xp, probs, target, labels = self._prepare(probs, target, validate)
+        return _softmax_gradient(xp, probs, target, labels, self.fused)
+
+
+def _softmax_gradient(xp: Any, probs: Array, target: Array, labels: bool, fused: bool) -> Array:
+    scale = 1.0 / probs.shape[0]
+    if labels:  # (p - onehot) / N, no one-hot
+        scaled = probs * scale
+        out = numpy_fast.add_at_labels(scaled, target, -scale) if fused else None
+        return xp.where(_label_mask(xp, probs, target), scaled - scale, scaled) if out is None else out
+    return (probs * xp.sum(target, axis=1, keepdims=True) - target) * scale
 
 
 class CategoricalCrossEntropy(Loss):
@@ -150,18 +169,29 @@ class CategoricalCrossEntropy(Loss):
     fused: bool = True
 
     def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        clipped = _clip(xp, pred)
-        if labels:
-            confidence = _take_at_labels(xp, clipped, target, self.fused)
-        else:
-            confidence = xp.sum(clipped * target, axis=1)
-        return xp.mean(-xp.log(confidence))
+        return xp.mean(_sample_losses(xp, pred, target, labels, self.fused))
+
+    def sample_losses(self, pred: Array, target: Array, *, validate: bool | None = None) -> Array:
+        """The per-sample losses ``-log p_i[y_i]`` (the NNFS book's ``forward``), shape (batch,);
+        sets the state ``backward`` uses, as ``forward`` does."""
+        xp, pred, target, labels = self._prepare(pred, target, validate)
+        self.pred, self.target, self.labels = pred, target, labels
+        return _sample_losses(xp, pred, target, labels, self.fused)
 
     def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
         scale = -1.0 / pred.shape[0]
         if labels:
             return xp.where(_label_mask(xp, pred, target), scale / pred, 0.0)
         return target / pred * scale
+
+
+def _sample_losses(xp: Any, pred: Array, target: Array, labels: bool, fused: bool) -> Array:
+    clipped = _clip(xp, pred)
+    if labels:
+        confidence = _take_at_labels(xp, clipped, target, fused)[:, 0]
+    else:
+        confidence = xp.sum(clipped * target, axis=1)
+    return -xp.log(confidence)
 
 
 class BinaryCrossEntropy(Loss):

@@ -8,7 +8,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from xpnn import backend
+from xpnn.errors import NotALayerError
 from xpnn.nn import serialization
+from xpnn.nn.checks import check_float_dtype, check_seed
 from xpnn.nn.layers import Layer
 from xpnn.nn.losses import Loss
 from xpnn.nn.parameter import Parameter
@@ -28,8 +30,8 @@ class Sequential:
         self.layers = list(layers)
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Layer")
-        self.seed = seed
+                raise NotALayerError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Layer")
+        self.seed = check_seed("Sequential", seed)
         self.training = True
         self.loss: Loss | None = None  # set by fit(); evaluate() falls back to it
         self.reset_parameters(seed)
@@ -115,6 +117,7 @@ class Sequential:
     def to(self, target: str, *, dtype: str | None = None) -> Sequential:
         """Move every parameter to backend ``target`` ("numpy", "cupy", "torch", ...), in place."""
         resolved = backend.resolve(target)
+        check_float_dtype(f"Sequential({len(self.layers)} layers).to", resolved.xp, dtype)  # before any moves
         for layer in self.layers:
             layer.to(resolved, dtype=dtype)
         return self
@@ -181,6 +184,11 @@ class Sequential:
         from. Metrics accumulate on the device and synchronise once per epoch.
         ``communicator`` (from :func:`xpnn.distributed.init`): data-parallel training, where
         ``batch_size`` is the global batch split across ranks (see :mod:`xpnn.distributed`).
+
+        Every argument is checked before the first step (named ``XpnnError``s). ``epochs=0``
+        returns an empty History. Integer ``x`` must be uint8 images (other integer dtypes are
+        refused with ``DTypeError``: cast them). A NaN or infinite epoch loss stops training
+        with ``NonFiniteLossError`` before callbacks (checkpoints) see the epoch.
         """
         from xpnn.train.loop import fit
 

@@ -6,18 +6,27 @@ seeds), and optionally an optimizer's ``state_dict`` and a training run's progre
 by :mod:`xpnn.train.checkpoint`). Shuffling and dropout are pure functions of those seeds and
 counters, so they are the whole random state. Every array is stored as a host NumPy array,
 so a file written on CuPy loads on NumPy and vice versa. File I/O is :mod:`xpnn.backend.archive`'s.
+
+Loading trusts nothing in the file: :mod:`xpnn.nn.file_checks` checks the header and every
+array's shape and dtype (from the ``.npy`` headers) first, a layer built from the file may
+draw initial weights only as large as the file's arrays for it, only the entries the
+architecture names are read, and only then is anything changed.
 """
 
 from __future__ import annotations
 
-import json
+import inspect
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from xpnn import backend
 from xpnn.backend import archive
-from xpnn.errors import CheckpointError
+from xpnn.backend.archive import Archive
+from xpnn.errors import CheckpointError, XpnnError
+from xpnn.nn import init
+from xpnn.nn.file_checks import architecture, check_architecture, check_arrays, check_header, expected_entries
 from xpnn.nn.layers import Layer
 from xpnn.nn.parameter import Parameter
 
@@ -42,11 +51,6 @@ class HasState(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, saved: dict[str, Any]) -> None: ...
-
-
-def architecture(layers: Sequence[Layer]) -> list[list[Any]]:
-    """``[[class name, config], ...]`` in JSON form (tuples become lists)."""
-    return json.loads(json.dumps([[type(layer).__name__, layer.config()] for layer in layers]))
 
 
 def named_buffers(layers: Sequence[Layer]) -> list[tuple[str, Any]]:
@@ -90,31 +94,6 @@ def save(
     archive.write(path, header, arrays)
 
 
-def _describe(entry: list[Any], shapes: list[tuple[int, ...]]) -> str:
-    name, config = entry
-    args = ", ".join(f"{k}={v!r}" for k, v in config.items())
-    return f"{name}({args})" + (f" with parameter shapes {shapes}" if shapes else "")
-
-
-def check_architecture(path: str, header: dict[str, Any], layers: Sequence[Layer]) -> None:
-    """Raise :class:`CheckpointError` naming the first layer (or parameter shape) that differs."""
-    saved, mine = header["architecture"], architecture(layers)
-    saved_shapes: dict[int, list[tuple[int, ...]]] = {}
-    for name, shape, _ in header["parameters"]:
-        saved_shapes.setdefault(int(name.split(".")[0]), []).append(tuple(shape))
-    for i in range(max(len(saved), len(mine))):
-        ours = [p.shape for p in layers[i].parameters()] if i < len(mine) else []
-        theirs = saved_shapes.get(i, [])
-        if i >= len(saved) or i >= len(mine) or saved[i] != mine[i] or theirs != ours:
-            there = _describe(saved[i], theirs) if i < len(saved) else "nothing (it has fewer layers)"
-            here = _describe(mine[i], ours) if i < len(mine) else "nothing (it has fewer layers)"
-            raise CheckpointError(
-                f"{path}: architecture differs at layer {i}: the checkpoint has {there}, "
-                f"the model has {here} "
-                f"(checkpoint: {len(saved)} layers, model: {len(mine)})"
-            )
-
-
 def _layer_classes() -> dict[str, type]:
     found: dict[str, type] = {}
     pending = [Layer]
@@ -125,15 +104,39 @@ def _layer_classes() -> dict[str, type]:
     return found
 
 
-def build_layers(path: str, header: dict[str, Any]) -> list[Layer]:
-    """Fresh layers of the saved architecture (their values still the initial ones)."""
+def _saved_elements(archive: Archive, index: int) -> int:
+    """How many numbers the file really holds for layer ``index`` (its .npy headers, each
+    already checked against its zip member's size)."""
+    prefixes = (f"param/{index}.", f"buffer/{index}.")
+    return sum(math.prod(e.shape) for name, e in archive.entries.items() if name.startswith(prefixes))
+
+
+def _build_one(path: str, index: int, name: str, config: dict[str, Any], archive: Archive) -> Layer:
     classes = _layer_classes()
-    layers = []
-    for i, (name, config) in enumerate(header["architecture"]):
-        if name not in classes:
-            raise CheckpointError(f"{path}: layer {i} is a {name}, which is not a known xpnn Layer class")
-        layers.append(classes[name](**config))
-    return layers
+    if name not in classes:
+        raise CheckpointError(f"{path}: layer {index} is a {name}, which is not a known xpnn Layer class")
+    accepted = inspect.signature(classes[name]).parameters
+    unknown = sorted(set(config) - set(accepted))
+    if unknown or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        raise CheckpointError(f"{path}: layer {index} ({name}) has config keys {unknown} it does not take")
+    try:  # the layer may draw initial weights only as large as what the file holds for it
+        with init.size_limit(_saved_elements(archive, index)):
+            return classes[name](**config)
+    except (XpnnError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: layer {index} cannot be built as {name}({config}): {error}") from None
+
+
+def build_layers(path: str, archive: Archive) -> list[Layer]:
+    """Fresh layers of the saved architecture (their values still the initial ones)."""
+    return [
+        _build_one(path, i, name, config, archive)
+        for i, (name, config) in enumerate(archive.header["architecture"])
+    ]
+
+
+def read_arrays(archive: Archive, layers: Sequence[Layer]) -> dict[str, HostArray]:
+    """Read exactly the entries the architecture names (after :func:`check_arrays`)."""
+    return {name: archive.array(name) for name in expected_entries(layers)}
 
 
 def fill(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, HostArray]) -> None:
@@ -150,35 +153,66 @@ def fill(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, Host
         layers[int(index)].load_counters({key: int(value) for key, value in counters.items()})
 
 
+def open_checked(path: str | os.PathLike[str]) -> Archive:
+    """The file's archive with its header checked (format, version, the model's entries)."""
+    opened = archive.read(path)
+    check_header(opened.path, opened.header)
+    return opened
+
+
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, HostArray], list[Layer]]:
-    """The header, the arrays and fresh layers of the saved architecture (not yet filled)."""
-    path = os.fspath(path)
-    header, arrays = archive.read(path)
-    return header, arrays, build_layers(path, header)
+    """The header, the arrays and fresh layers of the saved architecture (not yet filled);
+    every size is checked against the file before anything is allocated for it."""
+    opened = open_checked(path)
+    layers = build_layers(opened.path, opened)
+    check_arrays(opened.path, opened, layers)
+    return opened.header, read_arrays(opened, layers), layers
 
 
 def restore(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, HostArray]) -> None:
     """Give freshly built layers the saved values as host NumPy arrays of the saved dtypes."""
-    dtypes = {name: dtype for name, _, dtype in header["parameters"]}
     for i, layer in enumerate(layers):
         for p in layer.parameters():
-            p.value = arrays[f"param/{i}.{p.name}"].astype(dtypes[f"{i}.{p.name}"])
-    fill(layers, header, arrays)
+            p.value = arrays[f"param/{i}.{p.name}"]
+        for name, value in layer.buffers().items():  # noqa: B007  # the file's dtype, not the fresh one's
+            setattr(layer, name, arrays[f"buffer/{i}.{name}"])
+    for index, counters in header.get("counters", {}).items():
+        layers[int(index)].load_counters({key: int(value) for key, value in counters.items()})
+
+
+def _load_optimizer(path: str, optimizer: HasState, state: Any) -> None:
+    """``optimizer.load_state_dict(state)``, or a :class:`CheckpointError` with it unchanged."""
+    before = optimizer.state_dict()
+    try:
+        optimizer.load_state_dict(state)
+    except Exception as error:
+        optimizer.load_state_dict(before)  # whatever it may have applied before refusing
+        raise CheckpointError(f"{path}: the saved optimizer state does not fit: {error}") from None
 
 
 def load_into(
-    path: str | os.PathLike[str], model: Model, optimizer: HasState | None = None
+    path: str | os.PathLike[str],
+    model: Model,
+    optimizer: HasState | None = None,
+    check_training: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Load a saved file into an existing model (and optimizer), checking the architecture first.
-
-    Returns the training progress saved with it (``None`` for a plain ``model.save``).
-    """
-    path = os.fspath(path)
-    header, arrays = archive.read(path)
-    check_architecture(path, header, model.layers)
+    """Load a saved file into an existing model (and optimizer). Everything is checked first
+    (architecture, every array's shape and dtype, counters, ``check_training`` on the saved
+    progress) and read; only then is anything changed. Returns the saved training progress
+    (``None`` for a plain ``model.save``)."""
+    opened = open_checked(path)
+    path, header = opened.path, opened.header
+    check_architecture(path, opened, model.layers)
+    check_arrays(path, opened, model.layers)
+    if check_training is not None:
+        check_training(header.get("training"))
+    state = None
     if optimizer is not None:
         if header.get("optimizer") is None:
             raise CheckpointError(f"{path}: holds no optimizer state (saved with model.save, not during fit)")
-        optimizer.load_state_dict(archive.decode(header["optimizer"], arrays))
+        state = archive.decode(header["optimizer"], opened)
+    arrays = read_arrays(opened, model.layers)
+    if optimizer is not None:
+        _load_optimizer(path, optimizer, state)
     fill(model.layers, header, arrays)
     return header.get("training")

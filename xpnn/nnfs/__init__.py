@@ -12,8 +12,11 @@ Differences from the book, all deliberate:
 - A layer's weights follow its input at the first forward (after construction or after its
   ``weights`` / ``biases`` are assigned): moved to the input's backend, device and floating
   dtype, once. Later mismatches raise xpnn's ``BackendMismatchError`` / ``DTypeError``.
-- ``Loss.forward`` returns the batch mean (a 0-d array), not the per-sample vector; the mean
-  of it, which is all the book ever uses (``calculate``), is the same number.
+- The losses return the book's numbers: ``Loss_CategoricalCrossentropy.forward`` the
+  per-sample losses of probabilities clipped to [1e-7, 1 - 1e-7], ``calculate`` their mean,
+  and the fused softmax + loss that same clipped mean (xpnn's core ``SoftmaxCrossEntropy``
+  stays exact). Labels changed in place are seen; their values are checked (one host sync)
+  the first time an array is given, afterwards on the device (out of range: NaN, no sync).
 - Softmax backward is the Jacobian-vector product, not the per-sample Jacobian matrix:
   the same numbers, O(classes) instead of O(classes**2) per sample.
 

@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import math
 import reprlib
 from typing import Any
 
 from xpnn import backend
 from xpnn.errors import LabelError, NotALayerError
-from xpnn.nn.checks import check_array, is_integral
+from xpnn.nn.checks import check_array, is_floating, is_integral
 from xpnn.nn.layers import Dense
 from xpnn.nn.losses import CategoricalCrossEntropy, SoftmaxCrossEntropy
 from xpnn.nnfs.layers import Activation_Softmax
@@ -21,31 +22,51 @@ class _Labels:
     """Checks the book's ``y_true`` against the predictions and readies it for the core loss.
 
     Sparse labels of another integer dtype (``spiral_data``'s uint8) are cast to int64 on
-    the device, which every backend's gather accepts; one-hot rows to the predictions' dtype.
-    Label VALUES are checked once per labels array (a host sync), not every epoch.
+    the device on EVERY call (labels changed in place are seen); one-hot rows to the
+    predictions' dtype. Label VALUES are checked once per labels array (a host sync); later
+    calls with the same array keep that promise on the device without a sync: a label
+    changed in place to an out-of-range value gives a NaN loss (and NaN gradient rows),
+    never the loss of another class.
     """
 
     def __init__(self, who: str) -> None:
         self.who = who
-        self._seen: Array = None
-        self._ready: Array = None
+        self._checked: Array = None
 
-    def __call__(self, pred: Array, y_true: Array) -> tuple[Array, bool]:
+    def __call__(self, pred: Array, y_true: Array) -> tuple[Array, bool, Array | None]:
+        """``(labels, fresh, bad)``: ``fresh`` says the core loss must check the values; ``bad`` is
+        the device mask of out-of-range labels (then replaced by 0) where it does not."""
         check_array(self.who, y_true, "y_true")
-        if y_true is self._seen:
-            return self._ready, False
-        if y_true.ndim == 1 and y_true.shape[0] != pred.shape[0]:
+        check_array(self.who, pred, "predictions")
+        if y_true.ndim == 1 and (pred.ndim != 2 or y_true.shape[0] != pred.shape[0]):
             raise LabelError(
                 f"{self.who}: expected y_true with one label per sample, {pred.shape[0]} labels "
                 f"for inputs of shape {tuple(pred.shape)}; got {y_true.shape[0]} labels"
             )
         ready, xp = y_true, backend.namespace(y_true)
-        if is_integral(y_true) and backend.dtype_name(y_true.dtype) != "int64":
+        if not is_integral(y_true):
+            return (xp.astype(y_true, pred.dtype) if is_floating(pred) else y_true), True, None
+        if y_true.dtype != xp.int64:
             ready = xp.astype(y_true, xp.int64)
-        elif not is_integral(y_true) and y_true.dtype != pred.dtype:  # one-hot rows
-            ready = xp.astype(y_true, pred.dtype)
-        self._seen, self._ready = y_true, ready
-        return ready, True
+        if y_true is not self._checked:
+            return ready, True, None
+        bad = ready >= pred.shape[1]
+        if y_true.dtype != xp.uint8:  # spiral_data's uint8 labels cannot be negative: one op fewer
+            bad = bad | (ready < 0)
+        return xp.where(bad, 0, ready), False, bad
+
+    def passed(self, y_true: Array) -> None:
+        """The core loss has checked the values of ``y_true``: later calls need not sync."""
+        if is_integral(y_true):
+            self._checked = y_true
+
+
+def _mark_bad(xp: Any, values: Array, bad: Array | None) -> Array:
+    """NaN at the samples (rows) whose label was out of range; ``values`` unchanged otherwise."""
+    if bad is None:
+        return values
+    mask = bad if values.ndim == 1 else bad[:, None]
+    return xp.where(mask, math.nan, values)
 
 
 class Loss:
@@ -71,43 +92,50 @@ class Loss:
 
 class Loss_CategoricalCrossentropy(Loss):
     """The book's categorical cross-entropy of probabilities, clipped to [1e-7, 1 - 1e-7];
-    ``y_true`` is sparse labels or one-hot rows."""
+    ``y_true`` is sparse labels or one-hot rows. ``forward`` returns the per-sample losses
+    (as the book's does), ``calculate`` their mean."""
 
     def __init__(self) -> None:
         self._loss = CategoricalCrossEntropy()
         self._labels = _Labels(type(self).__name__)
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        labels, fresh = self._labels(y_pred, y_true)
-        return self._loss.forward(y_pred, labels, validate=fresh)
+        labels, fresh, bad = self._labels(y_pred, y_true)
+        losses = self._loss.sample_losses(y_pred, labels, validate=fresh)
+        self._labels.passed(y_true)
+        return _mark_bad(backend.namespace(losses), losses, bad)
 
     def backward(self, dvalues: Array, y_true: Array) -> None:
-        labels, fresh = self._labels(dvalues, y_true)
-        if dvalues is not self._loss.pred or labels is not self._loss.target:
-            self._loss.forward(dvalues, labels, validate=fresh)
-        self.dinputs = self._loss.backward()
+        labels, fresh, bad = self._labels(dvalues, y_true)
+        self._loss.sample_losses(dvalues, labels, validate=fresh)
+        self._labels.passed(y_true)
+        self.dinputs = _mark_bad(backend.namespace(dvalues), self._loss.backward(), bad)
 
 
 class Activation_Softmax_Loss_CategoricalCrossentropy:
-    """The book's fused softmax + cross-entropy: ``forward(inputs, y_true)`` returns the mean loss
-    and sets ``output`` (the probabilities); ``backward(dvalues, y_true)`` sets
-    ``dinputs = (probabilities - onehot(y_true)) / samples``."""
+    """The book's softmax + cross-entropy: ``forward(inputs, y_true)`` sets ``output`` (the
+    probabilities) and returns ``Loss_CategoricalCrossentropy.calculate`` of them, the mean of
+    the CLIPPED losses (at most -log(1e-7) = 16.1 per sample) exactly as the book does;
+    ``backward(dvalues, y_true)`` sets ``dinputs = (dvalues - onehot(y_true)) / samples``.
+    The core :class:`xpnn.SoftmaxCrossEntropy` stays exact (logsumexp, no clip)."""
 
     def __init__(self) -> None:
         self.activation = Activation_Softmax()
         self.loss = Loss_CategoricalCrossentropy()
-        self._fused = SoftmaxCrossEntropy()
+        self._gradient = SoftmaxCrossEntropy()
         self._labels = _Labels(type(self).__name__)
 
     def forward(self, inputs: Array, y_true: Array) -> Array:
-        labels, fresh = self._labels(inputs, y_true)
-        loss = self._fused.forward(inputs, labels, validate=fresh)
-        self.output = self._fused.probs
-        return loss
+        labels, fresh, bad = self._labels(inputs, y_true)
+        self.activation.forward(inputs)
+        self.output = self.activation.output
+        losses = self.loss._loss.sample_losses(self.output, labels, validate=fresh)
+        self._labels.passed(y_true)
+        xp = backend.namespace(losses)
+        return xp.mean(_mark_bad(xp, losses, bad))
 
     def backward(self, dvalues: Array, y_true: Array) -> None:
-        labels, _ = self._labels(dvalues, y_true)
-        # the fused backward needs only the probabilities and the labels: take the given ones
-        self._fused.probs, self._fused.pred, self._fused.target = dvalues, dvalues, labels
-        self._fused.labels = is_integral(labels)
-        self.dinputs = self._fused.backward()
+        labels, fresh, bad = self._labels(dvalues, y_true)
+        dinputs = self._gradient.gradient(dvalues, labels, validate=fresh)
+        self._labels.passed(y_true)
+        self.dinputs = _mark_bad(backend.namespace(dinputs), dinputs, bad)

@@ -12,10 +12,17 @@ import os
 from typing import Any
 
 from xpnn import backend
+from xpnn.errors import ArgumentError
 from xpnn.train.checkpoint import save_training
 from xpnn.train.record import Callback, TrainingRun
 
 Array = Any
+
+
+def _check_monitor(who: str, monitor: str, keys: set[str]) -> None:
+    if monitor not in keys:
+        hint = " (val_* needs validation_data= or validation_split=)" if monitor.startswith("val_") else ""
+        raise ArgumentError(f"{who}: monitor {monitor!r} is not in fit's logs {sorted(keys)}{hint}")
 
 
 def _improved(mode: str, monitor: str, value: float, best: float, min_delta: float) -> bool:
@@ -46,6 +53,10 @@ class EarlyStopping(Callback):
         self.best_epoch = -1
         self.wait = 0
         self.best_weights: list[Array] | None = None
+
+    def before_fit(self, keys: set[str]) -> None:
+        """fit calls it with the names its logs will hold: a wrong ``monitor`` fails now."""
+        _check_monitor("EarlyStopping", self.monitor, keys)
 
     def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
         value = logs[self.monitor]
@@ -84,6 +95,17 @@ class ModelCheckpoint(Callback):
         self.path, self.monitor, self.mode = os.fspath(path), monitor, mode
         self.save_best_only = save_best_only
         self.best = math.nan
+        try:
+            self.path.format(epoch=1)
+        except (KeyError, IndexError, ValueError, AttributeError) as error:
+            raise ArgumentError(
+                f"ModelCheckpoint: path {self.path!r} does not format with {{epoch}} alone ({error!r})"
+            ) from None
+
+    def before_fit(self, keys: set[str]) -> None:
+        """fit calls it with the names its logs will hold: a wrong ``monitor`` fails now."""
+        if self.save_best_only:
+            _check_monitor("ModelCheckpoint", self.monitor, keys)
 
     def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
         if self.save_best_only:

@@ -9,6 +9,7 @@ repeats the uninterrupted run.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from xpnn.errors import CheckpointError
 from xpnn.nn import serialization
@@ -28,8 +29,26 @@ def save_training(path: str | os.PathLike[str], run: TrainingRun) -> None:
 
 def load_training(path: str | os.PathLike[str], run: TrainingRun) -> None:
     """Restore a :class:`~xpnn.train.record.TrainingRun` from a checkpoint of ``save_training``."""
-    training = serialization.load_into(path, run.model, run.optimizer)
+    progress: list[tuple[int, int, History]] = []
+
+    def check(training: Any) -> None:  # called before anything is loaded
+        progress.append(_progress(os.fspath(path), training))
+
+    serialization.load_into(path, run.model, run.optimizer, check_training=check)
+    run.epoch, run.seed, run.history = progress[0]
+
+
+def _progress(path: str, training: Any) -> tuple[int, int, History]:
+    """``(epoch, seed, history)`` of a checkpoint's training entry, or a CheckpointError."""
     if training is None:
-        raise CheckpointError(f"{os.fspath(path)}: holds no training progress (saved with model.save)")
-    run.epoch, run.seed = int(training["epoch"]), int(training["seed"])
-    run.history = History.from_dict(training["history"])
+        raise CheckpointError(f"{path}: holds no training progress (saved with model.save)")
+    epoch, seed = training.get("epoch"), training.get("seed")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (epoch, seed)):
+        raise CheckpointError(
+            f"{path}: training epoch and seed must be integers >= 0, got {epoch!r}, {seed!r}"
+        )
+    try:
+        history = History.from_dict(training["history"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"{path}: the saved history is malformed: {error!r}") from None
+    return epoch, seed, history

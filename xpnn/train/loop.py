@@ -23,10 +23,12 @@ from xpnn.distributed.consistency import describe_run
 from xpnn.distributed.parallel import DataParallel, data_parallel
 from xpnn.distributed.sharding import Shards
 from xpnn.errors import LabelError
+from xpnn.nn.checks import check_count
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.optim.base import Optimizer
 from xpnn.train.checkpoint import load_training
+from xpnn.train.checks import check_data, check_epoch_loss, check_fit
 from xpnn.train.record import Callback, History, Model, TrainingRun, as_callbacks
 
 Array = Any
@@ -198,7 +200,16 @@ def fit(
     resume: str | os.PathLike[str] | None = None,
     communicator: Communicator | None = None,
 ) -> History:
-    """Train ``model``; see :meth:`xpnn.Sequential.fit`."""
+    """Train ``model``; see :meth:`xpnn.Sequential.fit`.
+
+    Every argument is checked before training (:mod:`xpnn.train.checks`). ``epochs=0``
+    returns an empty History. A NaN or infinite epoch loss stops training with
+    :class:`~xpnn.NonFiniteLossError` (checked once per epoch, on the number already read).
+    """
+    callbacks = list(callbacks)
+    check_fit(x, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+              validation_data=validation_data, validation_split=validation_split,
+              callbacks=callbacks)  # fmt: skip
     if validation_split and validation_data is None:
         (x, y), validation_data = _split(x, y, validation_split)
     if seed is None:
@@ -279,6 +290,7 @@ def _loop(
     try:
         for epoch in range(run.epoch, epochs):
             logs = _epoch(run, train, val, epoch, epochs, verbose, parallel)
+            check_epoch_loss(epoch, logs)
             run.history.append(epoch, logs)
             run.epoch = epoch + 1
             for hook in hooks:
@@ -303,6 +315,8 @@ def evaluate(
     """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode; the loss is ``loss=`` or
     else the one the model was last fitted with (none: accuracy only). With a communicator
     of several ranks, each evaluates its share of every batch and the sums are all-reduced."""
+    check_data("evaluate", x, y)
+    check_count("evaluate", "batch_size", batch_size)
     bk, dtype = model_backend(model)
     loader = DataLoader(x, y, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
     loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
@@ -314,6 +328,8 @@ def evaluate(
 
 def predict(model: Model, x: Array, *, batch_size: int = 256) -> Array:
     """The model's outputs for ``x`` in eval mode, batch by batch, as one array on its device."""
+    check_data("predict", x)
+    check_count("predict", "batch_size", batch_size)
     bk, dtype = model_backend(model)
     loader = DataLoader(x, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
     was_training = model.training
