@@ -7,6 +7,8 @@ median and min epoch seconds over the repeats and xpnn's time over each row's (m
 The ``fit`` rows time ``model.fit`` (which adds the loader's batch gather and uint8 -> float32
 cast) beside a jitted JAX step that gathers and casts uint8 batches too. The GEMM-floor row is
 the step's GEMMs at the GFLOP/s NumPy measured for each of their shapes in the same run.
+"CPU s" is the process's CPU time over the epoch: on a shared machine, where other processes
+take turns on the core, it stays close to the epoch's uncontended time while wall time does not.
 
 One-thread runs pin the process to one core (XLA ignores BLAS thread limits) and set XLA's
 one-thread flags; each thread count runs in its own process (XLA reads its flags once).
@@ -177,45 +179,48 @@ def runners_for(name: str, args: argparse.Namespace, data: tuple) -> tuple[dict[
 
 def time_runners(
     runners: dict[str, Epoch], spec: tuple, repeats: int, n: int
-) -> tuple[dict, dict, list[str]]:
-    """Each runner's epoch seconds over ``repeats`` (who goes first rotates), its last epoch's
-    (loss, accuracy), and the GEMM floor measured once per repeat among them."""
+) -> tuple[dict, dict, dict, list[str]]:
+    """Each runner's epoch seconds over ``repeats`` (who goes first rotates), wall and process
+    CPU, its last epoch's (loss, accuracy), and the GEMM floor measured once per repeat."""
     rng = np.random.default_rng(0)
     warmup = rng.permutation(n)[: spec[1] * 20]
     for epoch in runners.values():  # fit and its JAX peer warm up on a whole epoch: the same work
         epoch(warmup)
     times: dict[str, list[float]] = {label: [] for label in [*runners, "GEMM floor"]}
+    cpu: dict[str, list[float]] = {label: [] for label in times}  # on a shared machine: time-sharing
     final: dict[str, tuple[float, float]] = {}  # last epoch's (loss, accuracy): the same work?
     shapes: list[str] = []
     for repeat in range(repeats):
         order = rng.permutation(n).astype(np.int64)
         labels = list(runners)
         for label in labels[repeat % len(labels) :] + labels[: repeat % len(labels)]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             final[label] = runners[label](order)
             times[label].append(time.perf_counter() - start)
+            cpu[label].append(time.process_time() - start_cpu)
         floor, shapes = gemm_floor(spec[0], spec[1], n // spec[1])
         times["GEMM floor"].append(floor)
+        cpu["GEMM floor"].append(floor)
     final["GEMM floor"] = (float("nan"), float("nan"))
-    return times, final, shapes
+    return times, cpu, final, shapes
 
 
 def run_model(name: str, args: argparse.Namespace, data: tuple, ratios: bool) -> list[str]:
     spec = MODELS[name]
     runners, fit_ref = runners_for(name, args, data)
-    times, final, shapes = time_runners(runners, spec, args.repeats, len(data[0]))
-    steps = len(data[0]) // spec[1]
+    times, cpu, final, shapes = time_runners(runners, spec, args.repeats, len(data[0]))
     lines = []
     for label, values in times.items():
-        reference = times[fit_ref if label.startswith("fit:") else f"xpnn[{args.backend}]"]
-        median, low = statistics.median(values), min(values)
-        ratio = (
-            f"{statistics.median(reference) / median:.2f} | {min(reference) / low:.2f}" if ratios else "- | -"
-        )
+        ref = fit_ref if label.startswith("fit:") else f"xpnn[{args.backend}]"
+        median, low, cpu_median = statistics.median(values), min(values), statistics.median(cpu[label])
+        ratio = "- | - | -"
+        if ratios:
+            ratio = f"{statistics.median(times[ref]) / median:.2f} | {min(times[ref]) / low:.2f} | "
+            ratio += f"{statistics.median(cpu[ref]) / cpu_median:.2f}"
         loss, accuracy = final[label]
         result = "-" if loss != loss else f"{loss:.4f} / {accuracy:.4f}"  # NaN: GEMMs only
         lines.append(
-            f"| {name} | {label} | {median:.3f} | {low:.3f} | {steps / median:,.0f} | {ratio} | {result} |"
+            f"| {name} | {label} | {median:.3f} | {low:.3f} | {cpu_median:.3f} | {ratio} | {result} |"
         )
     lines.append(f"\n{name}: NumPy SGEMM GFLOP/s per step shape (last repeat): " + "; ".join(shapes) + "\n")
     return lines
@@ -261,10 +266,10 @@ def run_threads(args: argparse.Namespace, threads: int) -> None:
     with threadpool_limits(threads):
         print(f"\n{threads} thread(s), {args.repeats} epochs each, seconds per epoch:\n")
         print(
-            "| model | framework | median s | min s | steps/s | xpnn time / this (median) "
-            "| xpnn time / this (min) | last epoch loss / accuracy |"
+            "| model | framework | median s | min s | CPU s (median) | xpnn / this (median) "
+            "| xpnn / this (min) | xpnn / this (CPU median) | last epoch loss / accuracy |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name in args.models:
             for line in run_model(name, args, (x, x_uint8, y), ratios=not coretype):
                 print(line, flush=True)
