@@ -9,7 +9,6 @@ else a step does (bias, ReLU, softmax, the optimizer) is what a framework adds t
 from __future__ import annotations
 
 import itertools
-import statistics
 import time
 from collections.abc import Callable
 
@@ -34,31 +33,35 @@ def step_gemms(
     return gemms
 
 
-def _seconds_per_call(left: np.ndarray, right: np.ndarray, rounds: int = 7) -> float:
-    """Median over ``rounds`` of the mean time of a block of products (~5 ms a block)."""
+def _seconds_per_call(left: np.ndarray, right: np.ndarray, rounds: int = 9) -> tuple[float, float]:
+    """Wall and this thread's CPU seconds of one product: the least over ``rounds`` of the mean
+    over a block (~5 ms). A floor, so the round least disturbed by other processes counts; the
+    calling thread's CPU time excludes the time another process held the core (BLAS's own
+    threads work alongside it, so it stays near the wall time of an undisturbed product)."""
     out = np.empty((left.shape[0], right.shape[1]), np.float32)
     start = time.perf_counter()
     np.matmul(left, right, out=out)
     calls = max(1, int(0.005 / max(time.perf_counter() - start, 1e-7)))
-    times = []
+    wall, cpu = [], []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         for _ in range(calls):
             np.matmul(left, right, out=out)
-        times.append((time.perf_counter() - start) / calls)
-    return statistics.median(times)
+        wall.append((time.perf_counter() - start) / calls)
+        cpu.append((time.thread_time() - start_cpu) / calls)
+    return min(wall), min(cpu)
 
 
-def gemm_floor(widths: list[int], batch: int, steps: int) -> tuple[float, list[str]]:
-    """Epoch seconds of the step's GEMMs at the GFLOP/s NumPy's BLAS measured for each shape
-    just now, and one ``name: GFLOP/s`` line per shape."""
-    total, report = 0.0, []
+def gemm_floor(widths: list[int], batch: int, steps: int) -> tuple[float, float, list[str]]:
+    """Epoch seconds of the step's GEMMs at the speed NumPy's BLAS measured for each shape just
+    now (wall, and the calling thread's CPU time), and one ``name: GFLOP/s`` (wall) per shape."""
+    wall_total, cpu_total, report = 0.0, 0.0, []
     for name, left, right in step_gemms(widths, batch, np.random.default_rng(0)):
-        seconds = _seconds_per_call(left, right)
+        wall, cpu = _seconds_per_call(left, right)
         flops = 2.0 * left.shape[0] * left.shape[1] * right.shape[1]
-        total += seconds
-        report.append(f"{name}: {flops / seconds / 1e9:.0f}")
-    return total * steps, report
+        wall_total, cpu_total = wall_total + wall, cpu_total + cpu
+        report.append(f"{name}: {flops / wall / 1e9:.0f}")
+    return wall_total * steps, cpu_total * steps, report
 
 
 def gemm_epoch(framework: str, widths: list[int], batch: int) -> Epoch:

@@ -198,9 +198,9 @@ def time_runners(
             final[label] = runners[label](order)
             times[label].append(time.perf_counter() - start)
             cpu[label].append(time.process_time() - start_cpu)
-        floor, shapes = gemm_floor(spec[0], spec[1], n // spec[1])
+        floor, floor_cpu, shapes = gemm_floor(spec[0], spec[1], n // spec[1])
         times["GEMM floor"].append(floor)
-        cpu["GEMM floor"].append(floor)
+        cpu["GEMM floor"].append(floor_cpu)
     final["GEMM floor"] = (float("nan"), float("nan"))
     return times, cpu, final, shapes
 
