@@ -54,13 +54,14 @@ def _seconds_per_call(left: np.ndarray, right: np.ndarray, rounds: int = 9) -> t
 
 def gemm_floor(widths: list[int], batch: int, steps: int) -> tuple[float, float, list[str]]:
     """Epoch seconds of the step's GEMMs at the speed NumPy's BLAS measured for each shape just
-    now (wall, and the calling thread's CPU time), and one ``name: GFLOP/s`` (wall) per shape."""
+    now (wall, and the calling thread's CPU time), and one ``name: GFLOP/s`` per shape (from
+    the CPU time: on a shared machine the wall time measures the other processes too)."""
     wall_total, cpu_total, report = 0.0, 0.0, []
     for name, left, right in step_gemms(widths, batch, np.random.default_rng(0)):
         wall, cpu = _seconds_per_call(left, right)
         flops = 2.0 * left.shape[0] * left.shape[1] * right.shape[1]
         wall_total, cpu_total = wall_total + wall, cpu_total + cpu
-        report.append(f"{name}: {flops / wall / 1e9:.0f}")
+        report.append(f"{name}: {flops / cpu / 1e9:.0f}")
     return wall_total * steps, cpu_total * steps, report
 
 

@@ -222,7 +222,11 @@ def run_model(name: str, args: argparse.Namespace, data: tuple, ratios: bool) ->
         lines.append(
             f"| {name} | {label} | {median:.3f} | {low:.3f} | {cpu_median:.3f} | {ratio} | {result} |"
         )
-    lines.append(f"\n{name}: NumPy SGEMM GFLOP/s per step shape (last repeat): " + "; ".join(shapes) + "\n")
+    lines.append(
+        f"\n{name}: NumPy SGEMM GFLOP/s per step shape (thread CPU time, last repeat): "
+        + "; ".join(shapes)
+        + "\n"
+    )
     return lines
 
 
