@@ -32,9 +32,9 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from gemm_floor import gemm_epoch, gemm_floor  # beside this script
+from _gemm_floor import gemm_epoch, gemm_floor  # beside this script
+from _torch_mlp import torch_epoch
 from handwritten_numpy import HandwrittenMLP
-from torch_mlp import torch_epoch
 
 import xpnn
 from xpnn import backend
@@ -156,7 +156,7 @@ def runners_for(name: str, args: argparse.Namespace, data: tuple) -> tuple[dict[
     fit_ref = f"fit: xpnn[{args.backend}]"
     runners = {f"xpnn[{args.backend}]": xpnn_epoch(args.backend, x, y, spec)}
     if not args.no_jax:
-        from jax_mlp import jax_epoch, jax_fit_epoch  # after XLA_FLAGS is set
+        from _jax_mlp import jax_epoch, jax_fit_epoch  # after XLA_FLAGS is set
 
         runners["JAX+optax, jit"] = jax_epoch(initial_weights(widths), x, y, spec)
     runners[f"torch[{torch_device}]"] = torch_epoch(initial_weights(widths), torch_device, x, y, spec)
@@ -251,10 +251,14 @@ def run_threads(args: argparse.Namespace, threads: int) -> None:
     x, x_uint8, y, source = load_data()
     versions = f"xpnn {xpnn.__version__}, torch {torch.__version__}, numpy {np.__version__}"
     if not args.no_jax:
-        import jax
-        import optax
+        try:
+            import jax
+            import optax
 
-        versions += f", jax {jax.__version__}, optax {optax.__version__}"
+            versions += f", jax {jax.__version__}, optax {optax.__version__}"
+        except ImportError as error:  # an optional peer: the other rows still run
+            print(f"(JAX rows left out: {error}; `pip install jax optax` adds them)")
+            args.no_jax = True
     print(f"data: {source} {x.shape}; {versions}")
     cores = sorted(os.sched_getaffinity(0))
     print(f"BLAS: {blas_description()}; cores {cores}; XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
