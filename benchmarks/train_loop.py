@@ -7,8 +7,9 @@ median and min epoch seconds over the repeats and xpnn's time over each row's (m
 The ``fit`` rows time ``model.fit`` (which adds the loader's batch gather and uint8 -> float32
 cast) beside a jitted JAX step that gathers and casts uint8 batches too. The GEMM-floor row is
 the step's GEMMs at the GFLOP/s NumPy measured for each of their shapes in the same run.
-"CPU s" is the process's CPU time over the epoch: on a shared machine, where other processes
-take turns on the core, it stays close to the epoch's uncontended time while wall time does not.
+"CPU s" is the process's CPU time over the epoch (all its threads): on a shared machine, where
+other processes take turns on the core, it stays near the uncontended one-thread epoch time while
+wall time does not (with two threads it adds both threads' time, spin-waits included).
 
 One-thread runs pin the process to one core (XLA ignores BLAS thread limits) and set XLA's
 one-thread flags; each thread count runs in its own process (XLA reads its flags once).
