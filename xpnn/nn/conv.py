@@ -120,8 +120,8 @@ class Conv2D(Layer):
     def forward(self, x: Array) -> Array:
         geo = self._check(x)
         self.x_shape, self.geo = tuple(x.shape), geo
-        if self.fused and numpy_conv.applies(x):
-            y, self.cols = numpy_conv.conv_forward(x, self.weight.value, self._bias(), geo, self.groups)
+        if self.fused and numpy_conv.applies(x, self.groups):
+            y, self.cols = numpy_conv.conv_forward(x, self.weight.value, self._bias(), geo)
             return y
         xp = backend.namespace(x)
         per_sample = self.in_channels * len(geo.offsets) * geo.out[0] * geo.out[1]
@@ -147,9 +147,9 @@ class Conv2D(Layer):
         return xp.reshape(y, (n, self.out_channels, ho, wo))
 
     def backward(self, dout: Array) -> Array | None:
-        if self.fused and numpy_conv.applies(dout):
+        if self.fused and numpy_conv.applies(dout, self.groups):
             dw, db, dx = numpy_conv.conv_backward(
-                dout, self.weight.value, self.cols, self.geo, self.groups, self.x_shape, self.input_grad
+                dout, self.weight.value, self.cols, self.geo, self.x_shape, self.input_grad
             )
         else:
             dw, db, dx = self._backward_plain(dout)

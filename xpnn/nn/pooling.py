@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import namespace
+from xpnn.backend import namespace, numpy_conv
 from xpnn.nn import windows
 from xpnn.nn.checks import check_array, check_floating, check_rank
 from xpnn.nn.layers import Layer
@@ -75,9 +75,14 @@ class MaxPool2D(_Pool2D):
     is -inf. The gradient goes to the first maximal element of each window (as torch)."""
 
     fill = -float("inf")
+    fused: bool = True  # in-place NumPy kernels of xpnn.backend.numpy_conv (same numbers)
 
     def forward(self, x: Array) -> Array:
         slices = self._windows(x)
+        self.fast = self.fused and numpy_conv.applies(x)
+        if self.fast:
+            self.slices, self.best = slices, numpy_conv.max_pool_forward(slices)
+            return self.best
         xp = namespace(x)
         best = slices[0]
         index = xp.zeros(tuple(best.shape), dtype=xp.int16, device=x.device)
@@ -89,6 +94,8 @@ class MaxPool2D(_Pool2D):
         return best
 
     def backward(self, dout: Array) -> Array:
+        if self.fast:
+            return numpy_conv.max_pool_backward(dout, self.slices, self.best, self.geo, self.x_shape)
         xp = namespace(dout)
         picks = [dout * xp.astype(self.index == k, dout.dtype) for k in range(len(self.geo.offsets))]
         return self._scatter(picks)
