@@ -54,9 +54,9 @@ class Conv2D(Layer):
     ) -> None:
         name = f"Conv2D({in_channels} -> {out_channels})"
         if in_channels < 1 or out_channels < 1 or groups < 1:
-            raise ValueError(f"{name}: channels and groups must be >= 1, got {in_channels}, {out_channels}, {groups}")
+            raise ShapeError(f"{name}: channels and groups must be >= 1, got {in_channels}, {out_channels}, {groups}")
         if in_channels % groups or out_channels % groups:
-            raise ValueError(
+            raise ShapeError(
                 f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
                 f"divisible by groups ({groups})"
             )
@@ -76,10 +76,10 @@ class Conv2D(Layer):
             return (0, 0, 0, 0)
         if padding == "same":
             if self.stride != (1, 1):
-                raise ValueError(f"{name}: padding='same' needs stride 1, got stride {self.stride}")
+                raise ShapeError(f"{name}: padding='same' needs stride 1, got stride {self.stride}")
             return windows.same_pads(self.kernel_size, self.dilation)
         if isinstance(padding, str):
-            raise ValueError(f"{name}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            raise ShapeError(f"{name}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
         ph, pw = windows.pair(padding, name, "padding", minimum=0)
         return (ph, ph, pw, pw)
 

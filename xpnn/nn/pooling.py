@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn.backend import namespace, numpy_conv
+from xpnn.errors import ShapeError
 from xpnn.nn import windows
 from xpnn.nn.checks import check_array, check_floating, check_rank
 from xpnn.nn.layers import Layer
@@ -33,7 +34,7 @@ class _Pool2D(Layer):
         self.stride = self.kernel_size if stride is None else windows.pair(stride, who, "stride")
         self.padding = windows.pair(padding, who, "padding", minimum=0)
         if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
-            raise ValueError(
+            raise ShapeError(
                 f"{who}: padding must be at most half the kernel size {self.kernel_size}, got {self.padding}"
             )
         self.ceil_mode = bool(ceil_mode)

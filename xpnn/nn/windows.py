@@ -25,7 +25,7 @@ def pair(value: int | tuple[int, int], who: str, what: str, minimum: int = 1) ->
     """``3 -> (3, 3)``; ``(3, 1)`` stays; each entry an int >= ``minimum``."""
     items = (value, value) if isinstance(value, int) else tuple(value)
     if len(items) != 2 or not all(isinstance(v, int) and v >= minimum for v in items):
-        raise ValueError(f"{who}: {what} must be an int >= {minimum} or a pair of them, got {value!r}")
+        raise ShapeError(f"{who}: {what} must be an int >= {minimum} or a pair of them, got {value!r}")
     return (int(items[0]), int(items[1]))
 
 
