@@ -73,22 +73,23 @@ def conv_backward(dout: Array, w: Array, cols: Array, geo: Any, x_shape: tuple[i
 
 
 def max_pool_forward(slices: list[Array]) -> Array:
-    """The window maximum: a running ``maximum`` in place (one pass per kernel offset)."""
-    best = slices[0].copy()
+    """The window maximum: a running ``maximum`` in place (one pass per kernel offset). The
+    result keeps the input's memory order (a convolution's channel-major output): mixing
+    orders in later element-wise passes made them strided and ~3x slower."""
+    best = slices[0].copy(order="K")
     for candidate in slices[1:]:
         np.maximum(best, candidate, out=best)
     return best
 
 
-def max_pool_backward(dout: Array, slices: list[Array], best: Array, geo: Any,
-                      x_shape: tuple[int, ...]) -> Array:  # fmt: skip
+def max_pool_backward(dout: Array, padded: Array, slices: list[Array], best: Array, geo: Any) -> Array:
     """Each output's gradient into the FIRST maximal element of its window (torch's rule,
-    as the plain path's first-maximum index); dL/dx (N, C, H, W)."""
-    n, c, h, w = x_shape
-    top, bottom, left, right = geo.pads
-    dx = np.zeros((n, c, h + top + bottom, w + left + right), dtype=dout.dtype)
-    free = np.ones(best.shape, dtype=bool)  # windows whose maximum is not yet routed
-    hit = np.empty(best.shape, dtype=bool)
+    as the plain path's first-maximum index); dL/dx (N, C, H, W) in ``padded``'s memory order."""
+    h, w = padded.shape[2] - geo.pads[0] - geo.pads[1], padded.shape[3] - geo.pads[2] - geo.pads[3]
+    top, left = geo.pads[0], geo.pads[2]
+    dx = np.zeros_like(padded, dtype=dout.dtype)
+    free = np.ones_like(best, dtype=bool)  # windows whose maximum is not yet routed
+    hit = np.empty_like(best, dtype=bool)
     disjoint = geo.stride[0] >= geo.kernel[0] and geo.stride[1] >= geo.kernel[1]
     for k, (i, j) in enumerate(geo.offsets):
         np.equal(slices[k], best, out=hit)

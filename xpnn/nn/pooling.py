@@ -52,7 +52,8 @@ class _Pool2D(Layer):
         self.x_shape = tuple(x.shape)
         self.geo = windows.geometry(name, self.x_shape, self.kernel_size, self.stride, (1, 1),
                                     (ph, ph, pw, pw), self.ceil_mode)  # fmt: skip
-        return windows.window_slices(windows.pad(x, self.geo.pads, self.fill), self.geo)
+        self.padded = windows.pad(x, self.geo.pads, self.fill)
+        return windows.window_slices(self.padded, self.geo)
 
     def _scatter(self, pieces: list[Array]) -> Array:
         """Add each offset's (N, C, H_out, W_out) gradient back into its window of dL/dx."""
@@ -96,7 +97,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dout: Array) -> Array:
         if self.fast:
-            return numpy_conv.max_pool_backward(dout, self.slices, self.best, self.geo, self.x_shape)
+            return numpy_conv.max_pool_backward(dout, self.padded, self.slices, self.best, self.geo)
         xp = namespace(dout)
         picks = [dout * xp.astype(self.index == k, dout.dtype) for k in range(len(self.geo.offsets))]
         return self._scatter(picks)
