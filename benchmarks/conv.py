@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from optimizer_step import median_seconds  # beside this script
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import xpnn
@@ -71,10 +72,15 @@ def jax_step(x: np.ndarray, y: np.ndarray) -> Step:
 
     keys = jax.random.split(jax.random.key(0), 4)
     shapes = [(32, 1, 3, 3), (64, 32, 3, 3), (3136, 128), (128, 10)]
-    params = [(0.05 * jax.random.normal(k, s), jnp.zeros(s[0] if len(s) == 4 else s[1])) for k, s in zip(keys, shapes)]
+    params = [
+        (0.05 * jax.random.normal(k, s), jnp.zeros(s[0] if len(s) == 4 else s[1]))
+        for k, s in zip(keys, shapes, strict=True)
+    ]
 
     def conv_block(h: Any, w: Any, b: Any) -> Any:
-        h = jax.lax.conv_general_dilated(h, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        h = jax.lax.conv_general_dilated(
+            h, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW")
+        )
         h = jax.nn.relu(h + b[None, :, None, None])
         return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
 
@@ -107,7 +113,8 @@ def gemm_shapes() -> list[tuple[str, int, int, int]]:
     return [
         ("conv1 forward", 32, 9, p1), ("conv1 dW", 32, p1, 9),
         ("conv2 forward", 64, 288, p2), ("conv2 dW", 64, p2, 288), ("conv2 dcols", 288, 64, p2),
-        ("dense1 forward", BATCH, 3136, 128), ("dense1 dW", 3136, BATCH, 128), ("dense1 dx", BATCH, 128, 3136),
+        ("dense1 forward", BATCH, 3136, 128), ("dense1 dW", 3136, BATCH, 128),
+        ("dense1 dx", BATCH, 128, 3136),
         ("dense2 forward", BATCH, 128, 10), ("dense2 dW", 128, BATCH, 10), ("dense2 dx", BATCH, 10, 128),
     ]  # fmt: skip
 
@@ -122,17 +129,6 @@ def gemm_floor(repeats: int) -> tuple[float, list[tuple[str, float, float]]]:
         rows.append((what, seconds * 1e3, 2 * m * k * n / seconds / 1e9))
         total += seconds
     return total, rows
-
-
-def median_seconds(step: Step, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def layer_times(model: xpnn.Sequential, x: np.ndarray, repeats: int) -> list[tuple[str, float, float]]:
@@ -170,7 +166,8 @@ def main() -> None:
     x, y = rng.random((BATCH, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, BATCH)
     with threadpool_limits(args.threads):
         for pool in threadpool_info():
-            print(f"BLAS: {pool.get('internal_api')} {pool.get('version')} kernel {pool.get('architecture')}, "
+            print(f"BLAS: {pool.get('internal_api')} {pool.get('version')} "
+                  f"kernel {pool.get('architecture')}, "
                   f"{pool.get('num_threads')} threads ({pool.get('filepath')})")  # fmt: skip
         step, model = xpnn_step(x, y)
         steps = {"xpnn[numpy]": step, "torch": torch_step(x, y, args.threads), "jax.jit": jax_step(x, y)}
@@ -181,7 +178,10 @@ def main() -> None:
         floor, gemms = gemm_floor(args.repeats)
         layers = layer_times(model, x, args.repeats)
     median = {name: statistics.median(s) for name, s in seconds.items()}
-    print(f"\ntraining step, batch {BATCH}, {args.threads} thread(s), median of {args.rounds} rounds x {args.repeats} steps")
+    print(
+        f"\ntraining step, batch {BATCH}, {args.threads} thread(s), "
+        f"median of {args.rounds} rounds x {args.repeats} steps"
+    )
     for name, value in median.items():
         print(f"  {name:<12} {value * 1e3:8.1f} ms")
     print(f"  GEMM floor   {floor * 1e3:8.1f} ms  (the step's im2col GEMMs alone, NumPy BLAS)")

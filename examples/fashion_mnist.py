@@ -126,8 +126,8 @@ def cnn_layers() -> list[xpnn.Layer]:
     for c_in, c_out in ((1, 32), (32, 64)):
         layers += [xpnn.Conv2D(c_in, c_out, 3, padding=1, bias=False), xpnn.BatchNorm(c_out), xpnn.ReLU(),
                    xpnn.MaxPool2D(2)]  # fmt: skip
-    return layers + [xpnn.Flatten(), xpnn.Dropout(0.3), xpnn.Dense(64 * 7 * 7, 128), xpnn.ReLU(),
-                     xpnn.Dropout(0.3), xpnn.Dense(128, 10)]  # fmt: skip
+    return [*layers, xpnn.Flatten(), xpnn.Dropout(0.3), xpnn.Dense(64 * 7 * 7, 128), xpnn.ReLU(),
+            xpnn.Dropout(0.3), xpnn.Dense(128, 10)]  # fmt: skip
 
 
 def build_model(kind: str, seed: int) -> xpnn.Sequential:

@@ -62,8 +62,9 @@ def test_batchnorm_matches_torch_over_steps_then_in_eval_mode(shape, momentum, b
         yt.backward(torch.tensor(dy))
         y = layer.forward(to_bk(x))
         dx = layer.backward(to_bk(dy))
-        for name, got, want in [("y", y, yt), ("dx", dx, xt.grad), ("dgamma", layer.weight.grad, reference.weight.grad),
-                                ("dbeta", layer.bias.grad, reference.bias.grad)]:  # fmt: skip
+        pairs = [("y", y, yt), ("dx", dx, xt.grad), ("dgamma", layer.weight.grad, reference.weight.grad),
+                 ("dbeta", layer.bias.grad, reference.bias.grad)]  # fmt: skip
+        for name, got, want in pairs:
             assert backend.dtype_name(got.dtype) == "float32"
             assert_close(got, want.detach().numpy(), rtol=1e-4, atol=1e-5, what=f"step {step} {name}")
     assert_close(layer.running_mean, reference.running_mean.numpy(), rtol=1e-5, what="running_mean")
@@ -71,7 +72,9 @@ def test_batchnorm_matches_torch_over_steps_then_in_eval_mode(shape, momentum, b
     assert layer.num_batches_tracked == int(reference.num_batches_tracked)
     x = RNG.standard_normal(shape).astype(np.float32)
     reference.eval()
-    assert_close(layer.eval().forward(to_bk(x)), reference(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert_close(
+        layer.eval().forward(to_bk(x)), reference(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_batchnorm_without_running_stats_uses_batch_statistics_in_eval_mode():
@@ -88,7 +91,11 @@ def test_batchnorm_keeps_dtype_and_to_moves_and_casts_its_buffers(bk, to_bk):
     for value in [*layer.buffers().values(), layer.weight.value]:
         assert backend.backend_name(value) == bk.name and backend.dtype_name(value.dtype) == "float64"
     y = layer.forward(to_bk(RNG.standard_normal((4, 3, 2, 2)), "float64"))
-    assert backend.dtype_name(layer.backward(y).dtype) == backend.dtype_name(layer.running_var.dtype) == "float64"
+    assert (
+        backend.dtype_name(layer.backward(y).dtype)
+        == backend.dtype_name(layer.running_var.dtype)
+        == "float64"
+    )
     layer.reset_parameters(backend.host_rng(0))
     assert backend.backend_name(layer.running_mean) == bk.name
     assert backend.dtype_name(layer.running_mean.dtype) == "float64"
@@ -110,7 +117,10 @@ def test_batchnorm_allreduces_once_per_forward_and_once_per_backward(bk, to_bk, 
     plain, shared = xpnn.BatchNorm(3).to(bk), xpnn.BatchNorm(3).to(bk)
     communicator = RecordingCommunicator(size=2)
     shared.set_communicator(communicator)
-    x, dy = to_bk(RNG.standard_normal((4, 3, 2, 2)).astype(np.float32)), to_bk(np.ones((4, 3, 2, 2), np.float32))
+    x, dy = (
+        to_bk(RNG.standard_normal((4, 3, 2, 2)).astype(np.float32)),
+        to_bk(np.ones((4, 3, 2, 2), np.float32)),
+    )
     with no_host_sync():
         y = shared.forward(x)
         assert communicator.calls == 1
@@ -164,8 +174,12 @@ def test_two_ranks_with_half_batches_reproduce_one_process_on_the_whole_batch():
         thread.start()
     for thread in threads:
         thread.join()
-    np.testing.assert_allclose(np.concatenate([results[0][0], results[1][0]]), y_whole, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.concatenate([results[0][1], results[1][1]]), dx_whole, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.concatenate([results[0][0], results[1][0]]), y_whole, rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        np.concatenate([results[0][1], results[1][1]]), dx_whole, rtol=1e-10, atol=1e-12
+    )
     for layer in layers:
         np.testing.assert_allclose(layer.running_var, whole.running_var, rtol=1e-12)
     # parameter gradients stay per rank: data-parallel training averages them afterwards
@@ -194,7 +208,8 @@ def _fit(model: xpnn.Sequential, epochs: int, callbacks: Any = (), resume: Any =
     x, y = images()
     optimizer = xpnn.Adam(model.parameters(), lr=0.01)
     return model.fit(x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=optimizer, epochs=epochs, batch_size=16,
-                     validation_split=0.25, callbacks=callbacks, seed=3, verbose=0, resume=resume)  # fmt: skip
+                     validation_split=0.25, callbacks=callbacks, seed=3, verbose=0,
+                     resume=resume)  # fmt: skip
 
 
 def test_a_cnn_with_batchnorm_trains_without_host_sync_in_a_step(bk, to_bk, no_host_sync):
@@ -217,7 +232,9 @@ def test_cnn_save_load_restores_buffers_exactly_and_predicts_the_same(bk, tmp_pa
         np.testing.assert_array_equal(backend.to_host(loaded.buffers()[name]), backend.to_host(value))
     assert loaded[1].num_batches_tracked == model[1].num_batches_tracked > 0
     x, _ = images(1)
-    np.testing.assert_array_equal(backend.to_host(loaded.eval().predict(x)), backend.to_host(model.eval().predict(x)))
+    np.testing.assert_array_equal(
+        backend.to_host(loaded.eval().predict(x)), backend.to_host(model.eval().predict(x))
+    )
 
 
 def test_a_resumed_cnn_fit_equals_the_uninterrupted_one(tmp_path: Path):
@@ -235,7 +252,9 @@ def test_a_resumed_cnn_fit_equals_the_uninterrupted_one(tmp_path: Path):
 
 
 def test_batchnorm_rejects_a_wrong_channel_count():
-    with pytest.raises(ShapeError, match=r"BatchNorm\(3\): expected input of shape \(batch, 3\) or .*got \(4, 2, 5, 5\)"):
+    with pytest.raises(
+        ShapeError, match=r"BatchNorm\(3\): expected input of shape \(batch, 3\) or .*got \(4, 2, 5, 5\)"
+    ):
         xpnn.BatchNorm(3).forward(np.zeros((4, 2, 5, 5), np.float32))
 
 

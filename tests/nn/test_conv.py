@@ -66,8 +66,12 @@ def _torch_conv(layer: xpnn.Conv2D, x: np.ndarray, dy: np.ndarray) -> dict[str, 
     xt = torch.tensor(x, requires_grad=True)
     wt = torch.tensor(backend.to_host(layer.weight.value), requires_grad=True)
     bt = None if layer.bias is None else torch.tensor(backend.to_host(layer.bias.value), requires_grad=True)
-    padding = layer.padding if isinstance(layer.padding, str) else windows.pair(layer.padding, "", "", minimum=0)
-    y = F.conv2d(xt, wt, bt, stride=layer.stride, padding=padding, dilation=layer.dilation, groups=layer.groups)
+    padding = (
+        layer.padding if isinstance(layer.padding, str) else windows.pair(layer.padding, "", "", minimum=0)
+    )
+    y = F.conv2d(
+        xt, wt, bt, stride=layer.stride, padding=padding, dilation=layer.dilation, groups=layer.groups
+    )
     y.backward(torch.tensor(dy))
     out = {"y": y.detach().numpy(), "dx": xt.grad.numpy(), "dW": wt.grad.numpy()}
     if bt is not None:
@@ -152,7 +156,9 @@ def test_conv2d_config_rebuilds_the_layer():
 
 
 def test_conv2d_rejects_a_wrong_channel_count_naming_layer_expected_and_actual():
-    with pytest.raises(ShapeError, match=r"Conv2D\(3 -> 4.*expected input of shape \(batch, 3, .*got \(2, 2, 8, 8\)"):
+    with pytest.raises(
+        ShapeError, match=r"Conv2D\(3 -> 4.*expected input of shape \(batch, 3, .*got \(2, 2, 8, 8\)"
+    ):
         xpnn.Conv2D(3, 4, 3).forward(np.zeros((2, 2, 8, 8), np.float32))
 
 
@@ -167,7 +173,9 @@ def test_conv2d_rejects_a_non_4d_input():
 
 
 def test_conv2d_rejects_same_padding_with_stride_above_one():
-    with pytest.raises(ValueError, match=r"Conv2D\(1 -> 2\): padding='same' needs stride 1, got stride \(2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"Conv2D\(1 -> 2\): padding='same' needs stride 1, got stride \(2, 2\)"
+    ):
         xpnn.Conv2D(1, 2, 3, padding="same", stride=2)
 
 

@@ -46,7 +46,9 @@ def test_global_avg_pool_gradients_match_finite_differences(bk, to_bk):
     check_gradients(xpnn.GlobalAvgPool2D(), to_bk(RNG.standard_normal((2, 3, 4, 5)), "float64"))
 
 
-def _compare(layer: Any, function: Any, x: np.ndarray, bk: backend.Backend, to_bk: Any, **options: Any) -> None:
+def _compare(
+    layer: Any, function: Any, x: np.ndarray, bk: backend.Backend, to_bk: Any, **options: Any
+) -> None:
     y = layer.forward(to_bk(x))
     dy = RNG.standard_normal(tuple(y.shape)).astype(np.float32)
     dx = layer.backward(to_bk(dy))
@@ -112,7 +114,9 @@ def test_pooling_config_rebuilds_the_layer():
 
 
 def test_pooling_rejects_a_non_4d_input():
-    with pytest.raises(ShapeError, match=r"MaxPool2D\(kernel \(2, 2\).*\(batch, channels, height, width\), got \(3, 8\)"):
+    with pytest.raises(
+        ShapeError, match=r"MaxPool2D\(kernel \(2, 2\).*\(batch, channels, height, width\), got \(3, 8\)"
+    ):
         xpnn.MaxPool2D(2).forward(np.zeros((3, 8), np.float32))
 
 
@@ -122,5 +126,7 @@ def test_pooling_rejects_an_image_smaller_than_the_kernel():
 
 
 def test_pooling_rejects_padding_above_half_the_kernel():
-    with pytest.raises(ShapeError, match=r"MaxPool2D: padding must be at most half the kernel size \(2, 2\), got \(2, 2\)"):
+    with pytest.raises(
+        ShapeError, match=r"MaxPool2D: padding must be at most half the kernel size \(2, 2\), got \(2, 2\)"
+    ):
         xpnn.MaxPool2D(2, padding=2)

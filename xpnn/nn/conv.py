@@ -54,7 +54,9 @@ class Conv2D(Layer):
     ) -> None:
         name = f"Conv2D({in_channels} -> {out_channels})"
         if in_channels < 1 or out_channels < 1 or groups < 1:
-            raise ShapeError(f"{name}: channels and groups must be >= 1, got {in_channels}, {out_channels}, {groups}")
+            raise ShapeError(
+                f"{name}: channels and groups must be >= 1, got {in_channels}, {out_channels}, {groups}"
+            )
         if in_channels % groups or out_channels % groups:
             raise ShapeError(
                 f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
@@ -111,7 +113,8 @@ class Conv2D(Layer):
         check_rank(name, x, 4, f"(batch, {self.in_channels}, height, width)")
         if x.shape[1] != self.in_channels:
             raise ShapeError(
-                f"{name}: expected input of shape (batch, {self.in_channels}, height, width), got {tuple(x.shape)}"
+                f"{name}: expected input of shape (batch, {self.in_channels}, height, width), "
+                f"got {tuple(x.shape)}"
             )
         check_floating(name, x)
         check_like(name, x, w)

@@ -166,7 +166,9 @@ class BatchNorm(Layer):
     def load_counters(self, counters: dict[str, int]) -> None:
         unknown = sorted(set(counters) - set(self.counters()))
         if unknown:
-            raise ValueError(f"{self._name()}: unknown counters {unknown}; expected {sorted(self.counters())}")
+            raise ValueError(
+                f"{self._name()}: unknown counters {unknown}; expected {sorted(self.counters())}"
+            )
         self.num_batches_tracked = int(counters.get("num_batches_tracked", 0))
 
     def config(self) -> dict[str, Any]:

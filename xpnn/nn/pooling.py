@@ -120,7 +120,9 @@ class AvgPool2D(_Pool2D):
         if (bottom, right) == (ph, pw):
             return float(len(self.geo.offsets))
         xp = namespace(x)
-        padded = xp.ones((1, 1, self.x_shape[2] + 2 * ph, self.x_shape[3] + 2 * pw), dtype=x.dtype, device=x.device)
+        padded = xp.ones(
+            (1, 1, self.x_shape[2] + 2 * ph, self.x_shape[3] + 2 * pw), dtype=x.dtype, device=x.device
+        )
         inside = windows.pad(padded, (0, bottom - ph, 0, right - pw))
         return _sum(windows.window_slices(inside, self.geo))
 
