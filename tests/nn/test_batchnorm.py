@@ -14,7 +14,8 @@ import torch
 
 import xpnn
 from xpnn import backend
-from xpnn.errors import BackendMismatchError, ShapeError
+from xpnn.backend import archive
+from xpnn.errors import BackendMismatchError, CheckpointError, ShapeError
 from xpnn.testing import assert_close, check_gradients
 from xpnn.train.loop import train_step
 
@@ -276,3 +277,23 @@ def test_batchnorm_rejects_input_of_another_dtype():
 def test_batchnorm_rejects_input_of_another_backend():
     with pytest.raises(BackendMismatchError, match=r"BatchNorm\(3\): expected input on backend 'numpy'"):
         xpnn.BatchNorm(3).forward(torch.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("damage", ["missing", "shape"])
+def test_loading_a_checkpoint_with_a_bad_batchnorm_buffer_names_layer_buffer_and_shapes(
+    damage, tmp_path: Path
+):
+    model = small_cnn()
+    model.save(tmp_path / "cnn.npz")
+    header, arrays = archive.read(str(tmp_path / "cnn.npz"))
+    if damage == "missing":
+        del arrays["buffer/1.running_var"]
+    else:
+        arrays["buffer/1.running_var"] = np.ones(3, np.float32)
+    archive.write(str(tmp_path / "bad.npz"), header, arrays)
+    got = "nothing" if damage == "missing" else r"shape \(3,\)"
+    expected = (
+        rf"layer 1 \(BatchNorm\(4\)\): buffer 'running_var' expected shape \(4,\), the checkpoint has {got}"
+    )
+    with pytest.raises(CheckpointError, match=expected):
+        xpnn.load(tmp_path / "bad.npz")

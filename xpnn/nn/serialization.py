@@ -143,11 +143,22 @@ def fill(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, Host
             p.value = backend.assign(p.value, backend.move_like(arrays[f"param/{i}.{p.name}"], p.value))
             p.grad = None
         for name, value in layer.buffers().items():
-            setattr(
-                layer, name, backend.assign(value, backend.move_like(arrays[f"buffer/{i}.{name}"], value))
-            )
+            saved = _saved_buffer(arrays, i, layer, name, value)
+            setattr(layer, name, backend.assign(value, backend.move_like(saved, value)))
     for index, counters in header.get("counters", {}).items():
         layers[int(index)].load_counters({key: int(value) for key, value in counters.items()})
+
+
+def _saved_buffer(arrays: dict[str, HostArray], i: int, layer: Layer, name: str, value: Any) -> HostArray:
+    """The saved buffer ``i.name``; ``CheckpointError`` when it is missing or of another shape."""
+    saved = arrays.get(f"buffer/{i}.{name}")
+    if saved is None or tuple(saved.shape) != tuple(value.shape):
+        got = "nothing" if saved is None else f"shape {tuple(saved.shape)}"
+        raise CheckpointError(
+            f"layer {i} ({layer!r}): buffer {name!r} expected shape {tuple(value.shape)}, "
+            f"the checkpoint has {got}"
+        )
+    return saved
 
 
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, HostArray], list[Layer]]:
