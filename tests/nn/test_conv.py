@@ -140,13 +140,19 @@ def test_conv2d_as_first_layer_computes_no_input_gradient():
     assert model[0].weight.grad is not None
 
 
-def test_conv2d_inference_in_batch_chunks_equals_one_batch(monkeypatch):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
+def test_conv2d_inference_in_batch_chunks_equals_one_batch(fused, monkeypatch):
     layer = xpnn.Conv2D(2, 3, 3, padding=1, seed=0)
-    layer.fused = False
+    layer.fused = fused
     x = RNG.standard_normal((5, 2, 6, 6)).astype(np.float32)
     whole = layer.eval().forward(x)
     monkeypatch.setattr(windows, "chunks", lambda n, per_sample: [slice(0, 2), slice(2, 4), slice(4, 5)])
     np.testing.assert_array_equal(layer.forward(x), whole)
+
+
+def test_batch_chunks_bound_the_im2col_elements():
+    assert windows.chunks(10, 300, budget=1000) == [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 10)]
+    assert windows.chunks(4, 300, budget=10**6) == [slice(0, 4)]
 
 
 def test_conv2d_config_rebuilds_the_layer():

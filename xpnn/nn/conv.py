@@ -123,14 +123,17 @@ class Conv2D(Layer):
     def forward(self, x: Array) -> Array:
         geo = self._check(x)
         self.x_shape, self.geo = tuple(x.shape), geo
+        per_sample = self.in_channels * len(geo.offsets) * geo.out[0] * geo.out[1]
+        parts = windows.chunks(x.shape[0], per_sample) if not self.training else [slice(0, x.shape[0])]
+        outputs = [self._forward_batch(x[part, ...], geo) for part in parts]
+        return outputs[0] if len(outputs) == 1 else backend.namespace(x).concat(outputs, axis=0)
+
+    def _forward_batch(self, x: Array, geo: windows.Geometry) -> Array:
         if self.fused and numpy_conv.applies(x, self.groups):
             y, self.cols = numpy_conv.conv_forward(x, self.weight.value, self._bias(), geo)
             return y
+        y = self._forward_plain(x, geo)
         xp = backend.namespace(x)
-        per_sample = self.in_channels * len(geo.offsets) * geo.out[0] * geo.out[1]
-        parts = windows.chunks(x.shape[0], per_sample) if not self.training else [slice(0, x.shape[0])]
-        outputs = [self._forward_plain(x[part, ...], geo) for part in parts]
-        y = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
         return y if self.bias is None else y + xp.reshape(self.bias.value, (1, -1, 1, 1))
 
     def _bias(self) -> Array | None:
@@ -174,9 +177,6 @@ class Conv2D(Layer):
         ho, wo = self.geo.out
         dcols = xp.reshape(dcols, (n, self.in_channels, len(self.geo.offsets), ho, wo))
         return dw, db, windows.col2im(dcols, self.geo, self.x_shape)
-
-    def output_width(self) -> int | None:
-        return None
 
     def config(self) -> dict[str, Any]:
         return {

@@ -10,7 +10,6 @@ slice. Sizes round as torch's: ``H_out = floor((H + pads - d*(k-1) - 1) / s) + 1
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 from xpnn.backend import namespace
@@ -135,7 +134,3 @@ def chunks(n: int, per_sample: int, budget: int = 2**24) -> list[slice]:
     predicting on a large array does not build one huge buffer."""
     step = max(1, budget // max(per_sample, 1))
     return [slice(start, min(start + step, n)) for start in range(0, n, step)] if n > step else [slice(0, n)]
-
-
-def window_count(k: Pair) -> int:
-    return math.prod(k)
