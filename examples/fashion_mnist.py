@@ -1,7 +1,7 @@
 """Train an MLP or a CNN on Fashion-MNIST with xpnn, on NumPy, CuPy, PyTorch or array-api-strict.
 
     python examples/fashion_mnist.py                      # MLP, AdamW + warmup/cosine, 15 epochs
-    python examples/fashion_mnist.py --model cnn          # 2 conv + BatchNorm blocks, 10 epochs
+    python examples/fashion_mnist.py --model cnn          # 2 conv + BatchNorm blocks, 15 epochs
     python examples/fashion_mnist.py --backend cupy --checkpoint runs/fm --plot fm.png
     python examples/fashion_mnist.py --checkpoint runs/fm --resume   # continue an interrupted run
 
@@ -36,7 +36,6 @@ OPTIMIZERS = {
     "adamw": (optimizers.AdamW, 1e-3),
 }
 VALIDATION_SPLIT = 0.1
-CNN_EPOCHS = 10
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,9 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="NNFS inverse-time decay lr / (1 + decay * step), on top of the schedule",
     )
-    parser.add_argument(
-        "--epochs", type=int, default=None, help="passes over the training set (default: 15; cnn: 10)"
-    )
+    parser.add_argument("--epochs", type=int, default=15, help="passes over the training set")
     parser.add_argument("--batch-size", type=int, default=128, help="samples per optimizer step")
     parser.add_argument("--seed", type=int, default=0, help="fixes initial weights, shuffling and dropout")
     parser.add_argument(
@@ -104,8 +101,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.resume and not args.checkpoint:
         parser.error("--resume needs --checkpoint DIR")
-    if args.epochs is None:
-        args.epochs = CNN_EPOCHS if args.model == "cnn" else 15
     return args
 
 
