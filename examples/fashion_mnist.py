@@ -1,6 +1,7 @@
-"""Train an MLP on Fashion-MNIST with xpnn, on NumPy, CuPy, PyTorch or array-api-strict.
+"""Train an MLP or a CNN on Fashion-MNIST with xpnn, on NumPy, CuPy, PyTorch or array-api-strict.
 
     python examples/fashion_mnist.py                      # MLP, AdamW + warmup/cosine, 15 epochs
+    python examples/fashion_mnist.py --model cnn          # 2 conv + BatchNorm blocks, 15 epochs
     python examples/fashion_mnist.py --backend cupy --checkpoint runs/fm --plot fm.png
     python examples/fashion_mnist.py --checkpoint runs/fm --resume   # continue an interrupted run
     mpiexec -n 2 python examples/fashion_mnist.py --distributed      # data-parallel over MPI
@@ -53,9 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default="mlp",
-        choices=["mlp", "deep"],
+        choices=["mlp", "deep", "cnn"],
         help="mlp: 784-256-128-10 ReLU with dropout 0.2; "
-        "deep: the course's 784-350-250-150-50-10 Kaiming-initialised ReLU MLP",
+        "deep: the course's 784-350-250-150-50-10 Kaiming-initialised ReLU MLP; "
+        "cnn: (conv3x3, BatchNorm, ReLU, maxpool 2) x 2 with 32 and 64 channels, dropout, 3136-128-10",
     )
     parser.add_argument("--optimizer", default="adamw", choices=sorted(OPTIMIZERS), help="update rule")
     parser.add_argument(
@@ -132,8 +134,20 @@ def pick_backend(name: str) -> str:
         return "numpy"
 
 
+def cnn_layers() -> list[xpnn.Layer]:
+    """Two (conv 3x3 'same', BatchNorm, ReLU, max pool 2) blocks, then a dropout MLP head."""
+    layers: list[xpnn.Layer] = []
+    for c_in, c_out in ((1, 32), (32, 64)):
+        layers += [xpnn.Conv2D(c_in, c_out, 3, padding=1, bias=False), xpnn.BatchNorm(c_out), xpnn.ReLU(),
+                   xpnn.MaxPool2D(2)]  # fmt: skip
+    return [*layers, xpnn.Flatten(), xpnn.Dropout(0.3), xpnn.Dense(64 * 7 * 7, 128), xpnn.ReLU(),
+            xpnn.Dropout(0.3), xpnn.Dense(128, 10)]  # fmt: skip
+
+
 def build_model(kind: str, seed: int) -> xpnn.Sequential:
-    if kind == "mlp":
+    if kind == "cnn":
+        layers = cnn_layers()
+    elif kind == "mlp":
         layers = [xpnn.Dense(784, 256), xpnn.ReLU(), xpnn.Dropout(0.2),
                   xpnn.Dense(256, 128), xpnn.ReLU(), xpnn.Dropout(0.2), xpnn.Dense(128, 10)]  # fmt: skip
     else:
@@ -288,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     target = pick_backend(args.backend)
     print(f"backend: {target}; model: {args.model}; optimizer: {args.optimizer}; seed: {args.seed}")
     (x, y), (x_test, y_test) = xpnn.load_fashion_mnist()
-    data = ((x.reshape(len(x), -1), y), (x_test.reshape(len(x_test), -1), y_test))
+    shape = (1, 28, 28) if args.model == "cnn" else (-1,)  # NCHW images for the CNN
+    data = ((x.reshape(len(x), *shape), y), (x_test.reshape(len(x_test), *shape), y_test))
     print(xpnn.Sequential.summary(build_model(args.model, args.seed)))
     if args.lr_find:
         find_lr(args, data, target)

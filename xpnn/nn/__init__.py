@@ -2,22 +2,30 @@
 saving. Every numeric line uses the Array API namespace of the arrays at hand."""
 
 from xpnn.nn.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from xpnn.nn.conv import Conv2D
 from xpnn.nn.layers import Dense, Dropout, Flatten, Layer
 from xpnn.nn.losses import MAE, MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss, SoftmaxCrossEntropy
+from xpnn.nn.normalization import BatchNorm
 from xpnn.nn.parameter import Parameter
+from xpnn.nn.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from xpnn.nn.sequential import Sequential, load, save
 
 __all__ = [
     "MAE",
     "MSE",
+    "AvgPool2D",
+    "BatchNorm",
     "BinaryCrossEntropy",
     "CategoricalCrossEntropy",
+    "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAvgPool2D",
     "Layer",
     "LeakyReLU",
     "Loss",
+    "MaxPool2D",
     "Parameter",
     "ReLU",
     "Sequential",

@@ -1,0 +1,102 @@
+"""Optional NumPy fast paths of Conv2D and MaxPool2D, beside the plain equations of
+:mod:`xpnn.nn.conv` and :mod:`xpnn.nn.pooling` (used only while the layer's ``fused`` is on;
+tests compare both through that switch).
+
+Convolution, channel-major inside: the plain path multiplies per sample, ``W (O, CK) @
+cols[n] (CK, H_out*W_out)``, and sums ``N`` products for ``dW``. Here the image is moved
+once to (C, N, H, W), so im2col gives ``cols (C*kh*kw, N*H_out*W_out)`` and each of the
+forward, ``dW`` and ``dcols`` products is ONE large GEMM (the shapes BLAS runs fastest).
+The output stays channel-major in memory and is returned as its (N, C, H, W) transposed
+view: NumPy's element-wise layers keep that memory order, so the next convolution's move to
+(C, N, H, W) is a plain contiguous read.
+
+Max pooling keeps the running maximum and the first maximal offset in place
+(``copyto(where=)``) instead of allocating two arrays per kernel offset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Array = Any  # a NumPy array here; geometry objects come from xpnn.nn.windows (duck-typed)
+
+
+def applies(x: Array, groups: int = 1) -> bool:
+    """Whether the fast path takes ``x``: a NumPy array (and one group, for convolution)."""
+    return type(x) is np.ndarray and groups == 1
+
+
+def _channel_major_padded(x: Array, pads: tuple[int, int, int, int]) -> Array:
+    """``x`` (N, C, H, W) as a zero-padded (C, N, H + pads, W + pads) array."""
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+    out = np.zeros((c, n, h + top + bottom, w + left + right), dtype=x.dtype)
+    out[:, :, top : top + h, left : left + w] = x.transpose(1, 0, 2, 3)
+    return out
+
+
+def conv_forward(x: Array, w: Array, b: Array | None, geo: Any) -> tuple[Array, Array]:
+    """The convolution ``y`` (N, O, H_out, W_out), as a view of channel-major memory, and
+    ``cols`` (C*kh*kw, N*H_out*W_out) for the backward."""
+    padded = _channel_major_padded(x, geo.pads)
+    c, n = padded.shape[:2]
+    (ho, wo), k = geo.out, len(geo.offsets)
+    cols = np.empty((c, k, n, ho, wo), dtype=x.dtype)
+    for index, (i, j) in enumerate(geo.offsets):
+        cols[:, index] = padded[geo.window(i, j)]
+    cols = cols.reshape(c * k, n * ho * wo)
+    y = np.matmul(w.reshape(w.shape[0], -1), cols)
+    if b is not None:
+        y += b[:, None]
+    return y.reshape(w.shape[0], n, ho, wo).transpose(1, 0, 2, 3), cols
+
+
+def conv_backward(dout: Array, w: Array, cols: Array, geo: Any, x_shape: tuple[int, ...],
+                  input_grad: bool) -> tuple[Array, Array, Array | None]:  # fmt: skip
+    """``dW``, ``db`` and (when ``input_grad``) ``dx`` as :meth:`Conv2D._backward_plain`."""
+    o = w.shape[0]
+    dy = dout.transpose(1, 0, 2, 3).reshape(o, -1)  # free when dout is channel-major already
+    db = dy.sum(axis=1)
+    dw = np.matmul(dy, cols.T).reshape(w.shape)
+    if not input_grad:
+        return dw, db, None
+    n, c, h, width = x_shape
+    (ho, wo), k = geo.out, len(geo.offsets)
+    dcols = np.matmul(w.reshape(o, -1).T, dy).reshape(c, k, n, ho, wo)
+    top, bottom, left, right = geo.pads
+    dx = np.zeros((c, n, h + top + bottom, width + left + right), dtype=dout.dtype)
+    for index, (i, j) in enumerate(geo.offsets):
+        dx[geo.window(i, j)] += dcols[:, index]
+    return dw, db, dx[:, :, top : top + h, left : left + width].transpose(1, 0, 2, 3)
+
+
+def max_pool_forward(slices: list[Array]) -> Array:
+    """The window maximum: a running ``maximum`` in place (one pass per kernel offset). The
+    result keeps the input's memory order (a convolution's channel-major output): mixing
+    orders in later element-wise passes made them strided and ~3x slower."""
+    best = slices[0].copy(order="K")
+    for candidate in slices[1:]:
+        np.maximum(best, candidate, out=best)
+    return best
+
+
+def max_pool_backward(dout: Array, padded: Array, slices: list[Array], best: Array, geo: Any) -> Array:
+    """Each output's gradient into the FIRST maximal element of its window (torch's rule,
+    as the plain path's first-maximum index); dL/dx (N, C, H, W) in ``padded``'s memory order."""
+    h, w = padded.shape[2] - geo.pads[0] - geo.pads[1], padded.shape[3] - geo.pads[2] - geo.pads[3]
+    top, left = geo.pads[0], geo.pads[2]
+    dx = np.zeros_like(padded, dtype=dout.dtype)
+    free = np.ones_like(best, dtype=bool)  # windows whose maximum is not yet routed
+    hit = np.empty_like(best, dtype=bool)
+    disjoint = geo.stride[0] >= geo.kernel[0] and geo.stride[1] >= geo.kernel[1]
+    for k, (i, j) in enumerate(geo.offsets):
+        np.equal(slices[k], best, out=hit)
+        hit &= free
+        free &= ~hit
+        if disjoint:  # each input element lies in one window: assign, no add
+            np.multiply(dout, hit, out=dx[geo.window(i, j)])
+        else:
+            dx[geo.window(i, j)] += dout * hit
+    return dx[:, :, top : top + h, left : left + w]
