@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 import xpnn
+from tests.helpers.optional import require_torch
 from xpnn import backend
 from xpnn.errors import ShapeError
 from xpnn.nn import windows
@@ -63,6 +62,8 @@ TORCH_GRID = [
 
 
 def _torch_conv(layer: xpnn.Conv2D, x: np.ndarray, dy: np.ndarray) -> dict[str, np.ndarray]:
+    torch = require_torch()
+    F = torch.nn.functional
     xt = torch.tensor(x, requires_grad=True)
     wt = torch.tensor(backend.to_host(layer.weight.value), requires_grad=True)
     bt = None if layer.bias is None else torch.tensor(backend.to_host(layer.bias.value), requires_grad=True)

@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 import xpnn
+from tests.helpers.optional import require_torch
 from xpnn import backend
 from xpnn.errors import ShapeError
 from xpnn.testing import assert_close, check_gradients
@@ -26,7 +25,7 @@ CASES = [
     (2, {"stride": 1, "padding": 1, "ceil_mode": True}),
     (3, {"stride": (2, 3), "padding": (1, 0), "ceil_mode": True}),
 ]
-POOLS = {"max": (xpnn.MaxPool2D, F.max_pool2d), "avg": (xpnn.AvgPool2D, F.avg_pool2d)}
+POOLS = {"max": (xpnn.MaxPool2D, "max_pool2d"), "avg": (xpnn.AvgPool2D, "avg_pool2d")}  # torch's F.*
 
 
 def _distinct(shape: tuple[int, ...]) -> np.ndarray:
@@ -49,6 +48,7 @@ def test_global_avg_pool_gradients_match_finite_differences(bk, to_bk):
 def _compare(
     layer: Any, function: Any, x: np.ndarray, bk: backend.Backend, to_bk: Any, **options: Any
 ) -> None:
+    torch = require_torch()
     y = layer.forward(to_bk(x))
     dy = RNG.standard_normal(tuple(y.shape)).astype(np.float32)
     dx = layer.backward(to_bk(dy))
@@ -65,13 +65,16 @@ def _compare(
 def test_pooling_matches_torch_in_float32(kind, case, fused, bk, to_bk, monkeypatch):
     monkeypatch.setattr(xpnn.MaxPool2D, "fused", fused)
     kernel, options = CASES[case]
-    cls, function = POOLS[kind]
+    cls, name = POOLS[kind]
+    function = getattr(require_torch().nn.functional, name)
     x = RNG.standard_normal((2, 3, 9, 7)).astype(np.float32)
     _compare(cls(kernel, **options), function, x, bk, to_bk, kernel_size=kernel, **options)
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
 def test_max_pool_sends_a_tied_gradient_to_the_first_maximum_as_torch(fused, bk, to_bk, monkeypatch):
+    torch = require_torch()
+    F = torch.nn.functional
     monkeypatch.setattr(xpnn.MaxPool2D, "fused", fused)
     x = np.maximum(RNG.standard_normal((2, 2, 6, 6)), 0.0).astype(np.float32)  # ReLU'd: many zero ties
     x[0, 0] = 1.0

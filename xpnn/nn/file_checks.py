@@ -86,16 +86,26 @@ def expected_entries(layers: Sequence[Layer]) -> dict[str, tuple[int, ...]]:
     return expected
 
 
+def _culprit(name: str, layers: Sequence[Layer]) -> str:
+    """``layer 1 (BatchNorm(4)): buffer 'running_var'`` for the entry ``buffer/1.running_var``."""
+    kind, _, rest = name.partition("/")
+    index, _, short = rest.partition(".")
+    what = "parameter" if kind == "param" else "buffer"
+    return f"layer {index} ({layers[int(index)]!r}): {what} {short!r}"
+
+
 def check_arrays(path: str, archive: Archive, layers: Sequence[Layer]) -> None:
     """Every parameter and buffer of ``layers`` is in the file with the layer's shape and a float
     dtype; no other ``param/`` or ``buffer/`` entry is; the counters are the layers' own."""
     expected = expected_entries(layers)
     for name, shape in expected.items():
         entry = archive.entries.get(name)
-        if entry is None:
-            raise CheckpointError(f"{path}: the array {name!r} is missing")
-        if entry.shape != shape:
-            raise CheckpointError(f"{path}: {name!r} has shape {entry.shape}, the layer's is {shape}")
+        if entry is None or entry.shape != shape:
+            got = "nothing" if entry is None else f"shape {entry.shape}"
+            raise CheckpointError(
+                f"{path}: {_culprit(name, layers)} expected shape {shape}, the checkpoint has {got} "
+                f"(entry {name!r})"
+            )
         if entry.dtype.kind != "f" or entry.dtype.itemsize not in (4, 8):
             raise CheckpointError(f"{path}: {name!r} has dtype {entry.dtype}, expected float32 or float64")
     stray = sorted(n for n in archive.entries if n.startswith(("param/", "buffer/")) and n not in expected)

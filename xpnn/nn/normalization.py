@@ -134,7 +134,7 @@ class BatchNorm(Layer):
             )
         mean = sums[0] / count
         var = xp.maximum(sums[1] / count - mean * mean, 0.0)
-        self.count = count
+        self.count, self.local = count, float(local)
         if self.training and self.track_running_stats:
             self.num_batches_tracked += 1
             f = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
@@ -153,11 +153,15 @@ class BatchNorm(Layer):
         scale = self.invstd if self.weight is None else self.invstd * self.weight.value
         if not self.batch_stats:
             return dout * xp.reshape(scale, self.shape)
-        t1, t2 = dbias, dweight
+        t1, t2, m = dbias, dweight, self.count
         if self._global():
-            totals = self.communicator.allreduce_sum(xp.stack([t1, t2]))
-            t1, t2 = totals[0, ...], totals[1, ...]
-        t1, t2 = xp.reshape(t1 / self.count, self.shape), xp.reshape(t2 / self.count, self.shape)
+            # each rank's dout is the gradient of ITS batch mean: weighted by w = m_local / m it is
+            # the global mean's, whose sums add over ranks; dx returns to the local scale (/ w),
+            # where the optimizer's share-weighted gradient average expects it
+            share = self.local / self.count
+            totals = self.communicator.allreduce_sum(xp.stack([t1 * share, t2 * share]))
+            t1, t2, m = totals[0, ...], totals[1, ...], self.local
+        t1, t2 = xp.reshape(t1 / m, self.shape), xp.reshape(t2 / m, self.shape)
         return xp.reshape(scale, self.shape) * (dout - (t1 + self.xhat * t2))
 
     def counters(self) -> dict[str, int]:
