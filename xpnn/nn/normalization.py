@@ -10,8 +10,9 @@ estimates. Backward (training): ``dx = weight / sqrt(var + eps) * (dy - (T1 + xh
 with ``T1 = sum dy``, ``T2 = sum dy * xhat``; ``dbias = T1``, ``dweight = T2``.
 
 Under data-parallel training the statistics are those of the GLOBAL batch: ``[m, S1, S2]``
-and ``[T1, T2]`` are each summed over ranks by one ``communicator.allreduce_sum`` call, so N
-ranks compute what one process computes on the whole batch. That is why the variance comes
+and ``[T1, T2]`` are each summed over ranks by one ``communicator.allreduce_sum`` call (``T``
+weighted by the rank's share of the batch, since each rank's ``dy`` is that of its own batch
+mean), so N ranks compute what one process computes on the whole batch. That is why the variance comes
 from the sums rather than a two-pass ``var``: sums add across ranks. (In float32 this loses
 digits only when a channel's mean is large against its spread, ~|mean|/std * 1e-7 relative.)
 """
