@@ -1,0 +1,141 @@
+"""Optional one-pass optimizer kernels compiled by numba (the ``fast`` extra).
+
+:mod:`xpnn.backend.numpy_fast`'s in-place kernels make ~10 passes over the flat buffers per
+step (Adam: multiply, scale, add, square, ..., subtract), each one reading and writing
+arrays that a model's GEMMs have just evicted from the cache. The loops here make ONE pass:
+each element of value, gradient and state is loaded once, updated in registers and stored
+(Adam over a 235,146-parameter MLP: 349 -> 69 us per step; SGD 110 -> 41 us).
+
+They compute the same numbers to the last bit: the same floating-point operations in the same
+order, every scalar cast to the array's dtype first (as NumPy does with a Python float),
+no fused multiply-add or reassociation (``fastmath=False``), and ``error_model="numpy"`` so a
+division by zero gives inf as NumPy's does (and the loop vectorises). Tests compare them bit
+for bit with the NumPy kernels and the plain equations.
+
+numba is optional and imported only at the first call: ``import xpnn`` stays fast, and where
+numba is absent (or :data:`enabled` is False) every function here returns False and the
+caller runs its NumPy in-place kernel. ``cache=True`` keeps the compiled machine code next to
+this file, so only the first run on a machine pays the compile (a few seconds).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+Array = Any
+
+enabled = True  # False: never use numba (tests flip it to exercise the NumPy kernels)
+_compiled: dict[str, Any] | None = None  # name -> jitted kernel, built at the first call
+_installed: bool | None = None  # whether numba can be imported, looked up once
+
+
+def available() -> bool:
+    """True where numba is installed and :data:`enabled` is on."""
+    global _installed
+    if _installed is None:
+        _installed = importlib.util.find_spec("numba") is not None
+    return enabled and _installed
+
+
+# -- the loops (plain Python here; compiled at first use). Each mirrors its NumPy kernel's order --
+def _adam_loop(w: Array, g: Array, m: Array, v: Array, shrink: Any, b1: Any, c1: Any, b2: Any, c2: Any,
+               eps_b: Any, num: Any, decay: bool) -> None:  # fmt: skip
+    # fused_adam: w *= shrink; m = m*b1 + g*c1; v = v*b2 + (g*g)*c2; w -= (num / (sqrt(v) + eps_b)) * m
+    for i in range(w.shape[0]):
+        gi = g[i]
+        mi = m[i] * b1 + gi * c1
+        vi = v[i] * b2 + (gi * gi) * c2
+        m[i] = mi
+        v[i] = vi
+        wi = w[i] * shrink if decay else w[i]
+        w[i] = wi - (num / (np.sqrt(vi) + eps_b)) * mi
+
+
+def _sgd_loop(w: Array, g: Array, lr: Any) -> None:
+    for i in range(w.shape[0]):  # fused_sgd without momentum: w -= g * lr
+        w[i] = w[i] - g[i] * lr
+
+
+def _momentum_loop(w: Array, g: Array, buf: Array, lr: Any, momentum: Any, keep: Any) -> None:
+    for i in range(w.shape[0]):  # fused_sgd with buf: buf = buf*momentum + g*(1-dampening); w -= buf*lr
+        bi = buf[i] * momentum + g[i] * keep
+        buf[i] = bi
+        w[i] = w[i] - bi * lr
+
+
+def _rms_loop(w: Array, g: Array, acc: Array, lr: Any, eps: Any, rho: Any, keep: Any, decay: bool) -> None:
+    # fused_rms: acc = acc*rho + (g*g)*(1-rho) (AdaGrad: acc + g*g); w -= (g / (sqrt(acc) + eps)) * lr
+    for i in range(w.shape[0]):
+        gi = g[i]
+        ai = acc[i] * rho + (gi * gi) * keep if decay else acc[i] + gi * gi
+        acc[i] = ai
+        w[i] = w[i] - (gi / (np.sqrt(ai) + eps)) * lr
+
+
+def _kernels() -> dict[str, Any]:
+    global _compiled
+    if _compiled is None:
+        import numba  # optional: only reached where available() said it is installed
+
+        jit = numba.njit(cache=True, error_model="numpy", fastmath=False, nogil=True)
+        loops = {"adam": _adam_loop, "sgd": _sgd_loop, "momentum": _momentum_loop, "rms": _rms_loop}
+        _compiled = {name: jit(loop) for name, loop in loops.items()}
+    return _compiled
+
+
+def _flat(*arrays: Array) -> list[Array] | None:
+    """The arrays as 1-D views of one length (float32 or float64 NumPy arrays of one dtype, each
+    1-D or C-contiguous), or None where a reshape would copy: the NumPy kernel takes those."""
+    first = arrays[0]
+    if not available() or first.dtype not in (np.float32, np.float64):
+        return None
+    if any(a.dtype != first.dtype or a.shape != first.shape for a in arrays):
+        return None
+    if first.ndim == 1:
+        return list(arrays)
+    if not all(a.flags.c_contiguous for a in arrays):
+        return None
+    return [a.reshape(-1) for a in arrays]
+
+
+def adam(value: Array, grad: Array, m: Array, v: Array, *, betas: tuple[float, float], step_size: float,
+         bias2_root: float, eps: float, shrink: float = 1.0) -> bool:  # fmt: skip
+    """:func:`~xpnn.backend.numpy_fast.fused_adam` in one pass; False where it does not apply."""
+    flat = _flat(value, grad, m, v)
+    if flat is None:
+        return False
+    t = value.dtype.type
+    (beta1, beta2), eps_b, num = betas, t(eps * bias2_root), t(step_size * bias2_root)
+    scalars = (t(shrink), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), eps_b, num)
+    _kernels()["adam"](*flat, *scalars, shrink != 1.0)
+    return True
+
+
+def sgd(value: Array, grad: Array, lr: float, buf: Array = None, *, momentum: float = 0.0,
+        dampening: float = 0.0) -> bool:  # fmt: skip
+    """:func:`~xpnn.backend.numpy_fast.fused_sgd` in one pass; False where it does not apply."""
+    flat = _flat(value, grad, *([] if buf is None else [buf]))
+    if flat is None:
+        return False
+    t = value.dtype.type
+    if buf is None:
+        _kernels()["sgd"](*flat, t(lr))
+    else:
+        _kernels()["momentum"](*flat, t(lr), t(momentum), t(1.0 - dampening))
+    return True
+
+
+def rms(value: Array, grad: Array, acc: Array, *, lr: float, eps: float, rho: float | None = None) -> bool:
+    """:func:`~xpnn.backend.numpy_fast.fused_rms` in one pass; False where it does not apply."""
+    flat = _flat(value, grad, acc)
+    if flat is None:
+        return False
+    t = value.dtype.type
+    decay = rho is not None
+    rate = t(rho) if decay else t(1.0)
+    keep = t(1.0 - rho) if rho is not None else t(1.0)
+    _kernels()["rms"](*flat, t(lr), t(eps), rate, keep, decay)
+    return True
