@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import xpnn
 from tests.helpers.optimizer_cases import CASES, gradient_sequence, make, step_with
 from xpnn import backend
 from xpnn.backend import numba_fast, numpy_fast
@@ -182,3 +183,27 @@ def test_without_numba_the_fused_path_still_updates(monkeypatch: pytest.MonkeyPa
         _train("adam", "float32", flat=True), _train("adam", "float32", flat=True, fused=False), "float32"
     )
     assert CASES["adam"][0].fused is True
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_backward_in_one_pass_equals_the_plain_mask_product(
+    dtype: str, numba_on: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((33, 17)).astype(dtype)
+    x[0, :4] = [0.0, -0.0, np.nan, np.inf]
+    dout = rng.standard_normal((33, 17)).astype(dtype)
+    dout[1, :4] = [np.inf, -np.inf, np.nan, -0.0]
+    results = []
+    for fused in (True, False):
+        relu = xpnn.ReLU()
+        relu.fused = fused
+        relu.forward(x)
+        with np.errstate(invalid="ignore"):  # 0 * inf: NumPy warns, numba's loop does not
+            results.append(relu.backward(dout))
+    assert numba_fast.relu_grad(x, dout) is not None  # the fused run took the numba pass
+    _assert_bits(results[:1], results[1:], dtype)
+    assert numba_fast.relu_grad(x, dout.astype("float16")) is None  # mixed dtypes: the plain product
+    assert numba_fast.relu_grad(x.T, dout.T) is None  # strided: the plain product
+    monkeypatch.setattr(numba_fast, "enabled", False)
+    assert numba_fast.relu_grad(x, dout) is None

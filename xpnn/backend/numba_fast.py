@@ -75,13 +75,25 @@ def _rms_loop(w: Array, g: Array, acc: Array, lr: Any, eps: Any, rho: Any, keep:
         w[i] = w[i] - (gi / (np.sqrt(ai) + eps)) * lr
 
 
+def _relu_grad_loop(x: Array, dout: Array, out: Array) -> None:
+    one, zero = out.dtype.type(1), out.dtype.type(0)
+    for i in range(out.shape[0]):  # ReLU.backward: astype(x > 0) * dout, the 0/1 mask never stored
+        out[i] = (one if x[i] > 0 else zero) * dout[i]
+
+
 def _kernels() -> dict[str, Any]:
     global _compiled
     if _compiled is None:
         import numba  # optional: only reached where available() said it is installed
 
         jit = numba.njit(cache=True, error_model="numpy", fastmath=False, nogil=True)
-        loops = {"adam": _adam_loop, "sgd": _sgd_loop, "momentum": _momentum_loop, "rms": _rms_loop}
+        loops = {
+            "adam": _adam_loop,
+            "sgd": _sgd_loop,
+            "momentum": _momentum_loop,
+            "rms": _rms_loop,
+            "relu_grad": _relu_grad_loop,
+        }
         _compiled = {name: jit(loop) for name, loop in loops.items()}
     return _compiled
 
@@ -139,3 +151,17 @@ def rms(value: Array, grad: Array, acc: Array, *, lr: float, eps: float, rho: fl
     keep = t(1.0 - rho) if rho is not None else t(1.0)
     _kernels()["rms"](*flat, t(lr), t(eps), rate, keep, decay)
     return True
+
+
+def relu_grad(x: Array, dout: Array) -> Array | None:
+    """``astype(x > 0, dout.dtype) * dout`` in one pass into a fresh array (the plain form makes
+    a boolean mask, casts it and multiplies: three passes, two temporaries); None where numba
+    is absent or the arrays are not C-contiguous NumPy float arrays of one dtype and shape."""
+    if type(x) is not np.ndarray or type(dout) is not np.ndarray or x.dtype != dout.dtype:
+        return None
+    flat = _flat(x, dout) if x.flags.c_contiguous and dout.flags.c_contiguous else None
+    if flat is None:
+        return None
+    out = np.empty_like(dout)
+    _kernels()["relu_grad"](*flat, out.reshape(-1))
+    return out
