@@ -207,3 +207,14 @@ def test_relu_backward_in_one_pass_equals_the_plain_mask_product(
     assert numba_fast.relu_grad(x.T, dout.T) is None  # strided: the plain product
     monkeypatch.setattr(numba_fast, "enabled", False)
     assert numba_fast.relu_grad(x, dout) is None
+
+
+def test_a_numba_that_fails_to_import_means_the_numpy_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "numba", None)  # "import numba" raises ImportError
+    monkeypatch.setattr(numba_fast, "_installed", None)
+    assert not numba_fast.available() and numba_fast._installed is False
+    _assert_bits(
+        _train("sgd_momentum", "float32", flat=True),
+        _train("sgd_momentum", "float32", flat=True, fused=False),
+        "float32",
+    )

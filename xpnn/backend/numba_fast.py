@@ -20,7 +20,6 @@ this file, so only the first run on a machine pays the compile (a few seconds).
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
@@ -33,11 +32,18 @@ _installed: bool | None = None  # whether numba can be imported, looked up once
 
 
 def available() -> bool:
-    """True where numba is installed and :data:`enabled` is on."""
+    """True where numba imports (tried once, at the first call) and :data:`enabled` is on."""
     global _installed
+    if not enabled:
+        return False
     if _installed is None:
-        _installed = importlib.util.find_spec("numba") is not None
-    return enabled and _installed
+        try:
+            import numba  # noqa: F401  # optional: a missing or broken install means the NumPy kernels
+        except Exception:  # e.g. ImportError: "Numba needs NumPy 2.3 or less"
+            _installed = False
+        else:
+            _installed = True
+    return _installed
 
 
 # -- the loops (plain Python here; compiled at first use). Each mirrors its NumPy kernel's order --
@@ -91,9 +97,15 @@ def _gather_scaled_loop(x: Array, index: Array, scale: Any, out: Array) -> None:
 def _kernels() -> dict[str, Any]:
     global _compiled
     if _compiled is None:
-        import numba  # optional: only reached where available() said it is installed
+        import numba  # optional: only reached where available() imported it
 
-        jit = numba.njit(cache=True, error_model="numpy", fastmath=False, nogil=True)
+        def jit(loop: Any) -> Any:
+            options: dict[str, Any] = dict(error_model="numpy", fastmath=False, nogil=True)
+            try:
+                return numba.njit(cache=True, **options)(loop)
+            except RuntimeError:  # no writeable cache directory: compile at every start instead
+                return numba.njit(**options)(loop)
+
         loops = {
             "adam": _adam_loop,
             "sgd": _sgd_loop,
