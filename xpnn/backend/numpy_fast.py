@@ -46,7 +46,9 @@ _PIECE = 65536  # elements per pass: five float32 pieces (value, grad, two momen
 
 
 def _all_writeable_numpy(*arrays: Array) -> bool:
-    return all(array_api_compat.is_numpy_array(a) and a.flags.writeable for a in arrays)
+    return all(
+        (type(a) is np.ndarray or array_api_compat.is_numpy_array(a)) and a.flags.writeable for a in arrays
+    )
 
 
 def _applies(value: Array, grad: Array, *state: Array) -> bool:

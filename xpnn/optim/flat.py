@@ -122,12 +122,17 @@ class FlatGroup:
         for p, value, grad in zip(params, self.views, self.grad_views, strict=True):
             if p.value is not value or p.grad is not grad:
                 return False
-        views = [self.state_views.get(name) for name in names]
-        for i, state in enumerate(states):
-            if state is None or len(state) != 1 + len(names) or state["step"] != states[0]["step"]:
+        size = 1 + len(names)  # "step" and the arrays (a hyperparameter change changes the names)
+        for state in states:
+            if state is None or len(state) != size or state["step"] != states[0]["step"]:
                 return False
-            if any(v is None or state[name] is not v[i] for name, v in zip(names, views, strict=True)):
+        for name in names:  # plain loops: this runs at every step
+            views = self.state_views.get(name)
+            if views is None:
                 return False
+            for state, view in zip(states, views, strict=True):
+                if state[name] is not view:
+                    return False
         return True
 
     def pack_state(self, entries: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
