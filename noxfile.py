@@ -38,7 +38,7 @@ def _run_tests(session: nox.Session, names: list[str]) -> None:
 def tests_cpu(session: nox.Session) -> None:
     """The whole suite on every CPU backend: numpy, array-api-strict and torch (CPU)."""
     specs = backends.for_session("cpu")
-    session.install("-e", ".[test,examples,mpi]", *_requirements(specs))  # mpi: tests/distributed
+    session.install("-e", ".[test,examples,mpi,fast]", *_requirements(specs))  # mpi: distributed; fast: numba
     _run_tests(session, [spec["name"] for spec in specs])
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import xpnn
 from xpnn import backend
-from xpnn.backend import numpy_fast
+from xpnn.backend import numba_fast, numpy_fast
 
 LAYER_OPS = ("affine", "matmul", "sum_rows", "row_max", "row_sum", "take_at_labels", "add_at_labels")
 
@@ -22,6 +22,11 @@ def _refuse_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
             raise AssertionError(f"numpy_fast.{_name} called with fused = False")
 
         monkeypatch.setattr(numpy_fast, name, refuse)
+
+    def refuse_numba(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("numba_fast.relu_grad called with fused = False")
+
+    monkeypatch.setattr(numba_fast, "relu_grad", refuse_numba)
 
 
 def _count_fast_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
@@ -51,7 +56,7 @@ def _train_step(to_bk: Any, loss_fn: Any, head: list[Any]) -> list[np.ndarray]:
     ]
 
 
-CLASSES = (xpnn.Dense, xpnn.Softmax, xpnn.SoftmaxCrossEntropy, xpnn.CategoricalCrossEntropy)
+CLASSES = (xpnn.Dense, xpnn.ReLU, xpnn.Softmax, xpnn.SoftmaxCrossEntropy, xpnn.CategoricalCrossEntropy)
 SETUPS = {
     "softmax_cross_entropy": (xpnn.SoftmaxCrossEntropy, []),
     "softmax_then_cross_entropy": (xpnn.CategoricalCrossEntropy, [xpnn.Softmax()]),

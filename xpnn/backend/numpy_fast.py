@@ -9,6 +9,10 @@ here only while it is on, and write the plain expression themselves. Where a fas
 not apply (another backend, a read-only array, a variant it does not cover) the optimizer
 kernels return False and the layer operations None, and the caller runs the plain code.
 
+Where numba is installed (the ``fast`` extra), the three optimizer kernels hand the
+contiguous arrays to :mod:`xpnn.backend.numba_fast`'s one-pass loops (the same bits), and
+run their own passes only where those do not apply or ``numba_fast.enabled`` is False.
+
 The optimizer kernels are registered once, in :data:`OPTIMIZER_KERNELS`, under the name an
 optimizer class gives in its ``kernel`` attribute; each has the signature of
 ``Optimizer.update`` but updates ``value`` and ``state`` in place and returns whether it did.
@@ -23,6 +27,8 @@ from typing import Any
 
 import array_api_compat
 import numpy as np
+
+from xpnn.backend import numba_fast
 
 Array = Any
 Group = dict[str, Any]  # a parameter's state, or its group's hyperparameters
@@ -40,7 +46,9 @@ _PIECE = 65536  # elements per pass: five float32 pieces (value, grad, two momen
 
 
 def _all_writeable_numpy(*arrays: Array) -> bool:
-    return all(array_api_compat.is_numpy_array(a) and a.flags.writeable for a in arrays)
+    return all(
+        (type(a) is np.ndarray or array_api_compat.is_numpy_array(a)) and a.flags.writeable for a in arrays
+    )
 
 
 def _applies(value: Array, grad: Array, *state: Array) -> bool:
@@ -89,6 +97,9 @@ def fused_adam(
     (NumPy only), piece by piece."""
     if not _all_writeable_numpy(value, m, v) or not array_api_compat.is_numpy_array(grad):
         return False
+    if numba_fast.adam(value, grad, m, v, betas=betas, step_size=step_size, bias2_root=bias2_root,
+                       eps=eps, shrink=shrink):  # fmt: skip
+        return True  # the same numbers in one pass
     beta1, beta2 = betas
     scratch = _scratch(value)
     for w, g, m_, v_ in _pieces(value, grad, m, v):
@@ -120,6 +131,8 @@ def fused_sgd(
         return False
     if buf is not None and not _all_writeable_numpy(buf):
         return False
+    if numba_fast.sgd(value, grad, lr, buf, momentum=momentum, dampening=dampening):
+        return True  # the same numbers in one pass
     scratch = _scratch(value)
     for w, g, *rest in _pieces(value, grad, *([] if buf is None else [buf])):
         tmp = scratch[: w.size].reshape(w.shape)
@@ -142,6 +155,8 @@ def fused_rms(
     (RMSProp); ``value -= lr * (g / (sqrt(acc) + eps))`` (NumPy only), piece by piece."""
     if not _all_writeable_numpy(value, acc) or not array_api_compat.is_numpy_array(grad):
         return False
+    if numba_fast.rms(value, grad, acc, lr=lr, eps=eps, rho=rho):
+        return True  # the same numbers in one pass
     scratch = _scratch(value)
     for w, g, a in _pieces(value, grad, acc):
         tmp = scratch[: w.size].reshape(w.shape)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.backend import namespace, numpy_fast
+from xpnn.backend import namespace, numba_fast, numpy_fast
 from xpnn.nn.checks import check_array, check_floating, check_number
 from xpnn.nn.layers import Layer
 
@@ -35,7 +35,11 @@ class ReLU(_Activation):
 
     Backward multiplies by the 0/1 mask rather than calling ``where``: NumPy's ``where`` on
     an unpredictable mask measured ~10x slower than the multiply (350 vs 26 us for 256x350).
+    ``fused`` (on by default): where numba is installed, NumPy arrays take that product in
+    one pass without storing the mask (:func:`xpnn.backend.numba_fast.relu_grad`, same bits).
     """
+
+    fused: bool = True
 
     def forward(self, x: Array) -> Array:
         xp = self._check(x)
@@ -43,8 +47,12 @@ class ReLU(_Activation):
         return xp.maximum(x, 0.0)
 
     def backward(self, dout: Array) -> Array:
+        x = self._cached("x")
+        dx = numba_fast.relu_grad(x, dout) if self.fused else None
+        if dx is not None:
+            return dx
         xp = namespace(dout)
-        dx = xp.astype(self._cached("x") > 0, dout.dtype)
+        dx = xp.astype(x > 0, dout.dtype)
         dx *= dout  # in place into the fresh mask (JAX rebinds): one temporary fewer
         return dx
 

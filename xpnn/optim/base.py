@@ -198,9 +198,14 @@ class Optimizer:
         for hook in self._post_hooks:
             hook(self)
 
+    def _rates(self) -> list[float]:
+        return [self.lr_at(self.t, g) for g in range(len(self.param_groups))]
+
     def _step(self) -> None:
+        if self.flat and not self.clipping and self._flat.step_unchanged(self, self._rates):
+            return  # the steady state: nothing to check or pack again (see FlatBuffers.step_unchanged)
         pending = self._pending()
-        rates = [self.lr_at(self.t, g) for g in range(len(self.param_groups))]
+        rates = self._rates()
         swapped = [entry for entry in pending if self._seen.get(entry[0]) is not entry[1].value]
         check_state_shapes(type(self).__name__, swapped, self.state)  # only a new value can change shape
         grads = [p.grad for _, p, _ in pending]

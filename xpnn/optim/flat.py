@@ -21,7 +21,7 @@ gradient you keep. Set ``optimizer.flat = False`` before the first step to keep 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from xpnn.backend import assign, device_of, namespace
@@ -113,6 +113,28 @@ class FlatGroup:
                 assign(home, g)
         return self.grads
 
+    def unchanged(self, params: Sequence[Parameter], states: Sequence[Any], names: Sequence[str]) -> bool:
+        """True while the packing of the last flat step still holds: each parameter's value and
+        gradient are its views of the buffers, and its state (exactly ``names``, one step count)
+        its views of the state buffers; then every check of the full step holds by construction."""
+        if len(params) != len(self.views) or len(params) < 2:
+            return False
+        for p, value, grad in zip(params, self.views, self.grad_views, strict=True):
+            if p.value is not value or p.grad is not grad:
+                return False
+        size = 1 + len(names)  # "step" and the arrays (a hyperparameter change changes the names)
+        for state in states:
+            if state is None or len(state) != size or state["step"] != states[0]["step"]:
+                return False
+        for name in names:  # plain loops: this runs at every step
+            views = self.state_views.get(name)
+            if views is None:
+                return False
+            for state, view in zip(states, views, strict=True):
+                if state[name] is not view:
+                    return False
+        return True
+
     def pack_state(self, entries: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
         """Make each parameter's state arrays views of one flat buffer per state name."""
         for name in names:
@@ -175,6 +197,24 @@ class FlatBuffers:
                 p.grad = view
         return buffers
 
+    def step_unchanged(self, opt: Stepper, rates: Callable[[], list[float]]) -> bool:
+        """The whole step, when every group was updated flat last time and nothing changed since
+        (:meth:`FlatGroup.unchanged`: the steady state of a training loop): the update equation
+        over each group's buffers without re-checking and re-packing what cannot have changed
+        (~20 us per step on a small model). False, with nothing done, otherwise."""
+        plan, first = [], 0
+        for g_index, group in enumerate(opt.param_groups):
+            positions = range(first, first + len(group["params"]))
+            first += len(group["params"])
+            flat = self.groups.get(g_index)
+            states: list[Any] = [opt.state.get(position) for position in positions]  # None: no step yet
+            if flat is None or not flat.unchanged(group["params"], states, opt.state_names(group)):
+                return False
+            plan.append((flat, group, states))
+        for (flat, group, states), lr in zip(plan, rates(), strict=True):
+            self._update(opt, flat, group, states, flat.grads, lr)
+        return True
+
     def step(
         self, opt: Stepper, pending: list[tuple[int, Parameter, int]], grads: list[Array], rates: list[float]
     ) -> set[int]:
@@ -205,12 +245,15 @@ class FlatBuffers:
     @staticmethod
     def _update(
         opt: Stepper, flat: FlatGroup, group: dict[str, Any], states: list[dict[str, Any]],
-        grads: list[Array], lr: float,
+        grads: list[Array] | Array, lr: float,
     ) -> None:  # fmt: skip
+        """One flat update; ``grads`` a list to gather, or the flat gradient buffer (unchanged)."""
         names = opt.state_names(group)
-        flat.pack_state(states, names)
+        if grads is not flat.grads:
+            flat.pack_state(states, names)
+            grads = flat.gather_grads(grads)
         shared = {"step": states[0]["step"] + 1, **{name: flat.state[name] for name in names}}
-        new = opt.apply_update(flat.values, flat.gather_grads(grads), shared, group, lr)
+        new = opt.apply_update(flat.values, grads, shared, group, lr)
         flat.values = assign(flat.values, new)
         for name in names:
             if shared[name] is not flat.state[name]:  # an equation that rebound instead of assigning

@@ -242,7 +242,9 @@ def _loaders(
 ) -> tuple[DataLoader, DataLoader | None]:
     """fit's training and validation loaders on the model's backend, labels checked up front."""
     bk, dtype = model_backend(run.model)
-    train = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, seed=run.seed, target=bk, dtype=dtype)
+    train = DataLoader(
+        x, y, batch_size=batch_size, shuffle=shuffle, seed=run.seed, target=bk, dtype=dtype, copy=False
+    )
     validate_labels(run.model, run.loss, train.y)
     if validation_data is None:
         return train, None

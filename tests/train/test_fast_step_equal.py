@@ -1,0 +1,89 @@
+"""The timed training step with every fast path on (numba kernels where installed, the steady flat
+step, fused layers and loss, the fused loader) gives the numbers of the step with every switch
+off (``fused`` and ``flat`` False everywhere), bit for bit, and keeps float32 float32; on
+array-api-strict, no host synchronisation per step."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn import backend
+from xpnn.data.loader import DataLoader
+
+SWITCHED = (
+    xpnn.Dense,
+    xpnn.ReLU,
+    xpnn.Softmax,
+    xpnn.SoftmaxCrossEntropy,
+    xpnn.CategoricalCrossEntropy,
+    DataLoader,
+)
+
+
+def _model(widths: list[int]) -> xpnn.Sequential:
+    layers: list[xpnn.Layer] = []
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        layers += [xpnn.Dense(a, b)] + ([xpnn.ReLU()] if i < len(widths) - 2 else [])
+    return xpnn.Sequential(layers, seed=0)
+
+
+def _loop(bk: Any, to_bk: Any, optimizer: str, fast: bool, no_host_sync: Any) -> list[np.ndarray]:
+    """Thirty steps of the benchmark's public loop; the losses and the final weights."""
+    model = _model([20, 16, 12, 5]).to(bk.name)
+    momentum = 0.9 if optimizer == "momentum" else 0.0
+    params = model.parameters()
+    opt = xpnn.Adam(params, lr=0.01) if optimizer == "adam" else xpnn.SGD(params, lr=0.2, momentum=momentum)
+    opt.fused = opt.flat = fast
+    loss_fn = xpnn.SoftmaxCrossEntropy(validate=False)
+    rng = np.random.default_rng(1)
+    x, y = to_bk(rng.random((240, 20)), "float32"), to_bk(rng.integers(0, 5, 240), "int64")
+    xp, losses = backend.namespace(x), []
+    with no_host_sync():
+        for start in range(0, 240, 8):
+            idx = to_bk(np.arange(start, start + 8), "int64")
+            loss = loss_fn.forward(model.forward(xp.take(x, idx, axis=0)), xp.take(y, idx, axis=0))
+            model.backward(loss_fn.backward())
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss)
+    return [backend.to_host(a) for a in losses + [p.value for p in model.parameters()]]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "momentum"])
+def test_the_fast_step_gives_the_numbers_of_every_switch_off(
+    optimizer: str, bk: Any, to_bk: Any, no_host_sync: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = _loop(bk, to_bk, optimizer, True, no_host_sync)
+    for cls in SWITCHED:
+        monkeypatch.setattr(cls, "fused", False)
+    plain = _loop(bk, to_bk, optimizer, False, no_host_sync)
+    for a, b in zip(fast, plain, strict=True):
+        assert a.dtype == np.float32 and np.array_equal(a, b)
+
+
+def test_fit_on_uint8_images_gives_the_numbers_of_every_switch_off(
+    bk: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 256, (96, 4, 5), dtype=np.uint8), rng.integers(0, 5, 96)
+
+    def run(fast: bool) -> list[np.ndarray]:
+        model = xpnn.Sequential([xpnn.Flatten(), *_model([20, 16, 5]).layers], seed=0).to(bk.name)
+        opt = xpnn.Adam(model.parameters(), lr=0.01)
+        opt.fused = opt.flat = fast
+        history = model.fit(x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=opt, epochs=2, batch_size=16,
+                            seed=4, verbose=0)  # fmt: skip
+        return [np.asarray(history["loss"])] + [backend.to_host(p.value) for p in model.parameters()]
+
+    fast = run(True)
+    for cls in SWITCHED:
+        monkeypatch.setattr(cls, "fused", False)
+    plain = run(False)
+    for a, b in zip(fast, plain, strict=True):
+        assert np.array_equal(a, b)
+    assert fast[1].dtype == np.float32
