@@ -3,7 +3,8 @@ saving. Every numeric line uses the Array API namespace of the arrays at hand.""
 
 from xpnn.nn.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from xpnn.nn.conv import Conv2D
-from xpnn.nn.layers import Dense, Dropout, Flatten, Layer
+from xpnn.nn.dense import Dense
+from xpnn.nn.layers import Dropout, Flatten, Layer
 from xpnn.nn.losses import MAE, MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss, SoftmaxCrossEntropy
 from xpnn.nn.normalization import BatchNorm
 from xpnn.nn.parameter import Parameter

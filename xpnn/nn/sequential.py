@@ -215,13 +215,13 @@ class Sequential:
     ) -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode (one host sync); the
         loss defaults to the one of the last ``fit``; ``communicator``: split across ranks."""
-        from xpnn.train.loop import evaluate
+        from xpnn.train.evaluation import evaluate
 
         return evaluate(self, x, y, loss=loss, batch_size=batch_size, communicator=communicator)
 
     def predict(self, x: Array, *, batch_size: int = 256) -> Array:
         """Outputs for ``x`` in eval mode, as one array on the model's device."""
-        from xpnn.train.loop import predict
+        from xpnn.train.evaluation import predict
 
         return predict(self, x, batch_size=batch_size)
 

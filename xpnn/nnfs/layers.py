@@ -15,7 +15,7 @@ from xpnn.backend import move_like
 from xpnn.errors import ShapeError
 from xpnn.nn.activations import ReLU, Softmax
 from xpnn.nn.checks import check_array, is_floating
-from xpnn.nn.layers import Dense
+from xpnn.nn.dense import Dense
 from xpnn.nn.parameter import Parameter
 
 Array = Any

@@ -11,7 +11,7 @@ from typing import Any
 from xpnn import backend
 from xpnn.errors import LabelError, NotALayerError
 from xpnn.nn.checks import check_array, is_floating, is_integral
-from xpnn.nn.layers import Dense
+from xpnn.nn.dense import Dense
 from xpnn.nn.losses import CategoricalCrossEntropy, SoftmaxCrossEntropy
 from xpnn.nnfs.layers import Activation_Softmax
 

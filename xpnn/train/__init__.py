@@ -2,8 +2,9 @@
 training checkpoints. Imports nn, optim and data; nothing below imports it."""
 
 from xpnn.train.callbacks import EarlyStopping, ModelCheckpoint
+from xpnn.train.evaluation import evaluate, predict
 from xpnn.train.logs import CSVLogger, TensorBoard
-from xpnn.train.loop import evaluate, fit, predict
+from xpnn.train.loop import fit
 from xpnn.train.lr_find import LRFinderResult, lr_find
 from xpnn.train.record import Callback, History, TrainingRun
 

@@ -24,7 +24,8 @@ from xpnn.errors import OptimizerError
 from xpnn.nn.losses import Loss
 from xpnn.optim.base import Optimizer
 from xpnn.optional import require
-from xpnn.train.loop import model_backend, train_step, validate_labels
+from xpnn.train.evaluation import model_backend, validate_labels
+from xpnn.train.loop import train_step
 from xpnn.train.record import Model
 
 Array = Any

@@ -1,0 +1,135 @@
+"""Evaluation and prediction: ``evaluate`` / ``predict`` and the helpers ``fit`` shares with them.
+
+In eval mode, batch by batch on the model's device, one host synchronisation per pass; under
+data-parallel training each rank takes its share of every batch and the sums are all-reduced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from xpnn import backend
+from xpnn.data.loader import DataLoader
+from xpnn.distributed.communicator import Communicator
+from xpnn.distributed.parallel import data_parallel
+from xpnn.distributed.sharding import Shards
+from xpnn.errors import LabelError
+from xpnn.nn.checks import check_count
+from xpnn.nn.losses import Loss
+from xpnn.nn.metrics import correct_count
+from xpnn.train.checks import check_data
+from xpnn.train.record import Model
+
+Array = Any
+
+
+def has_accuracy(loss: Loss | None) -> bool:
+    return loss is None or loss.classifies
+
+
+def batches(loader: DataLoader, epoch: int, shards: Shards | None) -> Iterator[tuple[Array, Any, int]]:
+    """``(xb, yb, n_global)``: the whole batches, or under data-parallel this rank's share of each."""
+    if shards is not None:
+        yield from shards.batches(loader, epoch)
+        return
+    for xb, yb in loader.batches(epoch):
+        yield xb, yb, int(xb.shape[0])
+
+
+def host_float(value: Any) -> float:
+    """A device sum as a host float (still a Python number where no batch was added to it)."""
+    return float(value if isinstance(value, int | float) else backend.to_host(value))
+
+
+def evaluate_loader(
+    model: Model, loader: DataLoader, loss: Loss | None, shards: Shards | None = None
+) -> dict[str, float]:
+    """Mean loss (without regularisation) and accuracy over a loader, in eval mode; one sync.
+    With ``shards`` each rank evaluates its share of every batch and the sums are all-reduced."""
+    was_training = model.training
+    model.eval()
+    loss_sum: Any = 0.0
+    correct: Any = 0
+    seen = 0
+    try:
+        for xb, yb, _ in batches(loader, 0, shards):
+            n = int(xb.shape[0])
+            if n == 0:
+                continue
+            pred = model.forward(xb)
+            if loss is not None:
+                loss_sum = loss_sum + loss.forward(pred, yb, validate=False) * float(n)
+            correct, seen = correct + correct_count(pred, yb), seen + n
+    finally:
+        model.train(was_training)
+    loss_total, hits = host_float(loss_sum), host_float(correct)
+    if shards is not None:
+        loss_total, hits, total = shards.sum_over_ranks(loss_total, hits, seen)
+        seen = int(total)
+    logs = {"accuracy": hits / max(seen, 1) if has_accuracy(loss) else math.nan}
+    if loss is not None:
+        logs["loss"] = loss_total / max(seen, 1)
+    return logs
+
+
+def validate_labels(model: Model, loss: Loss, y: Array) -> None:
+    """Check every integer label once, up front (one host sync), so steps can skip it."""
+    classes = model.output_width()
+    if not getattr(loss, "takes_labels", False) or classes is None or y.ndim != 1:
+        return
+    xp = backend.namespace(y)
+    if not xp.isdtype(y.dtype, "integral") or y.shape[0] == 0:
+        return
+    low, high = (int(v) for v in backend.to_host(xp.stack([xp.min(y), xp.max(y)])))
+    if low < 0 or high >= classes:
+        raise LabelError(
+            f"{type(loss).__name__}: labels must be in [0, {classes}) (the model's output width), "
+            f"got values in [{low}, {high}]"
+        )
+
+
+def model_backend(model: Model) -> tuple[backend.Backend, str]:
+    """The model's resolved backend and parameter dtype name."""
+    params = model.parameters()
+    dtype = backend.dtype_name(params[0].value.dtype) if params else "float32"
+    return backend.resolve(model.backend), dtype
+
+
+def evaluate(
+    model: Model,
+    x: Array,
+    y: Array,
+    *,
+    loss: Loss | None = None,
+    batch_size: int = 256,
+    communicator: Communicator | None = None,
+) -> dict[str, float]:
+    """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode; the loss is ``loss=`` or
+    else the one the model was last fitted with (none: accuracy only). With a communicator
+    of several ranks, each evaluates its share of every batch and the sums are all-reduced."""
+    check_data("evaluate", x, y)
+    check_count("evaluate", "batch_size", batch_size)
+    bk, dtype = model_backend(model)
+    loader = DataLoader(x, y, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
+    loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
+    if loss is not None:
+        validate_labels(model, loss, loader.y)
+    parallel = data_parallel(communicator, model, None)
+    return evaluate_loader(model, loader, loss, None if parallel is None else parallel.shards)
+
+
+def predict(model: Model, x: Array, *, batch_size: int = 256) -> Array:
+    """The model's outputs for ``x`` in eval mode, batch by batch, as one array on its device."""
+    check_data("predict", x)
+    check_count("predict", "batch_size", batch_size)
+    bk, dtype = model_backend(model)
+    loader = DataLoader(x, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = [model.forward(xb) for xb, _ in loader.batches(0)]
+    finally:
+        model.train(was_training)
+    return bk.xp.concat(outputs, axis=0)
