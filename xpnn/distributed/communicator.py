@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
@@ -113,6 +114,9 @@ def init() -> Communicator:
     return communicator
 
 
+ABORT_GRACE_S = 0.5  # seconds between printing the traceback and MPI_Abort
+
+
 def install_abort_hook(communicator: Communicator) -> None:
     """Make an uncaught exception print its traceback, then ``communicator.abort(1)``."""
     previous = sys.excepthook
@@ -123,6 +127,9 @@ def install_abort_hook(communicator: Communicator) -> None:
         previous(kind, value, traceback)
         sys.stderr.flush()
         sys.stdout.flush()
+        # the launcher forwards each rank's output asynchronously, and an abort drops what it
+        # has not forwarded yet: give it a moment, or the traceback that says why is lost
+        time.sleep(ABORT_GRACE_S)
         communicator.abort(1)
 
     aborting: Callable[..., None] = hook
