@@ -99,8 +99,18 @@ def im2col(x: Array, geo: Any) -> Array | None:
     n, c = x.shape[:2]
     (ho, wo), (kh, kw), (sh, sw), (dh, dw), pads = geo.out, geo.kernel, geo.stride, geo.dilation, geo.pads
     cols = np.empty((c, kh * kw, n, ho, wo), dtype=x.dtype)
-    _kernels().im2col(x.transpose(1, 0, 2, 3), kh, kw, sh, sw, dh, dw, pads[0], pads[2], cols)
+    moved = x.transpose(1, 0, 2, 3)
+    if _same(geo, x.shape) and moved.flags.c_contiguous:
+        flat = cols.reshape(c, kh * kw, n, ho * wo)
+        _kernels().im2col_same(moved.reshape(c, n, -1), kh, kw, dh, dw, pads[0], pads[2], ho, wo, flat)
+    else:
+        _kernels().im2col(moved, kh, kw, sh, sw, dh, dw, pads[0], pads[2], cols)
     return cols.reshape(c * kh * kw, n * ho * wo)
+
+
+def _same(geo: Any, x_shape: tuple[int, ...]) -> bool:
+    """Stride 1 and an output of the input's size ("same" padding): the flat-plane loops."""
+    return geo.stride == (1, 1) and tuple(geo.out) == tuple(x_shape[2:])
 
 
 def col2im(dcols: Array, geo: Any, x_shape: tuple[int, ...]) -> Array | None:
@@ -111,5 +121,9 @@ def col2im(dcols: Array, geo: Any, x_shape: tuple[int, ...]) -> Array | None:
     n, c, h, w = x_shape
     (kh, kw), (sh, sw), (dh, dw), pads = geo.kernel, geo.stride, geo.dilation, geo.pads
     dx = np.empty((c, n, h, w), dtype=dcols.dtype)
-    _kernels().col2im(dcols, kh, kw, sh, sw, dh, dw, pads[0], pads[2], dx)
+    if _same(geo, x_shape):
+        flat = dcols.reshape(c, kh * kw, n, h * w)
+        _kernels().col2im_same(flat, kh, kw, dh, dw, pads[0], pads[2], h, w, dx.reshape(c, n, -1))
+    else:
+        _kernels().col2im(dcols, kh, kw, sh, sw, dh, dw, pads[0], pads[2], dx)
     return dx.transpose(1, 0, 2, 3)

@@ -199,3 +199,78 @@ def col2im(dcols: Array, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, t
         _col2im_body(dcols, dx, 3, 3, 1, 1, 1, 1, top, left)
     else:
         _col2im_body(dcols, dx, kh, kw, sh, sw, dh, dw, top, left)
+
+
+@_inline
+def _kept_columns(kw: int, dw: int, left: int, h: int, w: int) -> Array:
+    """(kw, H*W) booleans: whether output pixel p's input column for kernel column j is inside."""
+    kept = np.empty((kw, h * w), dtype=np.bool_)
+    for j in range(kw):
+        for p in range(h * w):
+            kept[j, p] = 0 <= p % w + j * dw - left < w
+    return kept
+
+
+@_inline
+def _im2col_same_body(x: Array, cols: Array, kh: int, kw: int, dh: int, dw: int, top: int, left: int,
+                      h: int, w: int) -> None:  # fmt: skip
+    # stride 1 and H_out, W_out = H, W: offset (i, j)'s piece of a plane is the plane shifted by
+    # s = (i*dh - top)*W + (j*dw - left) flat elements; a pixel whose column wrapped round (or
+    # whose source lies off the plane) is padding, 0. Long contiguous runs instead of rows
+    plane, zero = h * w, cols.dtype.type(0)
+    kept = _kept_columns(kw, dw, left, h, w)
+    for c in range(x.shape[0]):
+        for i in range(kh):
+            for j in range(kw):
+                k, shift = i * kw + j, (i * dh - top) * w + j * dw - left
+                first, last = min(plane, max(0, -shift)), max(0, min(plane, plane - shift))
+                for n in range(x.shape[1]):
+                    for p in range(first):
+                        cols[c, k, n, p] = zero
+                    for p in range(first, last):
+                        v = x[c, n, _u(p + shift)]
+                        cols[c, k, n, _u(p)] = v if kept[j, _u(p)] else zero
+                    for p in range(max(first, last), plane):
+                        cols[c, k, n, p] = zero
+
+
+@_jit
+def im2col_same(x: Array, kh: int, kw: int, dh: int, dw: int, top: int, left: int, h: int, w: int,
+                cols: Array) -> None:  # fmt: skip
+    """:func:`im2col` for stride 1 and an output of the input's size, over flat planes: ``x``
+    (C, N, H*W), ``cols`` (C, kh*kw, N, H*W), both C-contiguous."""
+    if kh == 3 and kw == 3 and dh == 1 and dw == 1:
+        _im2col_same_body(x, cols, 3, 3, 1, 1, top, left, h, w)
+    else:
+        _im2col_same_body(x, cols, kh, kw, dh, dw, top, left, h, w)
+
+
+@_inline
+def _col2im_same_body(dcols: Array, dx: Array, kh: int, kw: int, dh: int, dw: int, top: int, left: int,
+                      h: int, w: int) -> None:  # fmt: skip
+    # the adjoint of _im2col_same_body: a wrapped pixel adds 0.0, which leaves every sum's bits
+    # as they are (the sums start at +0.0, so they never hold -0.0) and drops an inf or NaN
+    plane, zero = h * w, dx.dtype.type(0)
+    kept = _kept_columns(kw, dw, left, h, w)
+    for c in range(dx.shape[0]):
+        for n in range(dx.shape[1]):
+            for p in range(plane):
+                dx[c, n, p] = zero
+            for i in range(kh):
+                for j in range(kw):
+                    k, shift = i * kw + j, (i * dh - top) * w + j * dw - left
+                    first, last = min(plane, max(0, -shift)), max(0, min(plane, plane - shift))
+                    for p in range(first, last):
+                        v = dcols[c, k, n, _u(p)]
+                        dx[c, n, _u(p + shift)] += v if kept[j, _u(p)] else zero
+
+
+@_jit
+def col2im_same(dcols: Array, kh: int, kw: int, dh: int, dw: int, top: int, left: int, h: int, w: int,
+                dx: Array) -> None:  # fmt: skip
+    """:func:`col2im` for stride 1 and an output of the input's size, over flat planes:
+    ``dcols`` (C, kh*kw, N, H*W), ``dx`` (C, N, H*W), both C-contiguous."""
+    if kh == 3 and kw == 3 and dh == 1 and dw == 1:
+        _col2im_same_body(dcols, dx, 3, 3, 1, 1, top, left, h, w)
+    else:
+        _col2im_same_body(dcols, dx, kh, kw, dh, dw, top, left, h, w)
