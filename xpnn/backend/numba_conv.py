@@ -102,7 +102,7 @@ def im2col(x: Array, geo: Any) -> Array | None:
     moved = x.transpose(1, 0, 2, 3)
     if _same(geo, x.shape) and moved.flags.c_contiguous:
         flat = cols.reshape(c, kh * kw, n, ho * wo)
-        _kernels().im2col_same(moved.reshape(c, n, -1), kh, kw, dh, dw, pads[0], pads[2], ho, wo, flat)
+        _kernels().im2col_same(moved.reshape(c, n, ho * wo), kh, kw, dh, dw, pads[0], pads[2], ho, wo, flat)
     else:
         _kernels().im2col(moved, kh, kw, sh, sw, dh, dw, pads[0], pads[2], cols)
     return cols.reshape(c * kh * kw, n * ho * wo)
@@ -123,7 +123,7 @@ def col2im(dcols: Array, geo: Any, x_shape: tuple[int, ...]) -> Array | None:
     dx = np.empty((c, n, h, w), dtype=dcols.dtype)
     if _same(geo, x_shape):
         flat = dcols.reshape(c, kh * kw, n, h * w)
-        _kernels().col2im_same(flat, kh, kw, dh, dw, pads[0], pads[2], h, w, dx.reshape(c, n, -1))
+        _kernels().col2im_same(flat, kh, kw, dh, dw, pads[0], pads[2], h, w, dx.reshape(c, n, h * w))
     else:
         _kernels().col2im(dcols, kh, kw, sh, sw, dh, dw, pads[0], pads[2], dx)
     return dx.transpose(1, 0, 2, 3)

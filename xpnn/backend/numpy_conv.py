@@ -10,8 +10,13 @@ The output stays channel-major in memory and is returned as its (N, C, H, W) tra
 view: NumPy's element-wise layers keep that memory order, so the next convolution's move to
 (C, N, H, W) is a plain contiguous read.
 
-Max pooling keeps the running maximum and the first maximal offset in place
-(``copyto(where=)``) instead of allocating two arrays per kernel offset.
+Max pooling keeps a running maximum in place (one pass per kernel offset) and routes the
+gradient by comparing each offset with it.
+
+Where numba is installed (and :data:`xpnn.backend.numba_fast.enabled`), the loops of
+:mod:`xpnn.backend.numba_conv` replace those passes with one: max pooling's window maximum
+and first maximal offset, its gradient from that offset, im2col without the padded copy and
+col2im (same bits; in the CNN benchmark ~11 ms -> ~1 ms per pooling backward).
 """
 
 from __future__ import annotations
