@@ -188,3 +188,15 @@ def test_col2im_adds_nothing_from_padding_and_keeps_non_finite_pieces_out(numba_
     expected = cover[1:5, 1:6].copy()
     expected[:2, :2] = np.inf  # the real cells under output (0, 0)'s window
     np.testing.assert_array_equal(dx[0, 0], expected)
+
+
+def test_an_empty_batch_passes_through_the_loops(numba_on: None) -> None:
+    model = xpnn.Sequential([xpnn.Conv2D(2, 3, 3, padding=1), xpnn.ReLU(), xpnn.MaxPool2D(2),
+                             xpnn.Conv2D(3, 4, 3, padding=1)], seed=0)  # fmt: skip
+    y = model.forward(np.zeros((0, 2, 6, 6), np.float32))
+    assert y.shape == (0, 4, 3, 3) and len(model[2].saved) == 2  # numba's max pooling ran
+    d = np.ones_like(y)
+    for layer in reversed(model.layers):
+        layer.input_grad = True
+        d = layer.backward(d)
+    assert d.shape == (0, 2, 6, 6) and model[0].weight.grad.shape == (3, 2, 3, 3)
