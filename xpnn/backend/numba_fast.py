@@ -94,18 +94,20 @@ def _gather_scaled_loop(x: Array, index: Array, scale: Any, out: Array) -> None:
             out[r, c] = out.dtype.type(row[c]) * scale
 
 
+def jit(loop: Any) -> Any:
+    """``loop`` compiled with the options every kernel here shares (only where :func:`available`)."""
+    import numba  # optional: only reached where available() imported it
+
+    options: dict[str, Any] = dict(error_model="numpy", fastmath=False, nogil=True)
+    try:
+        return numba.njit(cache=True, **options)(loop)
+    except RuntimeError:  # no writeable cache directory: compile at every start instead
+        return numba.njit(**options)(loop)
+
+
 def _kernels() -> dict[str, Any]:
     global _compiled
     if _compiled is None:
-        import numba  # optional: only reached where available() imported it
-
-        def jit(loop: Any) -> Any:
-            options: dict[str, Any] = dict(error_model="numpy", fastmath=False, nogil=True)
-            try:
-                return numba.njit(cache=True, **options)(loop)
-            except RuntimeError:  # no writeable cache directory: compile at every start instead
-                return numba.njit(**options)(loop)
-
         loops = {
             "adam": _adam_loop,
             "sgd": _sgd_loop,
