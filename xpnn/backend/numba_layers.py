@@ -8,7 +8,8 @@ against 0.05 ms on its own. The loops here do that work in two or three calls.
 They compute the numbers of the plain equations to the last bit. Sums follow NumPy's own
 order: ``add.reduce`` along a contiguous axis is its pairwise summation (:func:`_pairwise_sum`,
 a copy of ``pairwise_sum`` in NumPy's ``loops_utils.h.src``), a column sum of a C-contiguous
-matrix adds row after row (a single column: pairwise again). ``exp`` and ``log`` stay NumPy's
+matrix adds row after row (a single column: pairwise again), each added to the identity 0.0
+(so a sum of -0.0s is 0.0, as NumPy's). ``exp`` and ``log`` stay NumPy's
 ufuncs, called between the loops: its SIMD ``exp``/``log`` round differently from the libm
 functions numba calls. Maxima follow ``np.maximum``: NaN propagates, of two equal values
 (0.0 and -0.0) the second is kept. Tests compare every result bit for bit with the plain path.
@@ -104,7 +105,7 @@ def _xent_shift_loop(z: Array, labels: Array, shifted: Array, picked: Array) -> 
 def _xent_normalize_loop(exp: Array, total: Array) -> None:
     for i in range(exp.shape[0]):  # total = sum(exp, axis=-1); exp / total, in place
         row = exp[i]
-        t = _pairwise_sum(row, 0, row.shape[0])
+        t = exp.dtype.type(0) + _pairwise_sum(row, 0, row.shape[0])
         total[i] = t
         for j in range(row.shape[0]):
             row[j] = row[j] / t
@@ -113,7 +114,7 @@ def _xent_normalize_loop(exp: Array, total: Array) -> None:
 def _xent_mean_loop(log_total: Array, picked: Array, rows: Any) -> Any:
     for i in range(log_total.shape[0]):  # sum(log_total - picked) / rows
         log_total[i] = log_total[i] - picked[i]
-    return _pairwise_sum(log_total, 0, log_total.shape[0]) / rows
+    return (log_total.dtype.type(0) + _pairwise_sum(log_total, 0, log_total.shape[0])) / rows
 
 
 def _xent_grad_loop(probs: Array, labels: Array, scale: Any, out: Array) -> int:
@@ -136,16 +137,18 @@ def _bias_relu_loop(out: Array, bias: Array) -> None:
             out[i, j] = v if (v > zero or v != v) else zero
 
 
-def _relu_grad_bias_loop(y: Array, dout: Array, out: Array, db: Array) -> None:
-    one, zero = out.dtype.type(1), out.dtype.type(0)
-    for j in range(out.shape[1]):  # out = astype(y > 0) * dout; db = sum(out, axis=0), row by row
-        v = (one if y[0, j] > 0 else zero) * dout[0, j]
-        out[0, j] = v
-        db[j] = v
-    for i in range(1, out.shape[0]):
-        for j in range(out.shape[1]):
-            v = (one if y[i, j] > 0 else zero) * dout[i, j]
-            out[i, j] = v
+def _relu_grad_bias_loop(y: Array, d: Array, db: Array) -> None:
+    # d = astype(y > 0) * d in place; db = sum(d, axis=0), row after row. In place and row by row:
+    # with an output array beside d, LLVM's overlap check fails for d itself and the loop runs scalar
+    one, zero = d.dtype.type(1), d.dtype.type(0)
+    for j in range(d.shape[1]):
+        v = (one if y[0, j] > 0 else zero) * d[0, j]
+        d[0, j] = v
+        db[j] = zero + v
+    for i in range(1, d.shape[0]):
+        for j in range(d.shape[1]):
+            v = (one if y[i, j] > 0 else zero) * d[i, j]
+            d[i, j] = v
             db[j] = db[j] + v
 
 
@@ -232,8 +235,10 @@ def relu_grad_bias(y: Array, dout: Array, db: Array | None, in_place: bool) -> t
         return None
     if y.shape[0] == 0 or y.shape[1] < 2 or not numba_fast.available():
         return None  # a single column NumPy sums pairwise, not row by row
-    out = dout if in_place and dout.flags.writeable else np.empty_like(dout)
-    fits = type(db) is np.ndarray and db.dtype == y.dtype and db.shape == y.shape[1:] and db.flags.c_contiguous
+    out = dout if in_place and dout.flags.writeable else dout.copy()
+    fits = (
+        type(db) is np.ndarray and db.dtype == y.dtype and db.shape == y.shape[1:] and db.flags.c_contiguous
+    )
     db = db if fits else np.empty(y.shape[1], y.dtype)
-    _kernels()["relu_grad_bias"](y, dout, out, db)
+    _kernels()["relu_grad_bias"](y, out, db)
     return out, db
