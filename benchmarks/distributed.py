@@ -85,11 +85,14 @@ def role_gemm(core: int, seconds: float, library: str) -> None:
     )
 
 
-def role_xpnn(steps: int, repeats: int) -> None:
-    """xpnn's fit on this rank's share of each global batch; seconds per step per repeat."""
+def role_xpnn(steps: int, repeats: int, shared_memory: bool = True) -> None:
+    """xpnn's fit on this rank's share of each global batch; seconds per step per repeat.
+    ``shared_memory=False``: gradients averaged by MPI's own Allreduce (xpnn's node-shared path off)."""
     import xpnn
 
     comm = xpnn.distributed.init()
+    if not shared_memory and comm.size > 1:
+        comm.shared_memory = False  # type: ignore[attr-defined]
     pin(comm.rank)
     x, y = data(steps)
     layers: list[xpnn.Layer] = [xpnn.Dense(784, 256), xpnn.ReLU(), xpnn.Dense(256, 128), xpnn.ReLU(),
@@ -100,13 +103,16 @@ def role_xpnn(steps: int, repeats: int) -> None:
                         batch_size=GLOBAL_BATCH, seed=0, verbose=0, communicator=comm)  # fmt: skip
     per_step = [s / steps for s in history["seconds"][1:]]  # epoch 1 warms up
     allreduce = None
-    if comm.size > 1:  # the all-reduce alone, on the flat gradient buffer a step reduces
-        buffer = np.zeros(sum(p.value.size for p in model.parameters()), np.float32)
+    if comm.size > 1:  # the all-reduce alone, on the flat gradient buffer the steps reduced
+        loss = xpnn.SoftmaxCrossEntropy()
+        loss.forward(model.forward(x[:256].astype(np.float32) / 255), y[:256])
+        model.backward(loss.backward())
+        (buffer,) = optimizer.gradient_buffers()  # in node-shared memory after fit (see mpi.py)
         comm.barrier()
         calls = []
         for _ in range(100):
             start = time.perf_counter()
-            comm.allreduce_mean(buffer, 0.5)
+            comm.allreduce_mean(buffer, 0.5, adopt=True)
             calls.append(time.perf_counter() - start)
         allreduce = statistics.median(calls)  # a loaded host deschedules a rank now and then
     report(role="xpnn", rank=comm.rank, size=comm.size, per_step=per_step, allreduce=allreduce)
@@ -166,8 +172,17 @@ def launch(commands: list[list[str]], timeout: float) -> list[dict]:
         out, err = proc.communicate(timeout=timeout)
         if proc.returncode:
             raise SystemExit(f"benchmark child failed ({proc.returncode}):\n{out}\n{err}")
-        results += [json.loads(line[7:]) for line in out.splitlines() if line.startswith("RESULT ")]
+        results += parse_results(out)
     return results
+
+
+def parse_results(out: str) -> list[dict]:
+    """Every ``RESULT {...}`` in ``out``: mpiexec forwards two ranks' output through one pipe,
+    and their lines can come interleaved, so each object is decoded where it starts."""
+    decoder, found = json.JSONDecoder(), []
+    for piece in out.split("RESULT ")[1:]:
+        found.append(decoder.raw_decode(piece)[0])
+    return found
 
 
 def mpiexec() -> str:
@@ -241,12 +256,13 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--library", default="numpy", help=argparse.SUPPRESS)
+    parser.add_argument("--no-shared-memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=29517, help="DDP's rendezvous port on 127.0.0.1")
     args = parser.parse_args()
     if args.role == "gemm":
         return role_gemm(args.rank, 2.0, args.library)
     if args.role == "xpnn":
-        return role_xpnn(args.steps, args.repeats)
+        return role_xpnn(args.steps, args.repeats, not args.no_shared_memory)
     if args.role == "torch":
         return role_torch(args.rank, args.size, args.steps, args.repeats, args.port)
     run_all(args)
@@ -263,6 +279,8 @@ def run_all(args: argparse.Namespace) -> None:
     mpi = [mpiexec(), "-n", "2", sys.executable, str(Path(__file__).resolve()), "--role", "xpnn", *timing]
     two = launch([mpi], 600)
     xpnn_two = step_time(two)
+    plain = launch([[*mpi, "--no-shared-memory"]], 600)
+    xpnn_plain = step_time(plain)
     torch_one = step_time(launch([["--role", "torch", *timing]], 600))
     ddp = [
         ["--role", "torch", "--rank", str(r), "--size", "2", "--port", str(args.port), *timing]
@@ -270,6 +288,7 @@ def run_all(args: argparse.Namespace) -> None:
     ]
     torch_two = step_time(launch(ddp, 600))
     allreduce = max(r["allreduce"] for r in two)
+    allreduce_plain = max(r["allreduce"] for r in plain)
     later, _ = measure_ceiling()
     torch_ceiling, torch_gflops = measure_ceiling("torch")
     print(f"GEMM ceiling (cores 0+1 vs core 0), NumPy's BLAS: {ceiling:.2f}x before, {later:.2f}x after "
@@ -280,10 +299,12 @@ def run_all(args: argparse.Namespace) -> None:
     print("|---|---:|---:|---:|---:|")
     runs = (
         ("xpnn (MPI)", xpnn_one, xpnn_two, ceiling),
+        ("xpnn (MPI, MPI_Allreduce only)", xpnn_one, xpnn_plain, ceiling),
         ("torch DDP (gloo)", torch_one, torch_two, torch_ceiling),
     )
     for name, (one, one_min), (two_t, two_min), limit in runs:
-        print(f"| {name}, 1 process | {one * 1e3:.2f} | {one_min * 1e3:.2f} | | |")
+        if "only" not in name:  # the same one-process run as the row above
+            print(f"| {name}, 1 process | {one * 1e3:.2f} | {one_min * 1e3:.2f} | | |")
         print(
             f"| {name}, 2 processes | {two_t * 1e3:.2f} | {two_min * 1e3:.2f} | {one / two_t:.2f}x "
             f"| {one / two_t / limit:.2f} |"
@@ -292,7 +313,7 @@ def run_all(args: argparse.Namespace) -> None:
     share = allreduce / xpnn_two[0]
     print(
         f"xpnn all-reduce of {count:,} float32 gradients: {allreduce * 1e3:.3f} ms / step (median) "
-        f"({share:.1%} of a step)"
+        f"({share:.1%} of a step) in node-shared memory; {allreduce_plain * 1e3:.3f} ms through MPI_Allreduce"
     )
     print(f"xpnn 2 ranks vs torch DDP 2 processes: {torch_two[0] / xpnn_two[0]:.2f}x faster (median), "
           f"{torch_two[1] / xpnn_two[1]:.2f}x (min)")  # fmt: skip

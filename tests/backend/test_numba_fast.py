@@ -204,7 +204,12 @@ def test_relu_backward_in_one_pass_equals_the_plain_mask_product(
     assert numba_fast.relu_grad(x, dout) is not None  # the fused run took the numba pass
     _assert_bits(results[:1], results[1:], dtype)
     assert numba_fast.relu_grad(x, dout.astype("float16")) is None  # mixed dtypes: the plain product
-    assert numba_fast.relu_grad(x.T, dout.T) is None  # strided: the plain product
+    transposed = numba_fast.relu_grad(x.T, dout.T)  # one transposed layout: flat in memory order
+    assert transposed is not None and transposed.strides == dout.T.strides
+    with np.errstate(invalid="ignore"):
+        _assert_bits([np.ascontiguousarray(transposed)], [np.astype(x.T > 0, dtype) * dout.T], dtype)
+    assert numba_fast.relu_grad(x.T, np.ascontiguousarray(dout.T)) is None  # two layouts: plain
+    assert numba_fast.relu_grad(x[:, ::2], dout[:, ::2]) is None  # strided: the plain product
     monkeypatch.setattr(numba_fast, "enabled", False)
     assert numba_fast.relu_grad(x, dout) is None
 

@@ -33,12 +33,21 @@ from xpnn.train.callbacks import ModelCheckpoint
 from xpnn.train.record import TrainingRun
 
 
+class FakeNode:
+    def Get_size(self) -> int:
+        return 1
+
+    def Free(self) -> None:
+        pass
+
+
 class FakeMPI:
     """A stand-in for mpi4py's ``MPI`` module and a communicator whose other ranks all hold
     ``others`` (so a sum over ranks is ``own + others``): enough to see buffers used in place."""
 
     IN_PLACE = object()
     SUM = "sum"
+    COMM_TYPE_SHARED = "shared"
 
     def __init__(self, rank: int = 0, size: int = 2, others: float = 1.0) -> None:
         self.rank, self.size, self.others = rank, size, others
@@ -49,6 +58,9 @@ class FakeMPI:
 
     def Get_size(self) -> int:
         return self.size
+
+    def Split_type(self, kind: Any, key: int = 0) -> FakeNode:
+        return FakeNode()  # the ranks of a node: this one alone, so no shared-memory reducer
 
     def Allreduce(self, where: Any, buffer: np.ndarray, op: str) -> None:
         assert where is self.IN_PLACE and op == self.SUM
@@ -232,3 +244,19 @@ def test_model_checkpoint_writes_on_rank_zero_only(tmp_path: Path) -> None:
         run = TrainingRun(model, xpnn.SoftmaxCrossEntropy(), opt, seed=0, rank=rank)
         ModelCheckpoint(tmp_path / f"rank{rank}.npz").on_epoch_end(run, 0, {"val_loss": 1.0})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.npz"]
+
+
+def test_the_shared_memory_all_reduce_moves_sums_in_place_and_falls_back_when_ranks_disagree(
+    tmp_path: Path,
+) -> None:
+    done = mpi.run(2, Path(__file__).with_name("shared_memory_worker.py"), [str(tmp_path)], timeout=60.0)
+    assert done.returncode == 0, f"worker failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
+    for r in ranks:
+        np.testing.assert_array_equal(r["moved"], np.arange(7, dtype=np.float32) * 1.5)  # 0.5 * (1 + 2)
+        assert r["moved"].dtype == np.float32 and bool(r["moved_is_new"])
+        np.testing.assert_array_equal(r["again"], np.full(7, 0.25 * 1 + 0.75 * 2, dtype=np.float32))
+        assert bool(r["again_in_place"])
+        np.testing.assert_array_equal(r["mixed"], np.full(7, 12.0, dtype=np.float32))
+        np.testing.assert_array_equal(r["plain"], np.full(5, 3.0))
+        assert r["plain"].dtype == np.float64 and bool(r["plain_same"]) and int(r["windows"]) == 1

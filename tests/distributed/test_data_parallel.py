@@ -56,6 +56,21 @@ def test_two_ranks_reproduce_the_one_process_run_and_end_bit_equal(backend_name:
     assert_ranks_bit_equal(ranks)
 
 
+@pytest.mark.parametrize("hand_loop", [False, True], ids=["fit", "hand-loop"])
+def test_gradients_averaged_in_shared_memory_give_mpi_allreduce_bits(hand_loop: bool, tmp_path: Path) -> None:
+    # both ranks on this machine: the flat gradient buffer moves into an MPI-3 shared window
+    # once and is averaged there; the same run with MPI's Allreduce gives the same bits
+    options = ("--clip", "0.5", "--l2", "1e-3", *(["--hand-loop"] if hand_loop else []))
+    shared = launch(2, tmp_path / "shared", *options)
+    plain = launch(2, tmp_path / "plain", *options, "--no-shared-memory")
+    for rank in range(2):
+        assert bool(shared[rank]["gradients_in_shared_memory"]) and int(shared[rank]["shared_windows"]) == 1
+        assert not bool(plain[rank]["gradients_in_shared_memory"]) and int(plain[rank]["shared_windows"]) == 0
+        for a, b in zip(params(shared[rank]), params(plain[rank]), strict=True):
+            assert np.array_equal(a, b)
+    assert_ranks_bit_equal(shared)
+
+
 def test_a_last_batch_smaller_than_the_ranks_is_weighted_right(tmp_path: Path) -> None:
     # 101 samples: the last batch holds 1 sample, so rank 0's share of it is empty
     (single,) = launch(0, tmp_path / "one", "--samples", "101")

@@ -32,6 +32,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--hand-loop", action="store_true", help="DistributedOptimizer, no fit")
     parser.add_argument("--batchnorm", action="store_true", help="BatchNorm after the first layer")
     parser.add_argument("--sgd", action="store_true", help="SGD with momentum instead of Adam")
+    parser.add_argument("--no-shared-memory", action="store_true", help="MPI's Allreduce for gradients")
     return parser.parse_args()
 
 
@@ -69,6 +70,8 @@ def hand_loop(model: xpnn.Sequential, optimizer: xpnn.Optimizer, comm, x, y, arg
 def main() -> None:
     args = parse()
     comm = xpnn.distributed.init()
+    if args.no_shared_memory:
+        comm.shared_memory = False  # type: ignore[attr-defined]  # an MPICommunicator here
     if args.raise_outside and comm.rank == 1:
         raise RuntimeError("rank 1 fails before training")
     x, y = data(args.samples + (1 if args.mismatch_data and comm.rank == 1 else 0))
@@ -96,9 +99,14 @@ def main() -> None:
         logs = {key: history[key] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
     result = model.evaluate(x, y, loss=xpnn.SoftmaxCrossEntropy(), communicator=comm)
     params = [backend.to_host(p.value) for p in model.parameters()]
+    node = getattr(comm, "node", None)  # the shared-memory reducer, where all ranks share a node
+    shared = [arrays[comm.rank] for _, arrays in node.windows] if node is not None else []
+    homes = [p.grad_home for p in model.parameters()]  # each parameter's view of the flat gradients
+    in_shared = all(h is not None and any(np.shares_memory(h, s) for s in shared) for h in homes)
     buffers = {f"buffer {name}": backend.to_host(value) for name, value in model.buffers().items()}
     np.savez(os.path.join(args.out, f"rank{comm.rank}-of-{comm.size}.npz"), *params,
              evaluation=np.array([result["loss"], result["accuracy"]]), t=optimizer.t, **buffers,
+             shared_windows=len(shared), gradients_in_shared_memory=in_shared,
              **{k: np.array(v) for k, v in logs.items()})  # fmt: skip
     print(f"rank {comm.rank} of {comm.size}: done")
 

@@ -11,6 +11,7 @@ import pytest
 import xpnn
 from tests.helpers.optional import require_torch
 from xpnn import backend
+from xpnn.backend import numba_fast
 from xpnn.errors import ShapeError
 from xpnn.testing import assert_close, check_gradients
 
@@ -92,9 +93,18 @@ def test_global_avg_pool_matches_torch(bk, to_bk):
     assert_close(dx, np.full(x.shape, 1 / 35, np.float32), rtol=1e-6, what="dx")
 
 
-def test_max_pool_fast_path_equals_plain_path_through_the_fused_switch():
-    layer = xpnn.MaxPool2D(3, stride=2, padding=1)
-    x = np.maximum(RNG.standard_normal((2, 3, 9, 8)), 0).astype(np.float32)
+@pytest.mark.parametrize("use_numba", [True, False], ids=["numba", "numpy"])
+@pytest.mark.parametrize("channel_major", [False, True], ids=["nchw", "channel-major"])
+@pytest.mark.parametrize("kernel", [2, 3])
+def test_max_pool_fast_path_equals_plain_path_through_the_fused_switch(
+    kernel, channel_major, use_numba, monkeypatch
+):
+    if use_numba:
+        pytest.importorskip("numba", reason="numba is optional (the fast extra)")
+    monkeypatch.setattr(numba_fast, "enabled", use_numba)  # the numba loop, or the NumPy passes
+    layer = xpnn.MaxPool2D(kernel, stride=2, padding=1)
+    x = np.maximum(RNG.standard_normal((3, 2, 9, 8)), 0).astype(np.float32)
+    x = x.transpose(1, 0, 2, 3) if channel_major else np.ascontiguousarray(x.transpose(1, 0, 2, 3))
     results = []
     for switch in (True, False):
         layer.fused = switch

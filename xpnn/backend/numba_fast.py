@@ -95,7 +95,7 @@ def _gather_scaled_loop(x: Array, index: Array, scale: Any, out: Array) -> None:
 
 
 def jit(loop: Any) -> Any:
-    """``loop`` compiled with the options every kernel here shares (only where :func:`available`)."""
+    """``loop`` compiled lazily (at its first call) with the options every kernel here needs."""
     import numba  # optional: only reached where available() imported it
 
     options: dict[str, Any] = dict(error_model="numpy", fastmath=False, nogil=True)
@@ -178,16 +178,34 @@ def rms(value: Array, grad: Array, acc: Array, *, lr: float, eps: float, rho: fl
 
 def relu_grad(x: Array, dout: Array) -> Array | None:
     """``astype(x > 0, dout.dtype) * dout`` in one pass into a fresh array (the plain form makes
-    a boolean mask, casts it and multiplies: three passes, two temporaries); None where numba
-    is absent or the arrays are not C-contiguous NumPy float arrays of one dtype and shape."""
+    a boolean mask, casts it and multiplies: three passes, two temporaries), in ``dout``'s
+    memory order; None where numba is absent or the arrays are not NumPy float arrays of one
+    dtype, shape and dense layout (C-contiguous, or a transposed view of it such as a fused
+    convolution's channel-major output)."""
     if type(x) is not np.ndarray or type(dout) is not np.ndarray or x.dtype != dout.dtype:
         return None
-    flat = _flat(x, dout) if x.flags.c_contiguous and dout.flags.c_contiguous else None
-    if flat is None:
+    if x.shape != dout.shape or x.dtype not in (np.float32, np.float64) or not available():
         return None
-    out = np.empty_like(dout)
-    _kernels()["relu_grad"](*flat, out.reshape(-1))
+    if x.flags.c_contiguous and dout.flags.c_contiguous:
+        out = np.empty(dout.shape, dtype=dout.dtype)
+    elif x.strides == dout.strides:  # one layout: flat views in memory order line up
+        out = np.empty_like(dout)  # order "K": that layout
+    else:
+        return None
+    flat = [_memory_order_flat(a) for a in (x, dout, out)]
+    if any(f is None for f in flat):
+        return None
+    _kernels()["relu_grad"](*flat)
     return out
+
+
+def _memory_order_flat(a: Array) -> Array | None:
+    """``a`` as a 1-D view in memory order: C-contiguous, or an axis permutation of such an
+    array (its strides sorted); None where the elements are not one dense block."""
+    if a.flags.c_contiguous:
+        return a.reshape(-1)
+    moved = a.transpose(sorted(range(a.ndim), key=lambda axis: -a.strides[axis]))
+    return moved.reshape(-1) if moved.flags.c_contiguous else None
 
 
 def gather_scaled(x: Array, index: Array, dtype: Any, scale: float) -> Array | None:

@@ -93,10 +93,11 @@ class DataLoader:
         n = self.num_samples
         for k in range(len(self)):  # stops clamped: out-of-range slices are outside the standard
             idx = index[k * self.batch_size : min((k + 1) * self.batch_size, n)]
-            yield self._images(idx), (None if self.y is None else xp.take(self.y, idx, axis=0))
+            yield self.images(idx), (None if self.y is None else xp.take(self.y, idx, axis=0))
 
-    def _images(self, idx: Array) -> Array:
-        """The batch ``x[idx]``, uint8 images cast to ``dtype`` and scaled by 1/255."""
+    def images(self, idx: Array) -> Array:
+        """The batch ``x[idx]`` (``idx``: device indices), uint8 images cast to ``dtype`` and
+        scaled by 1/255; the data-parallel shards gather their part through it too."""
         fast = (
             numba_fast.gather_scaled(self.x, idx, self.dtype, 1.0 / 255.0)
             if self.scale and self.fused

@@ -41,9 +41,11 @@ class Communicator(Protocol):
         """The element-wise sum of ``array`` over all ranks, on every rank."""
         ...
 
-    def allreduce_mean(self, array: Array, weight: float | None = None) -> Array:
+    def allreduce_mean(self, array: Array, weight: float | None = None, *, adopt: bool = False) -> Array:
         """``sum over ranks of weight_r * array_r``; ``weight=None`` means ``1 / size`` (the mean).
-        With weights summing to 1 over ranks this is a weighted mean (an uneven last batch)."""
+        With weights summing to 1 over ranks this is a weighted mean (an uneven last batch).
+        ``adopt=True``: the caller can switch to another array, so the result may be a new one
+        (e.g. in memory the ranks share) that it uses in place of ``array`` from then on."""
         ...
 
     def broadcast(self, array: Array, root: int = 0) -> Array:
@@ -69,7 +71,7 @@ class SingleProcess:
     def allreduce_sum(self, array: Array) -> Array:
         return array
 
-    def allreduce_mean(self, array: Array, weight: float | None = None) -> Array:
+    def allreduce_mean(self, array: Array, weight: float | None = None, *, adopt: bool = False) -> Array:
         # weight is n_local / n_global, which is 1 in one process: nothing to scale
         return array
 

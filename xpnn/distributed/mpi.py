@@ -4,6 +4,8 @@ Every collective works in place on the array's own memory where it has a host vi
 writeable NumPy array, a torch CPU tensor through DLPack): ``Allreduce(MPI.IN_PLACE, ...)``
 and ``Bcast`` read and write that memory, so averaging a flat gradient buffer costs one
 scaling pass and one MPI call, no copy. Other arrays are copied to the host and back.
+Where every rank runs on one node, the gradient average goes through memory the ranks share
+(:mod:`xpnn.backend.shared_memory`; ``shared_memory = False`` turns it off).
 mpi4py is never imported here: :func:`~xpnn.distributed.init` passes its ``MPI`` module in.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.backend.host_buffers import host_view
+from xpnn.backend.shared_memory import NodeReducer
 from xpnn.errors import DistributedError
 
 Array = Any
@@ -23,10 +26,12 @@ class MPICommunicator:
     (``COMM_WORLD`` from :func:`~xpnn.distributed.init`). Supports NumPy and torch (CPU) arrays."""
 
     supported_backends: tuple[str, ...] | None = ("numpy", "torch")
+    shared_memory: bool = True  # gradient averages through node-shared memory where all ranks share one
 
     def __init__(self, mpi: Any, comm: Any) -> None:
         self.mpi, self.comm = mpi, comm
         self.rank, self.size = int(comm.Get_rank()), int(comm.Get_size())
+        self.node: NodeReducer | None = NodeReducer.create(mpi, comm)  # collective
 
     def _host(self, array: Array, what: str) -> tuple[Any, bool]:
         """(host buffer, whether it is ``array``'s own memory)."""
@@ -46,11 +51,18 @@ class MPICommunicator:
         self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
         return array if own else backend.move_like(buffer, array)
 
-    def allreduce_mean(self, array: Array, weight: float | None = None) -> Array:
+    def allreduce_mean(self, array: Array, weight: float | None = None, *, adopt: bool = False) -> Array:
+        """See :meth:`Communicator.allreduce_mean`. ``adopt``: the caller can switch to another
+        array of the same shape (an optimizer's flat gradient buffer): the result may then be a
+        new node-shared buffer, which the caller uses instead of ``array`` from then on."""
         buffer, own = self._host(array, "allreduce_mean")
         scale = 1.0 / self.size if weight is None else float(weight)
         if scale != 1.0:
             buffer *= scale  # our own buffer (a flat gradient): scaled in place, no temporary
+        if self.node is not None and self.shared_memory:
+            summed = self.node.allreduce_sum(buffer, adopt and own and buffer is array)
+            if summed is not None:
+                return array if summed is buffer else summed
         self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
         return array if own else backend.move_like(buffer, array)
 

@@ -36,8 +36,13 @@ def average_gradients(optimizer: Optimizer, communicator: Communicator, weight: 
     """Replace every pending gradient of ``optimizer`` by its (weighted) average over ranks:
     ``sum_r weight_r * grad_r`` (``weight=None``: the plain mean), one all-reduce per buffer."""
     for buffer in optimizer.gradient_buffers():
-        out = communicator.allreduce_mean(buffer, weight)
-        if out is not buffer and backend.assign(buffer, out) is not buffer:
+        movable = optimizer.can_move_gradient_buffer(buffer)
+        out = communicator.allreduce_mean(buffer, weight, adopt=movable)
+        if out is buffer:
+            continue
+        if movable and tuple(out.shape) == tuple(buffer.shape) and type(out) is type(buffer):
+            optimizer.move_gradient_buffer(buffer, out)  # e.g. into memory the ranks share
+        elif backend.assign(buffer, out) is not buffer:
             raise DistributedError(
                 f"average_gradients: a gradient of backend {backend.backend_name(buffer)} "
                 "is read-only, so its average cannot be written back"

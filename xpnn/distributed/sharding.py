@@ -44,9 +44,7 @@ class Shards:
             n_global = min(first + loader.batch_size, n) - first
             start, stop = shard_bounds(n_global, rank, size)
             idx = index[first + start : first + stop]
-            xb = xp.take(loader.x, idx, axis=0)
-            if loader.scale:  # the loader's own cast and scale: the same numbers as one process
-                xb = xp.astype(xb, loader.dtype) * (1.0 / 255.0)
+            xb = loader.images(idx)  # the loader's own gather, cast and scale: one process's numbers
             self.weight = (stop - start) / n_global
             yield xb, (None if loader.y is None else xp.take(loader.y, idx, axis=0)), n_global
 

@@ -44,6 +44,12 @@ class _Pool2D(Layer):
 
     def _windows(self, x: Array) -> list[Array]:
         """Check ``x``, remember its geometry, return the window slices of the padded input."""
+        self._geometry(x)
+        self.padded = windows.pad(x, self.geo.pads, self.fill)
+        return windows.window_slices(self.padded, self.geo)
+
+    def _geometry(self, x: Array) -> None:
+        """Check ``x`` and remember its shape and windows."""
         name = self._name()
         check_array(name, x)
         check_rank(name, x, 4, "(batch, channels, height, width)")
@@ -52,8 +58,6 @@ class _Pool2D(Layer):
         self.x_shape = tuple(x.shape)
         self.geo = windows.geometry(name, self.x_shape, self.kernel_size, self.stride, (1, 1),
                                     (ph, ph, pw, pw), self.ceil_mode)  # fmt: skip
-        self.padded = windows.pad(x, self.geo.pads, self.fill)
-        return windows.window_slices(self.padded, self.geo)
 
     def _scatter(self, pieces: list[Array]) -> Array:
         """Add each offset's (N, C, H_out, W_out) gradient back into its window of dL/dx."""
@@ -80,11 +84,12 @@ class MaxPool2D(_Pool2D):
     fused: bool = True  # in-place NumPy kernels of xpnn.backend.numpy_conv (same numbers)
 
     def forward(self, x: Array) -> Array:
-        slices = self._windows(x)
         self.fast = self.fused and numpy_conv.applies(x)
         if self.fast:
-            self.slices, self.best = slices, numpy_conv.max_pool_forward(slices)
-            return self.best
+            self._geometry(x)
+            best, self.saved = numpy_conv.max_pool_forward(x, self.geo)
+            return best
+        slices = self._windows(x)
         xp = namespace(x)
         best = slices[0]
         index = xp.zeros(tuple(best.shape), dtype=xp.int16, device=x.device)
@@ -97,7 +102,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dout: Array) -> Array:
         if self.fast:
-            return numpy_conv.max_pool_backward(dout, self.padded, self.slices, self.best, self.geo)
+            return numpy_conv.max_pool_backward(dout, self.saved, self.geo)
         xp = namespace(dout)
         picks = [dout * xp.astype(self.index == k, dout.dtype) for k in range(len(self.geo.offsets))]
         return self._scatter(picks)

@@ -250,6 +250,18 @@ class Optimizer:
             return [p.grad for p in self.parameters() if p.grad is not None]
         return self._flat.gradient_buffers(self.param_groups)
 
+    def can_move_gradient_buffer(self, buffer: Array) -> bool:
+        """Whether ``buffer`` is a flat gradient buffer this optimizer can swap for another."""
+        return self._flat.holding(buffer) is not None
+
+    def move_gradient_buffer(self, buffer: Array, new: Array) -> None:
+        """Swap the flat gradient buffer ``buffer`` for ``new`` (same shape and dtype, holding
+        the gradients): every gradient becomes a view of ``new`` (see :meth:`gradient_buffers`)."""
+        flat = self._flat.holding(buffer)
+        if flat is None:
+            raise ValueError(f"{type(self).__name__}.move_gradient_buffer: not one of its gradient buffers")
+        flat.move_grads(new)
+
     def zero_grad(self) -> None:
         """Set every parameter's ``grad`` to ``None`` (the next backward sets rather than adds)."""
         for p in self.parameters():

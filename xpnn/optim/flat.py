@@ -113,6 +113,17 @@ class FlatGroup:
                 assign(home, g)
         return self.grads
 
+    def move_grads(self, grads: Array) -> None:
+        """Make ``grads`` (the flat buffer's shape and dtype, holding the current gradients) the
+        group's gradient buffer: every parameter's ``grad`` and ``gradient_out`` become views of
+        it (the data-parallel all-reduce moves it into memory the ranks share)."""
+        old_views, self.grads = self.grad_views, grads
+        self.grad_views = self._views_of(grads)
+        for p, old, new in zip(self.params, old_views, self.grad_views, strict=True):
+            p.grad_home = new
+            if p.grad is old:
+                p.grad = new
+
     def unchanged(self, params: Sequence[Parameter], states: Sequence[Any], names: Sequence[str]) -> bool:
         """True while the packing of the last flat step still holds: each parameter's value and
         gradient are its views of the buffers, and its state (exactly ``names``, one step count)
@@ -196,6 +207,13 @@ class FlatBuffers:
             for p, view in zip(params, flat.grad_views, strict=True):
                 p.grad = view
         return buffers
+
+    def holding(self, grads: Array) -> FlatGroup | None:
+        """The group whose flat gradient buffer is ``grads``, if any."""
+        for flat in self.groups.values():
+            if flat is not None and flat.grads is grads:
+                return flat
+        return None
 
     def step_unchanged(self, opt: Stepper, rates: Callable[[], list[float]]) -> bool:
         """The whole step, when every group was updated flat last time and nothing changed since
