@@ -46,10 +46,13 @@ _libm = _load_libm()
 _flushing_of: dict[bytes, ctypes.Array[ctypes.c_char]] = {}  # an environment -> it with FTZ and DAZ
 
 
+_spare: list[ctypes.Array[ctypes.c_char]] = []  # saved-environment buffers of blocks that ended
+
+
 def _enter() -> ctypes.Array[ctypes.c_char]:
     """Set FTZ and DAZ on this thread; returns the environment to restore."""
     assert _libm is not None
-    saved = ctypes.create_string_buffer(_ENV_SIZE)
+    saved = _spare.pop() if _spare else ctypes.create_string_buffer(_ENV_SIZE)
     _libm.fegetenv(saved)
     fast = _flushing_of.get(saved.raw)
     if fast is None:
@@ -85,6 +88,8 @@ class _Flushing:
 
     def __exit__(self, *exc: object) -> None:
         _libm.fesetenv(self.saved)  # type: ignore[union-attr]
+        if len(_spare) < 8:
+            _spare.append(self.saved)  # ctypes buffers cost microseconds to create
 
 
 def flush_denormals(enabled: bool = True) -> AbstractContextManager[None]:

@@ -126,8 +126,9 @@ def _flat(*arrays: Array) -> list[Array] | None:
     first = arrays[0]
     if not available() or first.dtype not in (np.float32, np.float64):
         return None
-    if any(a.dtype != first.dtype or a.shape != first.shape for a in arrays):
-        return None
+    for a in arrays:  # a plain loop: this runs at every optimizer step
+        if a.dtype != first.dtype or a.shape != first.shape:
+            return None
     if first.ndim == 1:
         return list(arrays)
     if not all(a.flags.c_contiguous for a in arrays):

@@ -46,19 +46,27 @@ _PIECE = 65536  # elements per pass: five float32 pieces (value, grad, two momen
 
 
 def _all_writeable_numpy(*arrays: Array) -> bool:
-    return all(
-        (type(a) is np.ndarray or array_api_compat.is_numpy_array(a)) and a.flags.writeable for a in arrays
-    )
+    for a in arrays:  # a plain loop: this runs at every optimizer step
+        if not (type(a) is np.ndarray or array_api_compat.is_numpy_array(a)) or not a.flags.writeable:
+            return False
+    return True
+
+
+def _is_numpy(a: Array) -> bool:
+    return type(a) is np.ndarray or array_api_compat.is_numpy_array(a)
 
 
 def _applies(value: Array, grad: Array, *state: Array) -> bool:
     """The kernels run on writeable NumPy arrays of one shape (state of a parameter whose value
     was swapped for another shape is left to the optimizer's check, untouched)."""
-    return (
-        type(grad) is np.ndarray
-        and all(type(a) is np.ndarray and a.flags.writeable for a in (value, *state))
-        and all(a.shape == value.shape for a in (grad, *state))
-    )
+    if type(grad) is not np.ndarray or type(value) is not np.ndarray or not value.flags.writeable:
+        return False
+    if grad.shape != value.shape:
+        return False
+    for a in state:  # plain loops: this runs at every optimizer step
+        if type(a) is not np.ndarray or not a.flags.writeable or a.shape != value.shape:
+            return False
+    return True
 
 
 def _coupled_decay(value: Array, grad: Array, group: Group) -> Array:
@@ -95,7 +103,7 @@ def fused_adam(
     """In place: ``value *= shrink`` (AdamW's decoupled decay), ``m = b1*m + (1-b1)*g;
     v = b2*v + (1-b2)*g*g; value -= m * ((step_size * bias2_root) / (sqrt(v) + eps * bias2_root))``
     (NumPy only), piece by piece."""
-    if not _all_writeable_numpy(value, m, v) or not array_api_compat.is_numpy_array(grad):
+    if not _all_writeable_numpy(value, m, v) or not _is_numpy(grad):
         return False
     if numba_fast.adam(value, grad, m, v, betas=betas, step_size=step_size, bias2_root=bias2_root,
                        eps=eps, shrink=shrink):  # fmt: skip
@@ -127,7 +135,7 @@ def fused_sgd(
     """In place: ``value -= lr * grad``; with ``buf`` (torch-style momentum after the first
     step): ``buf = momentum * buf + (1 - dampening) * grad; value -= lr * buf`` (NumPy only),
     piece by piece (plain SGD over 408,210 parameters: 239 -> 121 us)."""
-    if not _all_writeable_numpy(value) or not array_api_compat.is_numpy_array(grad):
+    if not _all_writeable_numpy(value) or not _is_numpy(grad):
         return False
     if buf is not None and not _all_writeable_numpy(buf):
         return False
@@ -153,7 +161,7 @@ def fused_rms(
 ) -> bool:
     """In place: ``acc = acc + g*g`` (AdaGrad, ``rho`` None) or ``acc = rho*acc + (1-rho)*(g*g)``
     (RMSProp); ``value -= lr * (g / (sqrt(acc) + eps))`` (NumPy only), piece by piece."""
-    if not _all_writeable_numpy(value, acc) or not array_api_compat.is_numpy_array(grad):
+    if not _all_writeable_numpy(value, acc) or not _is_numpy(grad):
         return False
     if numba_fast.rms(value, grad, acc, lr=lr, eps=eps, rho=rho):
         return True  # the same numbers in one pass

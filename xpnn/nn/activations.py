@@ -46,6 +46,12 @@ class ReLU(_Activation):
         self.x = x
         return xp.maximum(x, 0.0)
 
+    def cache_output(self, y: Array) -> None:
+        """Take ``y``, this layer's output computed by the layer before it (Sequential's
+        :meth:`~xpnn.Dense.forward_relu`), as what backward's mask reads: ``y > 0`` exactly where
+        the input was positive (NaN in both: False)."""
+        self.x = y
+
     def backward(self, dout: Array) -> Array:
         x = self._cached("x")
         dx = numba_fast.relu_grad(x, dout) if self.fused else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import backend
-from xpnn.backend import numpy_fast
+from xpnn.backend import numba_layers, numpy_fast
 from xpnn.errors import ArgumentError, ShapeError
 from xpnn.nn.checks import (
     check_array,
@@ -87,13 +87,27 @@ class Dense(Layer):
         return f"Dense({self.n_in} -> {self.n_out})"
 
     def forward(self, x: Array) -> Array:
+        w = self._take_input(x)
+        out = numpy_fast.affine(x, w, self.bias.value) if self.fused else None
+        return x @ w + self.bias.value if out is None else out
+
+    def forward_relu(self, x: Array) -> Array:
+        """``maximum(forward(x), 0.0)``: this layer and the ReLU after it in a Sequential. With
+        ``fused``, where numba is installed, the bias add and the maximum are one pass over the
+        fresh product (:func:`xpnn.backend.numba_layers.bias_relu`, the same numbers)."""
+        w = self._take_input(x)
+        out = x @ w
+        y = numba_layers.bias_relu(out, self.bias.value) if self.fused else None
+        return backend.namespace(out).maximum(out + self.bias.value, 0.0) if y is None else y
+
+    def _take_input(self, x: Array) -> Array:
+        """Check ``x`` and cache it for backward; the weight."""
         w = self.weight.value
         ok = type(x) is type(w) and x.dtype == w.dtype and x.ndim == 2 and x.shape[1] == self.n_in
         if not ok or backend.device_of(x) != backend.device_of(w):
             self._reject(x, w)
         self.x = x
-        out = numpy_fast.affine(x, w, self.bias.value) if self.fused else None
-        return x @ w + self.bias.value if out is None else out
+        return w
 
     def _reject(self, x: Array, w: Array) -> None:
         """Raise the specific error for an input the fast check in ``forward`` refused."""
@@ -106,15 +120,35 @@ class Dense(Layer):
         check_like(name, x, w)
 
     def backward(self, dout: Array) -> Array | None:
+        return self._backward(dout, None)
+
+    def backward_relu(self, dout: Array, relu: Any, owned: bool) -> Array | None:
+        """``backward(relu.backward(dout))`` for the ReLU after this layer in a Sequential. With
+        ``fused``, where numba is installed, the ReLU's mask and this layer's bias gradient are
+        one pass (:func:`xpnn.backend.numba_layers.relu_grad_bias`, the same numbers), written
+        into ``dout`` itself when ``owned`` (a fresh array no one else holds)."""
+        mask_source, x = relu._cached("x"), self._cached("x")  # ReLU's x, or its output: y > 0 where x > 0
+        fast = None
+        if self.fused and relu.fused and type(dout) is type(mask_source):
+            if tuple(mask_source.shape) == tuple(dout.shape) == (x.shape[0], self.n_out):
+                fast = numba_layers.relu_grad_bias(mask_source, dout, self.bias.gradient_out(), owned)
+        if fast is None:
+            return self._backward(relu.backward(dout), None)  # the plain pair, its checks and errors
+        return self._backward(*fast)
+
+    def _backward(self, dout: Array, db: Array | None) -> Array | None:
+        """dL/dx, adding this layer's gradients into ``.grad``; ``db`` the bias gradient where the
+        caller summed it already."""
         x = self._cached("x")
         w, b = self.weight.value, self.bias.value
         if type(dout) is not type(w) or tuple(dout.shape) != (x.shape[0], self.n_out):
             self._reject_gradient(dout, x, w)
         xp = backend.namespace(dout)
         dw = numpy_fast.matmul(x.T, dout, out=self.weight.gradient_out()) if self.fused else None
-        db = numpy_fast.sum_rows(dout, out=self.bias.gradient_out()) if self.fused else None
+        if db is None:
+            db = numpy_fast.sum_rows(dout, out=self.bias.gradient_out()) if self.fused else None
+            db = xp.sum(dout, axis=0) if db is None else db
         dw = x.T @ dout if dw is None else dw
-        db = xp.sum(dout, axis=0) if db is None else db
         l1w, l2w, l1b, l2b = self.regularizers
         if l1w:
             dw = dw + l1w * _book_sign(xp, w)

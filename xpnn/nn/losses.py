@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xpnn.backend import backend_name, device_of, namespace, numpy_fast
+from xpnn.backend import backend_name, device_of, namespace, numba_layers, numpy_fast
 from xpnn.errors import BackendMismatchError, ForwardFirstError, LabelError, NonFiniteLossError, ShapeError
 from xpnn.nn.activations import row_max, row_sum
 from xpnn.nn.checks import check_array, check_floating, is_integral
@@ -33,10 +33,12 @@ class Loss:
 
     def forward(self, pred: Array, target: Array, *, validate: bool | None = None) -> Array:
         """The mean loss over the batch, as a 0-d array on ``pred``'s device."""
-        xp, pred, target, labels = self._prepare(pred, target, validate)
-        self.pred, self.target, self.labels = pred, target, labels
-        loss = xp.asarray(self._forward(xp, pred, target, labels))
-        if self.check_finite and not bool(xp.isfinite(loss)):
+        loss = self._fast_forward(pred, target)
+        if loss is None:
+            xp, pred, target, labels = self._prepare(pred, target, validate)
+            self.pred, self.target, self.labels = pred, target, labels
+            loss = xp.asarray(self._forward(xp, pred, target, labels))
+        if self.check_finite and not bool(namespace(loss).isfinite(loss)):
             raise NonFiniteLossError(f"{type(self).__name__}: the loss is {float(loss)} (not finite)")
         return loss
 
@@ -64,6 +66,11 @@ class Loss:
         elif labels and target.dtype != xp.int64:  # torch indexes with int64 only
             target = xp.astype(target, xp.int64)
         return xp, pred, target, labels
+
+    def _fast_forward(self, pred: Array, target: Array) -> Array | None:
+        """The loss by a one-pass kernel, with the state ``backward`` needs set, where one applies
+        (inputs it takes pass every check of ``_prepare``, labels included); else None."""
+        return None
 
     def backward(self) -> Array:
         """dL/dpred for the last ``forward`` (the gradient of the batch mean)."""
@@ -123,11 +130,23 @@ class SoftmaxCrossEntropy(Loss):
 
     ``L = mean_i(logsumexp(z_i) - z_i[y_i])``, stable for any logits; the backward is the
     cheap ``(softmax(z) - onehot(y)) / N``. ``fused`` (on by default): NumPy's ufunc reduces,
-    integer-array label pick, and the one-hot subtracted in place (:mod:`xpnn.backend.numpy_fast`).
+    integer-array label pick, and the one-hot subtracted in place (:mod:`xpnn.backend.numpy_fast`);
+    where numba is installed, NumPy logits with int64 labels take three loops and one pass
+    instead (:mod:`xpnn.backend.numba_layers`, the same bits, the label range checked there).
     """
 
     takes_labels = True
     fused: bool = True
+
+    def _fast_forward(self, pred: Array, target: Array) -> Array | None:
+        """With ``fused``, numba's passes for NumPy logits and int64 labels in range (any other
+        input, a bad label included, takes the checked plain path)."""
+        fast = numba_layers.softmax_cross_entropy(pred, target) if self.fused else None
+        if fast is None:
+            return None
+        loss, self.probs = fast
+        self.pred, self.target, self.labels = pred, target, True
+        return loss
 
     def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
         shifted = pred - row_max(pred, self.fused)
@@ -153,6 +172,9 @@ class SoftmaxCrossEntropy(Loss):
 
 def _softmax_gradient(xp: Any, probs: Array, target: Array, labels: bool, fused: bool) -> Array:
     scale = 1.0 / probs.shape[0]
+    fast = numba_layers.softmax_cross_entropy_grad(probs, target) if fused and labels else None
+    if fast is not None:
+        return fast
     if labels:  # (p - onehot) / N, no one-hot
         scaled = probs * scale
         out = numpy_fast.add_at_labels(scaled, target, -scale) if fused else None

@@ -10,7 +10,9 @@ from typing import Any
 from xpnn import backend
 from xpnn.errors import NotALayerError
 from xpnn.nn import serialization
+from xpnn.nn.activations import ReLU
 from xpnn.nn.checks import check_float_dtype, check_seed
+from xpnn.nn.dense import Dense
 from xpnn.nn.layers import Layer
 from xpnn.nn.losses import Loss
 from xpnn.nn.parameter import Parameter
@@ -43,8 +45,16 @@ class Sequential:
             layer.reset_parameters(rng)
 
     def forward(self, x: Array) -> Array:
-        for layer in self.layers:
-            x = layer.forward(x)
+        layers, i = self.layers, 0
+        while i < len(layers):
+            pair = _dense_relu(layers[i], layers[i + 1]) if i + 2 < len(layers) else None  # output inside
+            if pair is not None:
+                x = pair[0].forward_relu(x)
+                pair[1].cache_output(x)
+                i += 2
+            else:
+                x = layers[i].forward(x)
+                i += 1
         return x
 
     __call__ = forward
@@ -59,8 +69,17 @@ class Sequential:
             layer.input_grad = input_grad
             if layer.parameters():
                 break
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+        layers, i = self.layers, len(self.layers) - 1
+        owned = False  # dout is a Dense layer's fresh input gradient: only this loop holds it
+        while i >= 0:
+            layer = layers[i]
+            pair = _dense_relu(layers[i - 1], layer) if 0 < i < len(layers) - 1 else None
+            if pair is not None:
+                dout = pair[0].backward_relu(dout, pair[1], owned)
+                owned, i = True, i - 2
+            else:
+                dout = layer.backward(dout)
+                owned, i = type(layer) is Dense and not _patched(layer), i - 1
             if dout is None:
                 break
         return dout
@@ -228,6 +247,19 @@ class Sequential:
     def save(self, path: str | os.PathLike[str], *, optimizer: Any = None) -> None:
         """Save the model (and an optimizer's state) atomically to an ``.npz``; see :func:`xpnn.load`."""
         save(self, path, optimizer=optimizer)
+
+
+def _dense_relu(layer: Layer, nxt: Layer) -> tuple[Dense, ReLU] | None:
+    """The pair where ``layer`` is a Dense layer and ``nxt`` a ReLU, both ``fused`` and neither
+    patched per instance (a wrapped ``forward`` or ``backward`` is called, not bypassed):
+    Sequential runs them as one (:meth:`Dense.forward_relu`, :meth:`Dense.backward_relu`)."""
+    if type(layer) is Dense and type(nxt) is ReLU and layer.fused and nxt.fused:
+        return None if _patched(layer) or _patched(nxt) else (layer, nxt)
+    return None
+
+
+def _patched(layer: Layer) -> bool:
+    return "forward" in layer.__dict__ or "backward" in layer.__dict__
 
 
 def save(model: Sequential, path: str | os.PathLike[str], *, optimizer: Any = None) -> None:

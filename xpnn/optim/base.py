@@ -190,13 +190,15 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter that has a gradient. Everything is checked before anything
         changes, so a ``step()`` that raises leaves parameters and state as they were."""
-        for hook in self._pre_hooks:
-            hook(self)
+        if self._pre_hooks:
+            for hook in self._pre_hooks:
+                hook(self)
         with flush_denormals(self.flush_denormals):
             self._step()
         self.t += 1
-        for hook in self._post_hooks:
-            hook(self)
+        if self._post_hooks:
+            for hook in self._post_hooks:
+                hook(self)
 
     def _rates(self) -> list[float]:
         return [self.lr_at(self.t, g) for g in range(len(self.param_groups))]
