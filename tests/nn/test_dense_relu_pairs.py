@@ -70,3 +70,39 @@ def test_relu_forward_called_directly_never_writes_its_input() -> None:
     x = np.array([[-1.0, 2.0, -0.0]], np.float32)
     y = xpnn.ReLU().forward(x)
     assert y is not x and np.array_equal(x, [[-1.0, 2.0, -0.0]])
+
+
+class _Center(xpnn.Layer):
+    """A user's layer that changes its input in place (allowed: the input is not the caller's)."""
+
+    def forward(self, x: Any) -> Any:
+        x -= 0.5
+        return x
+
+    def backward(self, dout: Any) -> Any:
+        return dout
+
+
+@pytest.mark.parametrize("after", ["center", "flatten"])
+def test_a_relu_output_that_a_later_layer_may_change_is_not_used_as_the_mask(after: str) -> None:
+    # only a Dense may follow a paired ReLU: a user's layer could change the ReLU's output in
+    # place, and a Flatten hands it to the caller as a view, before backward; the pair would
+    # read its mask from that changed output
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8, 6)).astype(np.float32)
+    grads = []
+    for fused in (True, False):
+        if after == "center":
+            layers: list[xpnn.Layer] = [xpnn.Dense(6, 5), xpnn.ReLU(), _Center(), xpnn.Dense(5, 3)]
+        else:
+            layers = [xpnn.Dense(6, 5), xpnn.ReLU(), xpnn.Flatten()]
+        for layer in layers:
+            layer.fused = fused  # type: ignore[attr-defined]
+        model = xpnn.Sequential(layers, seed=0)
+        out = model.forward(x)
+        if after == "flatten":
+            out -= 0.5  # the caller's own output, changed in place
+        model.backward(np.ones(out.shape, dtype=np.float32))
+        grads.append([p.grad.copy() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        assert np.array_equal(a, b)

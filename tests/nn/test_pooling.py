@@ -143,3 +143,19 @@ def test_pooling_rejects_padding_above_half_the_kernel():
         ShapeError, match=r"MaxPool2D: padding must be at most half the kernel size \(2, 2\), got \(2, 2\)"
     ):
         xpnn.MaxPool2D(2, padding=2)
+
+
+@pytest.mark.parametrize("numba", [True, False], ids=["numba", "no-numba"])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 4), (8, 3, 4, 4), (4, 3, 8, 8), (4, 3, 64, 64)])
+@pytest.mark.parametrize("pool", [xpnn.MaxPool2D, xpnn.AvgPool2D])
+def test_a_pool_refuses_a_gradient_of_another_shape_than_its_output(
+    pool: Any, shape: tuple[int, ...], fused: bool, numba: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fused loops index without bounds checks: a wrong dout must be refused before them
+    monkeypatch.setattr(numba_fast, "enabled", numba)
+    layer = pool(2)
+    layer.fused = fused
+    layer.forward(np.random.default_rng(0).random((4, 3, 8, 8), dtype=np.float32))
+    with pytest.raises(ShapeError, match=r"backward: expected dout of shape \(4, 3, 4, 4\)"):
+        layer.backward(np.ones(shape, dtype=np.float32))

@@ -85,6 +85,8 @@ def max_pool_grad(dout: Array, index: Array, like: Array, geo: Any) -> Array | N
     if moved is None or type(dout) is not np.ndarray or dout.dtype != like.dtype:
         return None
     ddout = dout if moved is like else dout.transpose(1, 0, 2, 3)  # any strides: read as they are
+    if ddout.shape != index.shape or moved.shape[:2] != index.shape[:2]:
+        return None  # the loop indexes without bounds checks: never with shapes that disagree
     dx = np.empty(moved.shape, dtype=like.dtype)
     (kh, kw), (sh, sw), pads = geo.kernel, geo.stride, geo.pads
     _kernels().pool_grad(ddout, index, kh, kw, sh, sw, pads[0], pads[2], dx)

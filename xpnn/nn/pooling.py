@@ -59,6 +59,16 @@ class _Pool2D(Layer):
         self.geo = windows.geometry(name, self.x_shape, self.kernel_size, self.stride, (1, 1),
                                     (ph, ph, pw, pw), self.ceil_mode)  # fmt: skip
 
+    def _check_dout(self, dout: Array) -> None:
+        """Raise before anything runs unless ``dout`` has the last output's shape (the fused
+        loops index by it: a wrong shape must never reach them)."""
+        geo = self._cached("geo")
+        name = f"{self._name()}.backward"
+        check_array(name, dout, "dout")
+        expected = (*self.x_shape[:2], *geo.out)
+        if tuple(dout.shape) != expected:
+            raise ShapeError(f"{name}: expected dout of shape {expected} (the last output's), got {tuple(dout.shape)}")
+
     def _scatter(self, pieces: list[Array]) -> Array:
         """Add each offset's (N, C, H_out, W_out) gradient back into its window of dL/dx."""
         xp = namespace(pieces[0])
@@ -84,12 +94,14 @@ class MaxPool2D(_Pool2D):
     fused: bool = True  # in-place NumPy kernels of xpnn.backend.numpy_conv (same numbers)
 
     def forward(self, x: Array) -> Array:
-        self.fast = self.fused and numpy_conv.applies(x)
-        if self.fast:
+        fast = self.fused and numpy_conv.applies(x)
+        if fast:
             self._geometry(x)
+            self.fast = True
             best, self.saved = numpy_conv.max_pool_forward(x, self.geo)
             return best
         slices = self._windows(x)
+        self.fast = False
         xp = namespace(x)
         best = slices[0]
         index = xp.zeros(tuple(best.shape), dtype=xp.int16, device=x.device)
@@ -101,6 +113,7 @@ class MaxPool2D(_Pool2D):
         return best
 
     def backward(self, dout: Array) -> Array:
+        self._check_dout(dout)
         if self.fast:
             return numpy_conv.max_pool_backward(dout, self.saved, self.geo)
         xp = namespace(dout)
@@ -132,6 +145,7 @@ class AvgPool2D(_Pool2D):
         return _sum(windows.window_slices(inside, self.geo))
 
     def backward(self, dout: Array) -> Array:
+        self._check_dout(dout)
         share = dout / self.divisor
         return self._scatter([share] * len(self.geo.offsets))
 

@@ -47,7 +47,7 @@ class Sequential:
     def forward(self, x: Array) -> Array:
         layers, i = self.layers, 0
         while i < len(layers):
-            pair = _dense_relu(layers[i], layers[i + 1]) if i + 2 < len(layers) else None  # output inside
+            pair = _dense_relu(layers[i], layers[i + 1], layers[i + 2]) if i + 2 < len(layers) else None
             if pair is not None:
                 x = pair[0].forward_relu(x)
                 pair[1].cache_output(x)
@@ -73,7 +73,7 @@ class Sequential:
         owned = False  # dout is a Dense layer's fresh input gradient: only this loop holds it
         while i >= 0:
             layer = layers[i]
-            pair = _dense_relu(layers[i - 1], layer) if 0 < i < len(layers) - 1 else None
+            pair = _dense_relu(layers[i - 1], layer, layers[i + 1]) if 0 < i < len(layers) - 1 else None
             if pair is not None:
                 dout = pair[0].backward_relu(dout, pair[1], owned)
                 owned, i = True, i - 2
@@ -249,12 +249,15 @@ class Sequential:
         save(self, path, optimizer=optimizer)
 
 
-def _dense_relu(layer: Layer, nxt: Layer) -> tuple[Dense, ReLU] | None:
-    """The pair where ``layer`` is a Dense layer and ``nxt`` a ReLU, both ``fused`` and neither
-    patched per instance (a wrapped ``forward`` or ``backward`` is called, not bypassed):
-    Sequential runs them as one (:meth:`Dense.forward_relu`, :meth:`Dense.backward_relu`)."""
-    if type(layer) is Dense and type(nxt) is ReLU and layer.fused and nxt.fused:
-        return None if _patched(layer) or _patched(nxt) else (layer, nxt)
+def _dense_relu(layer: Layer, nxt: Layer, after: Layer) -> tuple[Dense, ReLU] | None:
+    """The pair where ``layer`` is a Dense layer and ``nxt`` a ReLU, both ``fused`` and none of
+    the three patched per instance (a wrapped ``forward`` or ``backward`` is called, not
+    bypassed): Sequential runs them as one (:meth:`Dense.forward_relu`, :meth:`Dense.backward_relu`).
+    The ReLU's output is its backward mask, so only a Dense layer may read it next: a Dense
+    never writes into its input nor hands it on (a Flatten view, a Dropout in eval mode or a
+    user's layer could, and an in-place change would then change the gradient)."""
+    if type(layer) is Dense and type(nxt) is ReLU and type(after) is Dense and layer.fused and nxt.fused:
+        return None if _patched(layer) or _patched(nxt) or _patched(after) else (layer, nxt)
     return None
 
 
