@@ -35,6 +35,11 @@ def main() -> None:
     plain = np.full(5, rank + 1.0)
     results["plain"] = comm.allreduce_mean(plain, 1.0).copy()
     results["plain_same"] = comm.allreduce_mean(plain, 1.0) is plain
+    # 5. the shared buffer again, but rank 1 has turned shared memory off: MPI's Allreduce for all
+    comm.shared_memory = rank == 0  # type: ignore[attr-defined]
+    moved[...] = rank + 1.0
+    results["one_off"] = comm.allreduce_mean(moved, 1.0).copy()
+    comm.shared_memory = True  # type: ignore[attr-defined]
     results["windows"] = len(node.windows)
     np.savez(os.path.join(out, f"rank{rank}.npz"), **{k: np.asarray(v) for k, v in results.items()})
 

@@ -259,4 +259,5 @@ def test_the_shared_memory_all_reduce_moves_sums_in_place_and_falls_back_when_ra
         assert bool(r["again_in_place"])
         np.testing.assert_array_equal(r["mixed"], np.full(7, 12.0, dtype=np.float32))
         np.testing.assert_array_equal(r["plain"], np.full(5, 3.0))
+        np.testing.assert_array_equal(r["one_off"], np.full(7, 3.0, dtype=np.float32))
         assert r["plain"].dtype == np.float64 and bool(r["plain_same"]) and int(r["windows"]) == 1

@@ -258,3 +258,29 @@ def test_matmul_and_sum_rows_into_a_buffer_equal_the_plain_expressions():
     wrong = np.empty((5, 3), np.float64)  # a buffer that does not fit is not used: the plain path runs
     assert kernels.matmul(a.T, b, out=wrong) is None
     assert kernels.sum_rows(b, out=np.empty(4, np.float32)).shape == (3,)
+
+
+def test_moving_the_gradient_buffer_refuses_another_shape_or_dtype_and_changes_nothing():
+    model = xpnn.Sequential([xpnn.Dense(3, 4), xpnn.ReLU(), xpnn.Dense(4, 2)], seed=0)
+    opt = xpnn.Adam(model.parameters(), lr=0.1)
+    loss = xpnn.SoftmaxCrossEntropy()
+    loss.forward(model.forward(np.ones((5, 3), dtype=np.float32)), np.array([0, 1, 0, 1, 1]))
+    model.backward(loss.backward())
+    (buffer,) = opt.gradient_buffers()
+    before = [p.grad for p in model.parameters()]
+    for bad in (
+        np.zeros(3, np.float32),
+        np.zeros(buffer.shape, np.float64),
+        np.zeros((buffer.size, 1), np.float32),
+    ):
+        with pytest.raises(ValueError, match="expected"):
+            opt.move_gradient_buffer(buffer, bad)
+        assert opt.can_move_gradient_buffer(buffer) and all(
+            p.grad is g for p, g in zip(model.parameters(), before, strict=True)
+        )
+    new = buffer.copy()
+    opt.move_gradient_buffer(buffer, new)
+    assert all(
+        np.shares_memory(p.grad, new) and np.shares_memory(p.grad_home, new) for p in model.parameters()
+    )
+    assert not opt.can_move_gradient_buffer(buffer) and opt.can_move_gradient_buffer(new)

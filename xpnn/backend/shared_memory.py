@@ -16,8 +16,10 @@ rank down MPI's own ``Allreduce``, never into a collective the others do not cal
 
 Memory: the MPI "unified" model, synchronised as the standard prescribes
 (``MPI_Win_sync``, then a collective, then ``MPI_Win_sync``). Windows live until MPI ends:
-one per adopted buffer (an optimizer's flat gradients), never freed while anything may write
-into them. The sum of one element is computed by one rank and copied to all, so every rank
+one per adopted buffer (an optimizer's flat gradients: a repacked group adopts a new one and
+the old one stays), never freed while anything may write into them. For more than two ranks
+the rank-order sum can differ in the last bit from MPI's own reduction order; every rank still
+holds the same bits. The sum of one element is computed by one rank and copied to all, so every rank
 holds the same bits.
 """
 
@@ -55,14 +57,18 @@ class NodeReducer:
                 return index
         return -1
 
-    def allreduce_sum(self, buffer: np.ndarray, adopt: bool) -> np.ndarray | None:
+    def allreduce_sum(self, buffer: np.ndarray, adopt: bool, enabled: bool = True) -> np.ndarray | None:
         """The element-wise sum over ranks in shared memory: ``buffer`` itself (a shared one),
         a new shared buffer holding it (``adopt``: the caller switches to it), or None where
-        the ranks did not all qualify (then the caller runs MPI's ``Allreduce``). Collective."""
-        eligible = type(buffer) is np.ndarray and buffer.ndim == 1 and buffer.dtype in _DTYPES
+        the ranks did not all qualify or one has it ``enabled=False`` (then the caller runs
+        MPI's ``Allreduce``). Collective: every rank calls it, whatever its own answers."""
+        eligible = enabled and type(buffer) is np.ndarray and buffer.ndim == 1 and buffer.dtype in _DTYPES
         eligible = eligible and buffer.flags.c_contiguous and buffer.flags.writeable
         code = _DTYPES.index(buffer.dtype) if eligible else -1
-        mine = np.array([self._index(buffer), eligible, adopt, buffer.size, code], dtype=np.int64)
+        index = self._index(buffer) if eligible else -1
+        if index >= 0:
+            self.windows[index][0].Sync()  # this rank's stores (backward, the weight) before the collective
+        mine = np.array([index, eligible, adopt, buffer.size, code], dtype=np.int64)
         both = np.concatenate([mine, -mine])  # one MIN all-reduce gives every field's min and max
         self.comm.Allreduce(self.mpi.IN_PLACE, both, op=self.mpi.MIN)
         low, high = both[:_FIELDS], -both[_FIELDS:]

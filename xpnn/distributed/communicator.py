@@ -97,7 +97,8 @@ def init() -> Communicator:
     """The communicator of this process: over mpi4py's ``COMM_WORLD`` when started by
     ``mpiexec -n N`` with N > 1, else :class:`SingleProcess` (also without mpi4py).
 
-    Under MPI it also installs an ``excepthook`` that prints the traceback and calls
+    Under MPI it is collective (call it once, on every rank: it finds the ranks that share a
+    node), and it also installs an ``excepthook`` that prints the traceback and calls
     ``MPI_Abort``: an uncaught exception on any rank ends the whole job instead of leaving
     the other ranks blocked in a collective.
     """

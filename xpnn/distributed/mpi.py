@@ -31,7 +31,7 @@ class MPICommunicator:
     def __init__(self, mpi: Any, comm: Any) -> None:
         self.mpi, self.comm = mpi, comm
         self.rank, self.size = int(comm.Get_rank()), int(comm.Get_size())
-        self.node: NodeReducer | None = NodeReducer.create(mpi, comm)  # collective
+        self.node: NodeReducer | None = NodeReducer.create(mpi, comm)  # collective: init() on every rank
 
     def _host(self, array: Array, what: str) -> tuple[Any, bool]:
         """(host buffer, whether it is ``array``'s own memory)."""
@@ -59,8 +59,8 @@ class MPICommunicator:
         scale = 1.0 / self.size if weight is None else float(weight)
         if scale != 1.0:
             buffer *= scale  # our own buffer (a flat gradient): scaled in place, no temporary
-        if self.node is not None and self.shared_memory:
-            summed = self.node.allreduce_sum(buffer, adopt and own and buffer is array)
+        if self.node is not None:  # collective on every rank; shared_memory=False on any rank: MPI's
+            summed = self.node.allreduce_sum(buffer, adopt and own and buffer is array, self.shared_memory)
             if summed is not None:
                 return array if summed is buffer else summed
         self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)

@@ -67,7 +67,9 @@ class _Pool2D(Layer):
         check_array(name, dout, "dout")
         expected = (*self.x_shape[:2], *geo.out)
         if tuple(dout.shape) != expected:
-            raise ShapeError(f"{name}: expected dout of shape {expected} (the last output's), got {tuple(dout.shape)}")
+            raise ShapeError(
+                f"{name}: expected dout of shape {expected} (the last output's), got {tuple(dout.shape)}"
+            )
 
     def _scatter(self, pieces: list[Array]) -> Array:
         """Add each offset's (N, C, H_out, W_out) gradient back into its window of dL/dx."""

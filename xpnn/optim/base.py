@@ -255,8 +255,8 @@ class Optimizer:
         return self._flat.holding(buffer) is not None
 
     def move_gradient_buffer(self, buffer: Array, new: Array) -> None:
-        """Swap the flat gradient buffer ``buffer`` for ``new`` (same shape and dtype, holding
-        the gradients): every gradient becomes a view of ``new`` (see :meth:`gradient_buffers`)."""
+        """Swap the flat gradient buffer ``buffer`` for ``new`` (same type, shape and dtype,
+        holding the gradients): every gradient becomes a view of ``new``."""
         flat = self._flat.holding(buffer)
         if flat is None:
             raise ValueError(f"{type(self).__name__}.move_gradient_buffer: not one of its gradient buffers")

@@ -117,8 +117,12 @@ class FlatGroup:
         """Make ``grads`` (the flat buffer's shape and dtype, holding the current gradients) the
         group's gradient buffer: every parameter's ``grad`` and ``gradient_out`` become views of
         it (the data-parallel all-reduce moves it into memory the ranks share)."""
-        old_views, self.grads = self.grad_views, grads
-        self.grad_views = self._views_of(grads)
+        want = (type(self.grads).__name__, tuple(self.grads.shape), self.grads.dtype)
+        got = (type(grads).__name__, tuple(grads.shape), grads.dtype)
+        if got != want or device_of(grads) != device_of(self.grads):  # checked before anything changes
+            raise ValueError(f"FlatGroup.move_grads: expected (type, shape, dtype) {want}, got {got}")
+        views = self._views_of(grads)
+        old_views, self.grads, self.grad_views = self.grad_views, grads, views
         for p, old, new in zip(self.params, old_views, self.grad_views, strict=True):
             p.grad_home = new
             if p.grad is old:
