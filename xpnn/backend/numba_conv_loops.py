@@ -17,18 +17,13 @@ from typing import Any
 import numba
 import numpy as np
 
+from xpnn.backend.numba_fast import OPTIONS
+from xpnn.backend.numba_fast import jit as _jit
+
 Array = Any
-_OPTIONS: dict[str, Any] = dict(error_model="numpy", fastmath=False, nogil=True)
-_inline = numba.njit(inline="always", **_OPTIONS)
+_inline = numba.njit(inline="always", **OPTIONS)
 _u = np.uint64  # an index cast to unsigned: numba skips the negative-index wraparound (which
 # blocks vectorisation: the 2x2 pool's 2.1 ms -> 0.9 ms); every index here is in range
-
-
-def _jit(loop: Any) -> Any:
-    try:
-        return numba.njit(cache=True, **_OPTIONS)(loop)
-    except RuntimeError:  # no writeable cache directory: compile at every start instead
-        return numba.njit(**_OPTIONS)(loop)
 
 
 @_inline

@@ -94,15 +94,18 @@ def _gather_scaled_loop(x: Array, index: Array, scale: Any, out: Array) -> None:
             out[r, c] = out.dtype.type(row[c]) * scale
 
 
+# numba's options for every loop: numpy's division semantics, no reassociation, GIL released
+OPTIONS: dict[str, Any] = dict(error_model="numpy", fastmath=False, nogil=True)
+
+
 def jit(loop: Any) -> Any:
     """``loop`` compiled lazily (at its first call) with the options every kernel here needs."""
     import numba  # optional: only reached where available() imported it
 
-    options: dict[str, Any] = dict(error_model="numpy", fastmath=False, nogil=True)
     try:
-        return numba.njit(cache=True, **options)(loop)
+        return numba.njit(cache=True, **OPTIONS)(loop)
     except RuntimeError:  # no writeable cache directory: compile at every start instead
-        return numba.njit(**options)(loop)
+        return numba.njit(**OPTIONS)(loop)
 
 
 def _kernels() -> dict[str, Any]:
