@@ -4,7 +4,8 @@ The same layers, losses and optimizers run on NumPy, CuPy, PyTorch tensors,
 array-api-strict and JAX.
 """
 
-from xpnn import backend, data, distributed, nnfs, testing
+from xpnn import backend, data, distributed, functional, nnfs, testing
+from xpnn.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from xpnn.data import DataLoader, load_fashion_mnist
 from xpnn.errors import (
     ArgumentError,
@@ -16,6 +17,7 @@ from xpnn.errors import (
     DistributedError,
     DTypeError,
     ForwardFirstError,
+    GradientError,
     LabelError,
     MissingDependencyError,
     ModelMismatchError,
@@ -42,13 +44,10 @@ from xpnn.nn import (
     MaxPool2D,
     Parameter,
     ReLU,
-    Sequential,
     Sigmoid,
     Softmax,
     SoftmaxCrossEntropy,
     Tanh,
-    load,
-    save,
 )
 from xpnn.optim import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp, schedules
 from xpnn.train import (
@@ -58,8 +57,12 @@ from xpnn.train import (
     History,
     LRFinderResult,
     ModelCheckpoint,
+    Module,
+    Sequential,
     TensorBoard,
+    load,
     lr_find,
+    save,
 )
 
 __version__ = "0.1.0"
@@ -103,6 +106,7 @@ __all__ = [
     "Dropout",
     "Flatten",
     "ForwardFirstError",
+    "GradientError",
     "GlobalAvgPool2D",
     "LabelError",
     "Layer",
@@ -110,6 +114,7 @@ __all__ = [
     "Loss",
     "MaxPool2D",
     "MissingDependencyError",
+    "Module",
     "ModelMismatchError",
     "NonFiniteLossError",
     "OptimizerError",
@@ -121,11 +126,16 @@ __all__ = [
     "Softmax",
     "SoftmaxCrossEntropy",
     "Tanh",
+    "Tensor",
     "XpnnError",
     "__version__",
     "backend",
     "data",
     "distributed",
+    "enable_grad",
+    "functional",
+    "is_grad_enabled",
     "nnfs",
+    "no_grad",
     "testing",
 ]

@@ -81,3 +81,8 @@ class ArgumentError(XpnnError, ValueError):
 
 class ArgumentTypeError(ArgumentError, TypeError):
     """An argument is of the wrong type (``Dense("4", 3)``, ``loss=None``): still a ``TypeError``."""
+
+
+class GradientError(XpnnError, RuntimeError):
+    """A backward that cannot run: of a tensor that needs no gradient, through a graph already
+    consumed (without ``retain_graph``), or of a non-scalar tensor without ``grad``."""

@@ -59,6 +59,11 @@ def _image(n: int, c: int, hw: tuple[int, int], dtype: str, order: str, special:
     return x if order == "channel-major" else np.ascontiguousarray(x)
 
 
+def _pool_saved(layer: Any) -> Any:
+    """What the last plain-array forward of a max-pooling layer kept for its backward."""
+    return layer._call.ctx.saved[1]
+
+
 def _pool(x: np.ndarray, kernel: Any, options: dict[str, Any], dout: np.ndarray | None, *, numba: bool,
           monkeypatch: pytest.MonkeyPatch, fused: bool = True) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     monkeypatch.setattr(numba_fast, "enabled", numba)
@@ -66,7 +71,7 @@ def _pool(x: np.ndarray, kernel: Any, options: dict[str, Any], dout: np.ndarray 
     layer.fused = fused
     y = layer.forward(x)
     if fused:
-        assert (len(layer.saved) == 2) == numba  # numba's (x, index), or the NumPy passes' slices
+        assert (len(_pool_saved(layer)) == 2) == numba  # numba's (x, index), or the NumPy passes' slices
     return y, layer.backward(np.ones_like(y) if dout is None else dout)
 
 
@@ -110,8 +115,8 @@ def test_max_pool_loops_route_nan_and_minus_inf_as_the_numpy_fast_path(
 def test_max_pool_index_is_int16_and_numba_declines_what_it_does_not_cover(numba_on: None) -> None:
     layer = xpnn.MaxPool2D(2)
     layer.forward(_image(2, 3, (6, 6), "float32", "contiguous"))
-    assert layer.saved[1].dtype == np.int16 and layer.saved[1].shape == (2, 3, 3, 3)
-    geo = layer.geo
+    assert _pool_saved(layer)[1].dtype == np.int16 and _pool_saved(layer)[1].shape == (2, 3, 3, 3)
+    geo = layer._call.ctx.saved[2]
     assert numba_conv.max_pool(np.ones((1, 1, 6, 6), np.float16), geo) is None
     assert numba_conv.max_pool(np.ones((2, 3, 6, 6), np.float32)[:, :, ::-1], geo) is None  # strided
     dx = layer.backward(np.ones((2, 3, 3, 3), np.float64))  # another dtype: the NumPy passes
@@ -123,7 +128,7 @@ def test_max_pool_without_numba_takes_the_numpy_passes(monkeypatch: pytest.Monke
     layer = xpnn.MaxPool2D(3, stride=2, padding=1)
     x = _image(2, 3, (7, 8), "float32", "channel-major")
     y = layer.forward(x)
-    assert len(layer.saved) > 2 and numba_conv.max_pool(x, layer.geo) is None
+    assert len(_pool_saved(layer)) > 2 and numba_conv.max_pool(x, layer._call.ctx.saved[2]) is None
     dx = layer.backward(np.ones_like(y))
     layer.fused = False
     np.testing.assert_array_equal(layer.forward(x), y)
@@ -151,7 +156,7 @@ def _conv(x: np.ndarray, case: int, dout: np.ndarray | None, *, numba: bool,
     layer.input_grad = True
     y = layer.forward(x)
     dx = layer.backward(np.ones_like(y) if dout is None else dout)
-    return [y, layer.cols, dx, layer.weight.grad, layer.bias.grad]
+    return [y, layer._call.ctx.saved[0], dx, layer.weight.grad, layer.bias.grad]
 
 
 @pytest.mark.parametrize("order", ["contiguous", "channel-major", "strided"])
@@ -168,7 +173,11 @@ def test_im2col_and_col2im_loops_equal_the_numpy_fast_path(
     dout = RNG.standard_normal(probe.shape).astype(dtype)
     want = _conv(x, case, dout, numba=False, monkeypatch=monkeypatch)
     got = _conv(x, case, dout, numba=True, monkeypatch=monkeypatch)
-    geo = xpnn.Conv2D(*CONV_CASES[case][:3], **CONV_CASES[case][3]).to("numpy", dtype=dtype)._check(x)
+    geo = (
+        xpnn.Conv2D(*CONV_CASES[case][:3], **CONV_CASES[case][3])
+        .to("numpy", dtype=dtype)
+        .options(x)["geometry"]
+    )
     assert numba_conv.im2col(x, geo) is not None  # the loops ran
     for a, b in zip(got, want, strict=True):
         _assert_bits(a, b)
@@ -177,7 +186,7 @@ def test_im2col_and_col2im_loops_equal_the_numpy_fast_path(
 
 def test_col2im_adds_nothing_from_padding_and_keeps_non_finite_pieces_out(numba_on: None) -> None:
     layer = xpnn.Conv2D(1, 1, 3, padding=1, seed=0)
-    geo = layer._check(np.zeros((1, 1, 4, 5), np.float32))
+    geo = layer.options(np.zeros((1, 1, 4, 5), np.float32))["geometry"]
     dcols = np.full((1, 9, 1, 4, 5), 1.0, np.float32)
     dcols[:, :, :, 0, 0] = np.inf  # output (0, 0): its offsets (0, *) and (*, 0) read padding
     dx = numba_conv.col2im(dcols, geo, (1, 1, 4, 5))
@@ -193,8 +202,10 @@ def test_col2im_adds_nothing_from_padding_and_keeps_non_finite_pieces_out(numba_
 def test_an_empty_batch_passes_through_the_loops(numba_on: None) -> None:
     model = xpnn.Sequential([xpnn.Conv2D(2, 3, 3, padding=1), xpnn.ReLU(), xpnn.MaxPool2D(2),
                              xpnn.Conv2D(3, 4, 3, padding=1)], seed=0)  # fmt: skip
-    y = model.forward(np.zeros((0, 2, 6, 6), np.float32))
-    assert y.shape == (0, 4, 3, 3) and len(model[2].saved) == 2  # numba's max pooling ran
+    y = np.zeros((0, 2, 6, 6), np.float32)
+    for layer in model.layers:  # each layer's own plain-array forward and backward
+        y = layer.forward(y)
+    assert y.shape == (0, 4, 3, 3) and len(model[2]._call.ctx.saved[1]) == 2  # numba's max pooling ran
     d = np.ones_like(y)
     for layer in reversed(model.layers):
         layer.input_grad = True

@@ -30,7 +30,7 @@ def _plain_loss(z: np.ndarray, y: np.ndarray) -> tuple[Any, Any, Any]:
     loss_fn = xpnn.SoftmaxCrossEntropy()
     loss_fn.fused = False
     loss = loss_fn.forward(z, y)
-    return loss, loss_fn.probs, loss_fn.backward()
+    return loss, loss_fn._ctx.saved[0], loss_fn.backward()
 
 
 SHAPES = [(1, 1), (1, 10), (7, 3), (8, 9), (32, 10), (129, 8), (256, 10), (300, 129), (1000, 2), (8192, 10)]

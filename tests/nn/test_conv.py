@@ -13,7 +13,7 @@ from tests.helpers.optional import require_torch
 from xpnn import backend
 from xpnn.backend import numba_fast
 from xpnn.errors import ShapeError
-from xpnn.nn import windows
+from xpnn.functional import windows
 from xpnn.testing import check_gradients
 
 RNG = np.random.default_rng(7)

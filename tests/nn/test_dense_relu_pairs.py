@@ -1,7 +1,7 @@
-"""Sequential runs each Dense followed by a ReLU as one pair (``Dense.forward_relu``,
-``Dense.backward_relu``): the numbers of the two layers run one after the other, on every
-backend, with and without numba, with regularizers and accumulated gradients; the errors of
-the plain pair; and the caller's arrays never written."""
+"""Sequential runs each Dense followed by a ReLU (and read by a Dense) as one node
+(``Dense.fused_with``, :class:`xpnn.functional.linear.LinearReLU`): the numbers of the two
+layers run one after the other, on every backend, with and without numba, with regularizers
+and accumulated gradients; the errors of the plain pair; and the caller's arrays never written."""
 
 from __future__ import annotations
 
@@ -57,13 +57,14 @@ def test_pairs_give_the_numbers_of_the_layers_one_by_one(
 
 def test_a_pair_raises_the_errors_of_its_layers_before_touching_grad() -> None:
     model = _model(True, backend.resolve("numpy"))
-    dense, relu = model.layers[0], model.layers[1]
-    with pytest.raises(ForwardFirstError, match="ReLU"):
-        dense.backward_relu(np.ones((2, 5), np.float32), relu, True)
+    with pytest.raises(ForwardFirstError, match="Sequential"):
+        model.backward(np.ones((2, 3), np.float32))
+    with pytest.raises(ShapeError, match=r"Dense\(6 -> 5\): expected input of shape \(batch, 6\)"):
+        model.forward(np.ones((2, 7), np.float32))
     model.forward(np.ones((2, 6), np.float32))
-    with pytest.raises((ShapeError, ValueError)):  # as ReLU.backward then Dense.backward raise
-        dense.backward_relu(np.ones((3, 5), np.float32), relu, True)
-    assert all(p.grad is None for p in dense.parameters())
+    with pytest.raises(ShapeError, match=r"expected grad of shape \(2, 3\)"):
+        model.backward(np.ones((3, 3), np.float32))
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_relu_forward_called_directly_never_writes_its_input() -> None:

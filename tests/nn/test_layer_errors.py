@@ -17,11 +17,16 @@ def test_dense_rejects_the_wrong_input_width(bk, to_bk):
         layer.forward(to_bk(np.zeros((32, 785)), "float32"))
 
 
-def test_dense_rejects_the_wrong_rank(bk, to_bk):
+def test_dense_rejects_a_0d_input_and_takes_leading_axes_as_torch_linear(bk, to_bk):
     with pytest.raises(
-        xpnn.ShapeError, match=r"Dense\(4 -> 2\): expected input of shape \(batch, 4\), got \(2, 2, 4\)"
+        xpnn.ShapeError, match=r"Dense\(4 -> 2\): expected input of shape \(batch, 4\), got \(\)"
     ):
-        xpnn.Dense(4, 2).to(bk).forward(to_bk(np.zeros((2, 2, 4)), "float32"))
+        xpnn.Dense(4, 2).to(bk).forward(to_bk(np.zeros(()), "float32"))
+    with pytest.raises(
+        xpnn.ShapeError, match=r"Dense\(4 -> 2\): expected input of shape \(batch, 4\), got \(2, 2, 3\)"
+    ):
+        xpnn.Dense(4, 2).to(bk).forward(to_bk(np.zeros((2, 2, 3)), "float32"))
+    assert tuple(xpnn.Dense(4, 2).to(bk).forward(to_bk(np.zeros((2, 5, 4)), "float32")).shape) == (2, 5, 2)
 
 
 def test_dense_rejects_integer_input(bk, to_bk):

@@ -63,7 +63,11 @@ def test_sequential_gradients_match_finite_differences(bk, to_bk):
 
 
 def test_check_gradients_fails_on_a_wrong_backward(bk, to_bk):
-    class WrongTanh(xpnn.Tanh):
+    class WrongTanh(xpnn.Layer):  # the book's way: forward and backward on arrays, state on self
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            self.y = bk.xp.tanh(x)
+            return self.y
+
         def backward(self, dout):  # type: ignore[no-untyped-def]
             return dout * (1.0 - self.y)  # forgot the square
 

@@ -86,7 +86,8 @@ def namespace(*arrays: Array) -> Any:
     xp = _NAMESPACES.get(kind)
     if xp is None or len(arrays) > 1:
         xp = array_api_compat.array_namespace(*arrays)
-        _NAMESPACES.setdefault(kind, xp)
+        if not hasattr(kind, "requires_grad"):  # a Tensor's namespace is its array's: never cached
+            _NAMESPACES.setdefault(kind, xp)
     return xp
 
 

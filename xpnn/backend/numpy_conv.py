@@ -27,7 +27,7 @@ import numpy as np
 
 from xpnn.backend import numba_conv
 
-Array = Any  # a NumPy array here; geometry objects come from xpnn.nn.windows (duck-typed)
+Array = Any  # a NumPy array here; geometry objects come from xpnn.functional.windows (duck-typed)
 
 
 def applies(x: Array, groups: int = 1) -> bool:

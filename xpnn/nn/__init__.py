@@ -1,15 +1,18 @@
-"""Models: Parameter, initializers, layers, activations, losses, metrics, Sequential and its
-saving. Every numeric line uses the Array API namespace of the arrays at hand."""
+"""Models: Parameter, Module, initializers, layers, activations, losses, metrics, Sequential
+and its saving. Every numeric line lives in :mod:`xpnn.functional`; this package holds the
+parameters, the checks and the tree. ``xpnn.Module`` / ``xpnn.Sequential`` add ``fit`` and
+friends on top (:mod:`xpnn.train.model`)."""
 
 from xpnn.nn.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from xpnn.nn.conv import Conv2D
 from xpnn.nn.dense import Dense
 from xpnn.nn.layers import Dropout, Flatten, Layer
 from xpnn.nn.losses import MAE, MSE, BinaryCrossEntropy, CategoricalCrossEntropy, Loss, SoftmaxCrossEntropy
+from xpnn.nn.module import Module
 from xpnn.nn.normalization import BatchNorm
 from xpnn.nn.parameter import Parameter
 from xpnn.nn.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from xpnn.nn.sequential import Sequential, load, save
+from xpnn.nn.sequential import Sequential
 
 __all__ = [
     "MAE",
@@ -27,6 +30,7 @@ __all__ = [
     "LeakyReLU",
     "Loss",
     "MaxPool2D",
+    "Module",
     "Parameter",
     "ReLU",
     "Sequential",
@@ -34,6 +38,4 @@ __all__ = [
     "Softmax",
     "SoftmaxCrossEntropy",
     "Tanh",
-    "load",
-    "save",
 ]

@@ -1,22 +1,16 @@
-"""Conv2D: 2-D convolution (cross-correlation, as torch's) over NCHW images, by im2col and
-one matmul.
-
-Forward, for each of the ``groups`` groups ``g`` (``Cg = C_in / groups`` input channels,
-``Og = C_out / groups`` outputs): ``y[n, g] = W[g] @ cols[n, g] + b`` where ``cols[n, g]``
-(Cg*kh*kw, H_out*W_out) holds every window's pixels (:func:`xpnn.nn.windows.im2col`).
-Backward: ``dW[g] = sum_n dy[n, g] @ cols[n, g].T``, ``db = sum dy`` over (n, h, w),
-``dcols = W[g].T @ dy[n, g]`` and ``dx = col2im(dcols)``.
-"""
+"""Conv2D: 2-D convolution over NCHW images (:func:`xpnn.functional.conv2d`), weight and bias
+in torch's layout."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from xpnn import backend
-from xpnn.backend import numpy_conv
+from xpnn.autograd.tensor import Tensor
+from xpnn.checks import check_array, check_floating, check_like, check_rank
 from xpnn.errors import ShapeError
-from xpnn.nn import windows
-from xpnn.nn.checks import check_array, check_floating, check_like, check_rank
+from xpnn.functional import concat, windows
+from xpnn.functional.conv import Conv2d
 from xpnn.nn.init import initial_weights
 from xpnn.nn.layers import Layer
 from xpnn.nn.parameter import Parameter
@@ -36,7 +30,7 @@ class Conv2D(Layer):
     :mod:`xpnn.backend.numpy_conv` (same numbers); set ``Conv2D.fused = False`` for the plain path.
     """
 
-    fused: bool = True
+    function = Conv2d
 
     def __init__(
         self,
@@ -66,24 +60,12 @@ class Conv2D(Layer):
         self.kernel_size = windows.pair(kernel_size, name, "kernel_size")
         self.stride = windows.pair(stride, name, "stride")
         self.dilation = windows.pair(dilation, name, "dilation")
+        self.pads = windows.padding(name, padding, self.kernel_size, self.stride, self.dilation)
         self.padding = padding
-        self.pads = self._pads(name, padding)
         self.use_bias, self.init = bool(bias), init
         self.weight = Parameter(None, "weight")
         self.bias = Parameter(None, "bias") if bias else None
         self.reset_parameters(backend.host_rng(seed))
-
-    def _pads(self, name: str, padding: Padding) -> tuple[int, int, int, int]:
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        if padding == "same":
-            if self.stride != (1, 1):
-                raise ShapeError(f"{name}: padding='same' needs stride 1, got stride {self.stride}")
-            return windows.same_pads(self.kernel_size, self.dilation)
-        if isinstance(padding, str):
-            raise ShapeError(f"{name}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-        ph, pw = windows.pair(padding, name, "padding", minimum=0)
-        return (ph, ph, pw, pw)
 
     def _name(self) -> str:
         return f"Conv2D({self.in_channels} -> {self.out_channels}, kernel {self.kernel_size})"
@@ -96,18 +78,16 @@ class Conv2D(Layer):
         values = [initial_weights(rng, self.init, shape, fan_in=fan_in, fan_out=fan_out)]
         if self.bias is not None:
             values.append(backend.host_zeros((self.out_channels,)))
-        if old is not None and backend.backend_name(old) != "numpy":
-            target = backend.resolve(backend.backend_name(old))
-            values = [backend.from_host(v, target, old.dtype) for v in values]
-        elif old is not None:
-            values = [v.astype(old.dtype) for v in values]
-        for p, value in zip(self.parameters(), values, strict=True):
+        if old is not None:  # keep the parameters' backend, device AND dtype
+            values = [backend.move_like(v, old) for v in values]
+        params = [self.weight] if self.bias is None else [self.weight, self.bias]
+        for p, value in zip(params, values, strict=True):
             p.value, p.grad = value, None
 
-    def parameters(self) -> list[Parameter]:
-        return [self.weight] if self.bias is None else [self.weight, self.bias]
+    def inputs(self) -> tuple[Parameter | None, ...]:
+        return (self.weight, self.bias)
 
-    def _check(self, x: Array) -> windows.Geometry:
+    def options(self, x: Array) -> dict[str, Any]:
         name, w = self._name(), self.weight.value
         check_array(name, x)
         check_rank(name, x, 4, f"(batch, {self.in_channels}, height, width)")
@@ -118,65 +98,23 @@ class Conv2D(Layer):
             )
         check_floating(name, x)
         check_like(name, x, w)
-        return windows.geometry(name, tuple(x.shape), self.kernel_size, self.stride, self.dilation, self.pads)
+        geo = windows.geometry(name, tuple(x.shape), self.kernel_size, self.stride, self.dilation, self.pads)
+        return {"geometry": geo, "groups": self.groups, "fused": self.fused}
 
-    def forward(self, x: Array) -> Array:
-        geo = self._check(x)
-        self.x_shape, self.geo = tuple(x.shape), geo
+    def forward(self, x: Any) -> Any:
+        """In eval mode a large batch runs in chunks whose im2col holds at most 64 MiB."""
+        value = x.value if isinstance(x, Tensor) else x
+        if self.training or getattr(value, "ndim", None) != 4:
+            return super().forward(x)
+        geo = self.options(value)["geometry"]
         per_sample = self.in_channels * len(geo.offsets) * geo.out[0] * geo.out[1]
-        parts = windows.chunks(x.shape[0], per_sample) if not self.training else [slice(0, x.shape[0])]
-        outputs = [self._forward_batch(x[part, ...], geo) for part in parts]
-        return outputs[0] if len(outputs) == 1 else backend.namespace(x).concat(outputs, axis=0)
-
-    def _forward_batch(self, x: Array, geo: windows.Geometry) -> Array:
-        if self.fused and numpy_conv.applies(x, self.groups):
-            y, self.cols = numpy_conv.conv_forward(x, self.weight.value, self._bias(), geo)
-            return y
-        y = self._forward_plain(x, geo)
-        xp = backend.namespace(x)
-        return y if self.bias is None else y + xp.reshape(self.bias.value, (1, -1, 1, 1))
-
-    def _bias(self) -> Array | None:
-        return None if self.bias is None else self.bias.value
-
-    def _grouped_weight(self) -> Array:
-        """(groups, C_out/groups, C_in/groups * kh * kw): the weight as the GEMM sees it."""
-        xp = backend.namespace(self.weight.value)
-        return xp.reshape(self.weight.value, (self.groups, self.out_channels // self.groups, -1))
-
-    def _forward_plain(self, x: Array, geo: windows.Geometry) -> Array:
-        xp = backend.namespace(x)
-        n, (ho, wo) = x.shape[0], geo.out
-        cols = xp.reshape(windows.im2col(windows.pad(x, geo.pads), geo), (n, self.groups, -1, ho * wo))
-        self.cols = cols
-        y = xp.matmul(self._grouped_weight(), cols)  # (N, groups, C_out/groups, H_out*W_out)
-        return xp.reshape(y, (n, self.out_channels, ho, wo))
-
-    def backward(self, dout: Array) -> Array | None:
-        if self.fused and numpy_conv.applies(dout, self.groups):
-            dw, db, dx = numpy_conv.conv_backward(
-                dout, self.weight.value, self.cols, self.geo, self.x_shape, self.input_grad
-            )
-        else:
-            dw, db, dx = self._backward_plain(dout)
-        self.weight.accumulate(dw)
-        if self.bias is not None:
-            self.bias.accumulate(db)
-        return dx
-
-    def _backward_plain(self, dout: Array) -> tuple[Array, Array, Array | None]:
-        xp = backend.namespace(dout)
-        n, g = dout.shape[0], self.groups
-        dy = xp.reshape(dout, (n, g, self.out_channels // g, -1))
-        db = xp.sum(dout, axis=(0, 2, 3))
-        dw = xp.sum(xp.matmul(dy, xp.matrix_transpose(self.cols)), axis=0)
-        dw = xp.reshape(dw, tuple(self.weight.value.shape))
-        if not self.input_grad:
-            return dw, db, None
-        dcols = xp.matmul(xp.matrix_transpose(self._grouped_weight()), dy)  # (N, g, Cg*kh*kw, P)
-        ho, wo = self.geo.out
-        dcols = xp.reshape(dcols, (n, self.in_channels, len(self.geo.offsets), ho, wo))
-        return dw, db, windows.col2im(dcols, self.geo, self.x_shape)
+        parts = windows.chunks(value.shape[0], per_sample)
+        if len(parts) == 1:
+            return super().forward(x)
+        outputs = [super(Conv2D, self).forward(x[part, ...]) for part in parts]
+        if isinstance(x, Tensor):
+            return concat(outputs, axis=0)
+        return backend.namespace(value).concat(outputs, axis=0)
 
     def config(self) -> dict[str, Any]:
         return {

@@ -1,10 +1,12 @@
-"""A saved file checked against an architecture before anything is built, read or changed.
+"""A saved file checked against a model before anything is built, read or changed.
 
 The header's entries must be of the types :func:`xpnn.nn.serialization.save` writes; each
-array the architecture names (``param/{i}.{name}``, ``buffer/{i}.{name}``, over every layer's
-``parameters()`` and ``buffers()``) must be in the file with the layer's shape and a float
-dtype, and no other such entry may be; counters must be the layer's own. All of it reads only
-the header and the ``.npy`` headers, never array data.
+array the model names (``param/{name}``, ``buffer/{name}``, by the dotted names of
+``named_parameters()`` and ``named_buffers()``: ``0.weight`` in a Sequential) must be in the
+file with the model's shape and a float dtype, and no other such entry may be; counters must
+be the modules' own. A Sequential's file also records its architecture (each layer's class and
+``config()``), checked layer by layer. All of it reads only the header and the ``.npy``
+headers, never array data.
 """
 
 from __future__ import annotations
@@ -15,24 +17,32 @@ from typing import Any
 
 from xpnn.backend.archive import Archive
 from xpnn.errors import CheckpointError
-from xpnn.nn.layers import Layer
+
+Model = Any  # an xpnn Module
 
 
-def architecture(layers: Sequence[Layer]) -> list[list[Any]]:
-    """``[[class name, config], ...]`` in JSON form (tuples become lists)."""
-    return json.loads(json.dumps([[type(layer).__name__, layer.config()] for layer in layers]))
+def architecture(layers: Sequence[Any]) -> list[list[Any]]:
+    """``[[class name, config], ...]`` in JSON form (tuples become lists); a module without a
+    ``config`` (a user's class) has ``None``: it loads only into an instance."""
+    return json.loads(
+        json.dumps([[type(m).__name__, m.config() if hasattr(m, "config") else None] for m in layers])
+    )
 
 
 def _describe(entry: list[Any], shapes: list[tuple[int, ...]]) -> str:
     name, config = entry
-    args = ", ".join(f"{k}={v!r}" for k, v in config.items())
+    args = ", ".join(f"{k}={v!r}" for k, v in (config or {}).items())
     return f"{name}({args})" + (f" with parameter shapes {shapes}" if shapes else "")
 
 
-def check_architecture(path: str, opened: Archive, layers: Sequence[Layer]) -> None:
-    """Raise :class:`CheckpointError` naming the first layer (or parameter shape) that differs;
-    the saved shapes are those of the arrays in the file."""
-    saved, mine = opened.header["architecture"], architecture(layers)
+def check_architecture(path: str, opened: Archive, model: Model) -> None:
+    """For a Sequential (and a file that records one): raise :class:`CheckpointError` naming the
+    first layer (or parameter shape) that differs; the saved shapes are the file's arrays'."""
+    saved = opened.header.get("architecture")
+    layers = getattr(model, "layers", None)
+    if saved is None or layers is None or opened.header.get("kind", "Sequential") != "Sequential":
+        return
+    mine = architecture(layers)
     for i in range(max(len(saved), len(mine))):
         ours = [tuple(p.shape) for p in layers[i].parameters()] if i < len(mine) else []
         theirs = [e.shape for n, e in opened.entries.items() if n.startswith(f"param/{i}.")]
@@ -47,10 +57,17 @@ def check_architecture(path: str, opened: Archive, layers: Sequence[Layer]) -> N
 
 def check_header(path: str, header: dict[str, Any]) -> None:
     """The model part of the header: each entry of the type :func:`save` writes."""
-    architecture = header.get("architecture")
-    if not isinstance(architecture, list) or not all(
-        isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], dict)
-        for e in architecture
+    arch = header.get("architecture")
+    sequential = header.get("kind", "Sequential") == "Sequential"  # files before kinds: Sequential
+    if (sequential or arch is not None) and (
+        not isinstance(arch, list)
+        or not all(
+            isinstance(e, list)
+            and len(e) == 2
+            and isinstance(e[0], str)
+            and (e[1] is None or isinstance(e[1], dict))
+            for e in arch
+        )
     ):
         raise CheckpointError(f"{path}: header 'architecture' must be a list of [class name, config] pairs")
     for key in ("parameters", "buffers"):
@@ -60,7 +77,7 @@ def check_header(path: str, header: dict[str, Any]) -> None:
     if not isinstance(counters, dict) or not all(
         isinstance(c, dict) and all(_is_int(v) for v in c.values()) for c in counters.values()
     ):
-        raise CheckpointError(f"{path}: header 'counters' must map layer indices to {{name: integer}}")
+        raise CheckpointError(f"{path}: header 'counters' must map module names to {{name: integer}}")
     if header.get("model_seed") is not None and not _is_int(header["model_seed"]):
         raise CheckpointError(
             f"{path}: header 'model_seed' must be an integer >= 0 or null, got {header['model_seed']!r:.60}"
@@ -77,33 +94,33 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
-def expected_entries(layers: Sequence[Layer]) -> dict[str, tuple[int, ...]]:
-    """Every array the architecture names: ``param/{i}.{name}`` and ``buffer/{i}.{name}``."""
-    expected = {}
-    for i, layer in enumerate(layers):
-        expected.update({f"param/{i}.{p.name}": tuple(p.value.shape) for p in layer.parameters()})
-        expected.update({f"buffer/{i}.{k}": tuple(v.shape) for k, v in layer.buffers().items()})
+def expected_entries(model: Model) -> dict[str, tuple[int, ...]]:
+    """Every array the model names: ``param/{name}`` and ``buffer/{name}``."""
+    expected = {f"param/{name}": tuple(p.value.shape) for name, p in model.named_parameters()}
+    expected.update({f"buffer/{name}": tuple(v.shape) for name, v in model.named_buffers()})
     return expected
 
 
-def _culprit(name: str, layers: Sequence[Layer]) -> str:
+def _culprit(name: str, model: Model) -> str:
     """``layer 1 (BatchNorm(4)): buffer 'running_var'`` for the entry ``buffer/1.running_var``."""
     kind, _, rest = name.partition("/")
-    index, _, short = rest.partition(".")
+    where, _, short = rest.rpartition(".")
+    modules = dict(model.named_modules())
     what = "parameter" if kind == "param" else "buffer"
-    return f"layer {index} ({layers[int(index)]!r}): {what} {short!r}"
+    label = "layer" if hasattr(model, "layers") else "module"
+    return f"{label} {where or '(top)'} ({modules.get(where, model)!r}): {what} {short!r}"
 
 
-def check_arrays(path: str, archive: Archive, layers: Sequence[Layer]) -> None:
-    """Every parameter and buffer of ``layers`` is in the file with the layer's shape and a float
-    dtype; no other ``param/`` or ``buffer/`` entry is; the counters are the layers' own."""
-    expected = expected_entries(layers)
+def check_arrays(path: str, archive: Archive, model: Model) -> None:
+    """Every parameter and buffer of ``model`` is in the file with the model's shape and a float
+    dtype; no other ``param/`` or ``buffer/`` entry is; the counters are the modules' own."""
+    expected = expected_entries(model)
     for name, shape in expected.items():
         entry = archive.entries.get(name)
         if entry is None or entry.shape != shape:
             got = "nothing" if entry is None else f"shape {entry.shape}"
             raise CheckpointError(
-                f"{path}: {_culprit(name, layers)} expected shape {shape}, the checkpoint has {got} "
+                f"{path}: {_culprit(name, model)} expected shape {shape}, the checkpoint has {got} "
                 f"(entry {name!r})"
             )
         if entry.dtype.kind != "f" or entry.dtype.itemsize not in (4, 8):
@@ -111,10 +128,11 @@ def check_arrays(path: str, archive: Archive, layers: Sequence[Layer]) -> None:
     stray = sorted(n for n in archive.entries if n.startswith(("param/", "buffer/")) and n not in expected)
     if stray:
         raise CheckpointError(f"{path}: arrays {stray[:5]} belong to no parameter or buffer of the model")
-    for index, counters in archive.header.get("counters", {}).items():
-        layer = layers[int(index)] if index.isdigit() and int(index) < len(layers) else None
-        own = set() if layer is None else set(layer.counters())
-        if layer is None or not set(counters) <= own:
+    modules = dict(model.named_modules())
+    for where, counters in archive.header.get("counters", {}).items():
+        module = modules.get(where)
+        own = set() if module is None else set(module.counters())
+        if module is None or not set(counters) <= own:
             raise CheckpointError(
-                f"{path}: counters {sorted(counters)} for layer {index}, which has counters {sorted(own)}"
+                f"{path}: counters {sorted(counters)} for module {where!r}, which has counters {sorted(own)}"
             )

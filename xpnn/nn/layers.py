@@ -1,117 +1,142 @@
-"""Layers with explicit backprop: ``forward(x) -> y`` caches what ``backward(dy) -> dx`` needs.
+"""Layer: a built-in Module whose call is ONE differentiable function (its backward by hand).
 
-Every numeric line uses the namespace of the arrays at hand (Array API standard).
-``backward`` adds parameter gradients into ``Parameter.grad`` and returns dL/dx.
+Called on a Tensor (``layer(x)``, or inside a Module or Sequential), a layer records one node
+of the tape holding that call's saved arrays, so a layer used twice gets both gradients.
+Called on a plain array, ``forward(x) -> y`` keeps what its ``backward(dy) -> dx`` needs, as
+the NNFS book's layers do: ``backward`` adds the parameters' gradients into ``.grad`` and
+returns dL/dx for that last forward. Every numeric line is in :mod:`xpnn.functional`.
+
+A subclass names its ``function``, lists the tensors it passes after ``x`` (``inputs``) and
+checks ``x``, returning the function's keyword options (``options``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from xpnn import backend
+from xpnn.autograd.function import Function
+from xpnn.autograd.graph import Node
+from xpnn.autograd.tensor import Tensor, record
+from xpnn.checks import check_array, check_floating, check_number, check_seed
 from xpnn.errors import ArgumentError, CheckpointError, ForwardFirstError, ShapeError
-from xpnn.nn.checks import (
-    check_array,
-    check_float_dtype,
-    check_floating,
-    check_number,
-    check_seed,
-)
+from xpnn.functional.dropout import Dropout as DropoutFunction
+from xpnn.nn.module import Module
 from xpnn.nn.parameter import Parameter
 
 Array = Any
 
 
-class Layer:
-    """Base class: a layer maps ``x -> y`` and ``dL/dy -> dL/dx``.
+class _Call:
+    """What a layer's last plain-array ``forward`` left for its ``backward``."""
 
-    ``input_grad`` is turned off by :class:`~xpnn.Sequential` for its first layer:
-    no one needs dL/dx of the data, and for a Dense layer that is a whole GEMM.
+    __slots__ = ("ctx", "inputs", "out_shape")
+
+    def __init__(self, ctx: Node, inputs: tuple[Parameter | None, ...], out_shape: tuple[int, ...]) -> None:
+        self.ctx, self.inputs, self.out_shape = ctx, inputs, out_shape
+
+
+class Layer(Module):
+    """Base class of the built-in layers (see the module docstring).
+
+    ``input_grad``: whether a plain-array ``backward`` computes dL/dx (a whole GEMM for Dense).
+    ``fused``: the layer's fast path (NumPy kernels, numba loops) beside its plain equation;
+    ``fused = False`` on the instance or the class always runs the plain code.
     """
 
-    training: bool = True
+    function: type[Function] | None = None
+    fused: bool = True
     input_grad: bool = True
+    _book_style = False  # forward and backward of its own, on arrays (see _book_style_call)
 
-    def forward(self, x: Array) -> Array:
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._book_style = cls.function is None and cls.backward is not Layer.backward
 
-    def backward(self, dout: Array) -> Array | None:
-        raise NotImplementedError
+    def inputs(self) -> tuple[Parameter | None, ...]:
+        """The tensors passed to ``function`` after ``x`` (its parameters), None where absent."""
+        return ()
 
-    def parameters(self) -> list[Parameter]:
-        return []
-
-    def reset_parameters(self, rng: Any) -> None:
-        """Draw fresh initial parameters from the host generator ``rng``."""
-
-    def regularization_loss(self) -> Any:
-        """The L1/L2 penalty this layer adds to the loss (0.0 when it has none)."""
-        return 0.0
-
-    def train(self, mode: bool = True) -> Layer:
-        self.training = mode
-        return self
-
-    def eval(self) -> Layer:
-        return self.train(False)
-
-    def buffers(self) -> dict[str, Array]:
-        """Non-trained state saved in checkpoints and moved by :meth:`to` (BatchNorm's running
-        statistics): ``{name: array}`` of the attributes named in ``buffer_names``."""
-        return {name: getattr(self, name) for name in self.buffer_names}
-
-    buffer_names: tuple[str, ...] = ()
-
-    def counters(self) -> dict[str, int]:
-        """Integer state saved in checkpoints (Dropout's mask counters); ``{}`` for most layers."""
+    def options(self, x: Array) -> dict[str, Any]:
+        """Check ``x`` (named errors) and return ``function``'s keyword options for it."""
         return {}
 
-    def load_counters(self, counters: dict[str, int]) -> None:
-        """Restore :meth:`counters` (a checkpoint's); only this layer's own names are accepted."""
-        if counters:
-            raise CheckpointError(f"{self!r}: has no counters, got {sorted(counters)}")
+    def __call__(self, x: Any) -> Any:  # type: ignore[override]
+        if self._book_style:
+            return _book_style_call(self, x)
+        return self.forward(x if isinstance(x, Tensor) else Tensor(x))
 
-    def _cached(self, name: str) -> Array:
-        """What ``forward`` saved for ``backward``; a named error when there was no forward."""
-        value = getattr(self, name, None)
-        if value is None:
+    def after_forward(self, options: dict[str, Any]) -> None:
+        """Called after each forward that ran (BatchNorm keeps its new running statistics)."""
+
+    def forward(self, x: Any) -> Any:
+        function = self.function
+        assert function is not None, f"{type(self).__name__} names no function"
+        if isinstance(x, Tensor):
+            options = self.options(x.value)
+            out = function.call(x, self.inputs(), options)
+        else:
+            options = self.options(x)
+            params = self.inputs()
+            ctx = function.context()
+            out = function.forward(ctx, x, *(None if p is None else p.value for p in params), **options)
+            ctx.inputs = (None, *params)
+            self._call: _Call | None = _Call(ctx, params, tuple(out.shape))
+        self.after_forward(options)
+        return out
+
+    def backward(self, dout: Array) -> Array | None:
+        """dL/dx for the last plain-array ``forward``; parameter gradients added into ``.grad``."""
+        call = vars(self).get("_call")
+        if call is None:
             raise ForwardFirstError(f"{self!r}.backward: called before forward (nothing to differentiate)")
-        return value
+        self.check_dout(dout, call.out_shape)
+        call.ctx.needs = (self.input_grad, *(p is not None and p.requires_grad for p in call.inputs))
+        grads = self.function.backward(call.ctx, dout)  # type: ignore[union-attr]
+        for p, grad in zip(call.inputs, grads[1:], strict=False):
+            if p is not None and grad is not None:
+                p.accumulate(grad)
+        self.add_penalty_gradients()
+        return grads[0] if self.input_grad else None
 
-    def start_epoch(self, epoch: int) -> None:
-        """Called by ``fit`` before each epoch (Dropout restarts its mask counter there)."""
+    def check_dout(self, dout: Array, expected: tuple[int, ...]) -> None:
+        """Raise before anything changes unless ``dout`` has the last output's shape."""
+        name = f"{self!r}.backward"
+        check_array(name, dout, "dout")
+        if tuple(dout.shape) != expected:
+            raise ShapeError(
+                f"{name}: expected dout of shape {expected} (the last output's), got {tuple(dout.shape)}"
+            )
 
-    def output_width(self) -> int | None:
-        """The number of output features where the layer fixes it (Dense: ``n_out``), else None."""
-        return None
-
-    def set_communicator(self, communicator: Any) -> None:
-        """Data-parallel training hands each layer the communicator (None: one process). Only
-        layers whose forward needs the global batch (BatchNorm's statistics) keep it."""
-
-    def to(self, target: str | backend.Backend, *, dtype: str | None = None) -> Layer:
-        """Move (and optionally cast) the parameters and buffers to a backend, e.g. ``"cupy"``."""
-        resolved = backend.resolve(target) if isinstance(target, str) else target
-        check_float_dtype(f"{self!r}.to", resolved.xp, dtype)
-
-        def moved(value: Array) -> Array:
-            kind = backend.dtype_name(value.dtype) if dtype is None else dtype
-            return backend.from_host(backend.to_host(value), resolved, backend.dtype_named(resolved.xp, kind))
-
-        for p in self.parameters():
-            p.value = moved(p.value)
-            p.grad = None
-        for name, value in self.buffers().items():
-            setattr(self, name, moved(value))
-        return self
+    def add_penalty_gradients(self) -> None:
+        """Add the gradient of this layer's own L1/L2 penalty (the book adds it in backward)."""
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this layer (used by checkpoints)."""
         return {}
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+
+    def who(self) -> str:
+        return repr(self)
+
+
+def _book_style_call(layer: Layer, x: Any) -> Tensor:
+    """A layer of your own written the NNFS book's way (``forward`` and ``backward`` on arrays,
+    keeping its state on ``self``) as one node: its ``backward`` adds its parameters' gradients
+    and returns dL/dx. Its state is its last call's, so use such a layer once per graph."""
+    inp = x if isinstance(x, Tensor) else Tensor(x)
+    out = layer.forward(inp.value)
+    params = tuple(layer.parameters())
+
+    def vjp(node: Node, g: Array) -> tuple[Array | None, ...]:
+        layer.input_grad = node.needs[0]
+        dx = layer.backward(g)
+        return (dx if node.needs[0] else None, *(None for _ in params))
+
+    return record(out, vjp, (inp, *params), None, type(layer).__name__)
 
 
 class Dropout(Layer):
@@ -122,34 +147,35 @@ class Dropout(Layer):
     stateful generator, so a resumed run draws exactly the masks of the uninterrupted one.
     """
 
+    function = DropoutFunction
+
     def __init__(self, rate: float, *, seed: int | None = None) -> None:
         self.rate = check_number("Dropout", "rate", rate, low=0.0, high=1.0)
         if self.rate == 1.0:
             raise ArgumentError(f"Dropout: rate must be in [0, 1), got {rate!r}")
-        self.epoch = 0
-        self.step = 0
-        self.seed = 0
+        self.epoch = self.step = self.seed = 0
         self.reset_parameters(backend.host_rng(check_seed("Dropout", seed)))
 
     def reset_parameters(self, rng: Any) -> None:
         self.seed = int(rng.integers(2**62))
         self.epoch = self.step = 0
 
-    def forward(self, x: Array) -> Array:
+    def forward(self, x: Any) -> Any:
         if not self.training or self.rate == 0.0:
-            self.mask = None
+            self._call = None
             return x
-        check_floating("Dropout", x)
-        keep = backend.uniform(x, tuple(x.shape), (self.seed, self.epoch, self.step)) >= self.rate
-        self.step += 1
-        xp = backend.namespace(x)
-        self.mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
-        return x * self.mask
+        return super().forward(x)
 
-    def backward(self, dout: Array) -> Array:
-        if not hasattr(self, "mask"):
-            self._cached("mask")
-        return dout if self.mask is None else dout * self.mask
+    def options(self, x: Array) -> dict[str, Any]:
+        check_floating("Dropout", x)
+        key = (self.seed, self.epoch, self.step)
+        self.step += 1
+        return {"rate": self.rate, "key": key}
+
+    def backward(self, dout: Array) -> Array | None:
+        if "_call" in vars(self) and self._call is None:
+            return dout  # the identity of eval mode
+        return super().backward(dout)
 
     def counters(self) -> dict[str, int]:
         return {"seed": self.seed, "epoch": self.epoch, "step": self.step}
@@ -171,12 +197,20 @@ class Dropout(Layer):
 class Flatten(Layer):
     """Reshape ``(batch, *dims)`` to ``(batch, prod(dims))`` (e.g. 28x28 images to 784)."""
 
-    def forward(self, x: Array) -> Array:
-        check_array("Flatten", x)
-        if x.ndim < 1:
-            raise ShapeError(f"Flatten: expected input of shape (batch, ...), got {tuple(x.shape)}")
-        self.shape = tuple(x.shape)
-        return backend.namespace(x).reshape(x, (x.shape[0], -1))
+    def forward(self, x: Any) -> Any:
+        value = x.value if isinstance(x, Tensor) else x
+        check_array("Flatten", value)
+        if value.ndim < 1:
+            raise ShapeError(f"Flatten: expected input of shape (batch, ...), got {tuple(value.shape)}")
+        shape = (value.shape[0], math.prod(value.shape[1:]))
+        if isinstance(x, Tensor):
+            return x.reshape(shape)
+        self._call_shape = tuple(value.shape)
+        return backend.namespace(value).reshape(value, shape)
 
     def backward(self, dout: Array) -> Array:
-        return backend.namespace(dout).reshape(dout, self._cached("shape"))
+        shape = vars(self).get("_call_shape")
+        if shape is None:
+            raise ForwardFirstError("Flatten().backward: called before forward (nothing to differentiate)")
+        self.check_dout(dout, (shape[0], math.prod(shape[1:])))
+        return backend.namespace(dout).reshape(dout, shape)

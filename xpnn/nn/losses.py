@@ -1,4 +1,8 @@
-"""Losses: ``forward(pred, target) -> 0-d array`` (the batch mean), ``backward() -> dL/dpred``.
+"""Loss objects over :mod:`xpnn.functional.losses`.
+
+Called on a Tensor, a loss records one node and returns a 0-d Tensor (``loss(pred, y)
+.backward()``). Called on plain arrays (the NNFS book's way), ``forward(pred, target)``
+returns the batch mean as a 0-d array and ``backward()`` returns dL/dpred for it.
 
 The loss stays an array on the device: no host synchronisation per step unless asked.
 ``validate=True`` (the default for a direct call) checks label values, one host sync;
@@ -8,22 +12,22 @@ training loops validate all labels once up front and pass ``validate=False``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from xpnn.backend import backend_name, device_of, namespace, numba_layers, numpy_fast
+from xpnn.autograd.function import Function
+from xpnn.autograd.tensor import Tensor
+from xpnn.backend import backend_name, device_of, namespace
+from xpnn.checks import check_array, check_floating, check_number, is_integral
 from xpnn.errors import BackendMismatchError, ForwardFirstError, LabelError, NonFiniteLossError, ShapeError
-from xpnn.nn.activations import row_max, row_sum
-from xpnn.nn.checks import check_array, check_floating, is_integral
+from xpnn.functional import losses as fl
 
 Array = Any
 
-_CLIP = 1e-7  # the NNFS book's clip for probabilities before a log
-
 
 class Loss:
-    """Base class; a subclass implements ``_forward`` and ``_backward`` on checked inputs."""
+    """Base class; a subclass names its ``function`` and the keyword options it passes."""
 
+    function: type[Function]
     takes_labels = False  # True: integer class labels are accepted as targets
     classifies = True  # False for regression losses: fit reports no accuracy for them
 
@@ -31,18 +35,40 @@ class Loss:
         self.validate = validate
         self.check_finite = check_finite
 
-    def forward(self, pred: Array, target: Array, *, validate: bool | None = None) -> Array:
-        """The mean loss over the batch, as a 0-d array on ``pred``'s device."""
-        loss = self._fast_forward(pred, target)
-        if loss is None:
-            xp, pred, target, labels = self._prepare(pred, target, validate)
-            self.pred, self.target, self.labels = pred, target, labels
-            loss = xp.asarray(self._forward(xp, pred, target, labels))
-        if self.check_finite and not bool(namespace(loss).isfinite(loss)):
-            raise NonFiniteLossError(f"{type(self).__name__}: the loss is {float(loss)} (not finite)")
+    def options(self, labels: bool) -> dict[str, Any]:
+        """The function's keyword options for targets that are (or are not) integer labels."""
+        return {}
+
+    def __call__(self, pred: Any, target: Any, *, validate: bool | None = None) -> Any:
+        """The loss of ``pred`` (a Tensor: a 0-d Tensor, recorded; an array: as ``forward``)."""
+        if not isinstance(pred, Tensor):
+            return self.forward(pred, target, validate=validate)
+        target = target.value if isinstance(target, Tensor) else target
+        _, _, target, labels = self._prepare(pred.value, target, validate)
+        loss = self.function.apply(pred, target, **self.options(labels))
+        self._check_finite(loss.value)
         return loss
 
-    __call__ = forward
+    def forward(self, pred: Array, target: Array, *, validate: bool | None = None) -> Array:
+        """The mean loss over the batch, as a 0-d array on ``pred``'s device."""
+        xp, pred, target, labels = self._prepare(pred, target, validate)
+        ctx = self.function.context()
+        loss = xp.asarray(self.function.forward(ctx, pred, target, **self.options(labels)))
+        ctx.inputs, ctx.needs = (None, None), (True, False)
+        self._ctx = ctx
+        self._check_finite(loss)
+        return loss
+
+    def backward(self) -> Array:
+        """dL/dpred for the last plain-array ``forward`` (the gradient of the batch mean)."""
+        ctx = vars(self).get("_ctx")
+        if ctx is None:
+            raise ForwardFirstError(f"{type(self).__name__}.backward: called before forward")
+        return self.function.backward(ctx, 1.0)[0]
+
+    def _check_finite(self, loss: Array) -> None:
+        if self.check_finite and not bool(namespace(loss).isfinite(loss)):
+            raise NonFiniteLossError(f"{type(self).__name__}: the loss is {float(loss)} (not finite)")
 
     def _prepare(self, pred: Array, target: Array, validate: bool | None) -> tuple[Any, Array, Array, bool]:
         """Check ``pred`` and ``target``; ``(xp, pred, target, labels)`` with the target cast
@@ -67,17 +93,6 @@ class Loss:
             target = xp.astype(target, xp.int64)
         return xp, pred, target, labels
 
-    def _fast_forward(self, pred: Array, target: Array) -> Array | None:
-        """The loss by a one-pass kernel, with the state ``backward`` needs set, where one applies
-        (inputs it takes pass every check of ``_prepare``, labels included); else None."""
-        return None
-
-    def backward(self) -> Array:
-        """dL/dpred for the last ``forward`` (the gradient of the batch mean)."""
-        if getattr(self, "pred", None) is None:
-            raise ForwardFirstError(f"{type(self).__name__}.backward: called before forward")
-        return self._backward(namespace(self.pred), self.pred, self.target, self.labels)
-
     def _check_shapes(self, pred: Array, target: Array, labels: bool) -> None:
         name = type(self).__name__
         if labels:
@@ -95,91 +110,56 @@ class Loss:
 
     def _check_label_values(self, xp: Any, pred: Array, target: Array) -> None:
         classes = pred.shape[1]
-        if bool(xp.any((target < 0) | (target >= classes))):
+        bad = (target < 0) | (target >= classes)
+        ignored = self.options(True).get("ignore_index")
+        if ignored is not None:
+            bad = bad & (target != ignored)
+        if bool(xp.any(bad)):
             raise LabelError(
                 f"{type(self).__name__}: labels must be in [0, {classes}), got values in "
                 f"[{int(xp.min(target))}, {int(xp.max(target))}]"
             )
 
-    def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        raise NotImplementedError
-
-    def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        raise NotImplementedError
-
-
-def _label_mask(xp: Any, pred: Array, labels: Array) -> Array:
-    """Boolean (batch, classes) mask, True at each row's label (no float one-hot matrix)."""
-    return labels[:, None] == xp.arange(pred.shape[1], device=device_of(pred))
-
-
-def _take_at_labels(xp: Any, x: Array, labels: Array, fused: bool) -> Array:
-    """``x[i, labels[i]]`` per row, shape (rows, 1); with ``fused``, NumPy's integer indexing."""
-    out = numpy_fast.take_at_labels(x, labels) if fused else None
-    return xp.take_along_axis(x, labels[:, None], axis=1) if out is None else out
-
-
-def _clip(xp: Any, p: Array) -> Array:
-    """``p`` clipped to the book's [1e-7, 1 - 1e-7] by ``minimum``/``maximum``: array-api-compat's
-    generic ``clip`` assigns through a boolean mask, a host sync on CuPy."""
-    return xp.minimum(xp.maximum(p, _CLIP), 1.0 - _CLIP)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 class SoftmaxCrossEntropy(Loss):
     """Softmax and cross-entropy fused: takes logits, integer labels or (soft) one-hot targets.
 
     ``L = mean_i(logsumexp(z_i) - z_i[y_i])``, stable for any logits; the backward is the
-    cheap ``(softmax(z) - onehot(y)) / N``. ``fused`` (on by default): NumPy's ufunc reduces,
-    integer-array label pick, and the one-hot subtracted in place (:mod:`xpnn.backend.numpy_fast`);
-    where numba is installed, NumPy logits with int64 labels take three loops and one pass
-    instead (:mod:`xpnn.backend.numba_layers`, the same bits, the label range checked there).
+    cheap ``(softmax(z) - onehot(y)) / N``. ``label_smoothing`` and ``ignore_index`` as torch's
+    ``CrossEntropyLoss``. ``fused`` (on by default): NumPy's ufunc reduces, integer-array label
+    pick, and, where numba is installed, NumPy logits with int64 labels in three loops and one
+    pass (:mod:`xpnn.backend.numba_layers`, the same bits, the label range checked there).
     """
 
+    function = fl.CrossEntropy
     takes_labels = True
     fused: bool = True
 
-    def _fast_forward(self, pred: Array, target: Array) -> Array | None:
-        """With ``fused``, numba's passes for NumPy logits and int64 labels in range (any other
-        input, a bad label included, takes the checked plain path)."""
-        fast = numba_layers.softmax_cross_entropy(pred, target) if self.fused else None
-        if fast is None:
-            return None
-        loss, self.probs = fast
-        self.pred, self.target, self.labels = pred, target, True
-        return loss
+    def __init__(
+        self,
+        *,
+        label_smoothing: float = 0.0,
+        ignore_index: int | None = None,
+        validate: bool = True,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__(validate=validate, check_finite=check_finite)
+        self.label_smoothing = check_number(type(self).__name__, "label_smoothing", label_smoothing, 0.0, 1.0)
+        self.ignore_index = ignore_index
 
-    def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        shifted = pred - row_max(pred, self.fused)
-        exp = xp.exp(shifted)
-        total = row_sum(exp, self.fused)
-        self.probs = exp / total
-        log_total = xp.log(total)
-        if labels:
-            picked = _take_at_labels(xp, shifted, target, self.fused)
-            return xp.sum(log_total - picked) / pred.shape[0]  # the mean (np.mean's own sum / n)
-        return xp.mean(xp.sum(target * (log_total - shifted), axis=1))
-
-    def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        return _softmax_gradient(xp, self.probs, target, labels, self.fused)
+    def options(self, labels: bool) -> dict[str, Any]:
+        return {"labels": labels, "label_smoothing": self.label_smoothing,
+                "ignore_index": self.ignore_index if labels else None, "fused": self.fused}  # fmt: skip
 
     def gradient(self, probs: Array, target: Array, *, validate: bool | None = None) -> Array:
         """dL/dlogits ``(probs - onehot(target)) / N`` from given softmax probabilities (the NNFS
         book's fused backward takes them as its input); checks ``target`` as ``forward`` does
         and changes no state."""
         xp, probs, target, labels = self._prepare(probs, target, validate)
-        return _softmax_gradient(xp, probs, target, labels, self.fused)
-
-
-def _softmax_gradient(xp: Any, probs: Array, target: Array, labels: bool, fused: bool) -> Array:
-    scale = 1.0 / probs.shape[0]
-    fast = numba_layers.softmax_cross_entropy_grad(probs, target) if fused and labels else None
-    if fast is not None:
-        return fast
-    if labels:  # (p - onehot) / N, no one-hot
-        scaled = probs * scale
-        out = numpy_fast.add_at_labels(scaled, target, -scale) if fused else None
-        return xp.where(_label_mask(xp, probs, target), scaled - scale, scaled) if out is None else out
-    return (probs * xp.sum(target, axis=1, keepdims=True) - target) * scale
+        return fl.softmax_gradient(xp, probs, target, labels, self.fused)
 
 
 class CategoricalCrossEntropy(Loss):
@@ -187,71 +167,39 @@ class CategoricalCrossEntropy(Loss):
     as the NNFS book does: ``L = mean_i(-log p_i[y_i])``. ``fused``: the label pick by NumPy's
     integer indexing."""
 
+    function = fl.CategoricalCrossEntropy
     takes_labels = True
     fused: bool = True
 
-    def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        return xp.mean(_sample_losses(xp, pred, target, labels, self.fused))
+    def options(self, labels: bool) -> dict[str, Any]:
+        return {"labels": labels, "fused": self.fused}
 
     def sample_losses(self, pred: Array, target: Array, *, validate: bool | None = None) -> Array:
         """The per-sample losses ``-log p_i[y_i]`` (the NNFS book's ``forward``), shape (batch,);
         sets the state ``backward`` uses, as ``forward`` does."""
-        xp, pred, target, labels = self._prepare(pred, target, validate)
-        self.pred, self.target, self.labels = pred, target, labels
-        return _sample_losses(xp, pred, target, labels, self.fused)
-
-    def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        scale = -1.0 / pred.shape[0]
-        if labels:
-            return xp.where(_label_mask(xp, pred, target), scale / pred, 0.0)
-        return target / pred * scale
-
-
-def _sample_losses(xp: Any, pred: Array, target: Array, labels: bool, fused: bool) -> Array:
-    clipped = _clip(xp, pred)
-    if labels:
-        confidence = _take_at_labels(xp, clipped, target, fused)[:, 0]
-    else:
-        confidence = xp.sum(clipped * target, axis=1)
-    return -xp.log(confidence)
+        _, pred, target, labels = self._prepare(pred, target, validate)
+        ctx = self.function.context()
+        ctx.saved, ctx.inputs, ctx.needs = (pred, target, labels), (None, None), (True, False)
+        self._ctx = ctx
+        return fl.sample_losses(pred, target, labels, self.fused)
 
 
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy of probabilities (e.g. a Sigmoid output), clipped as the book does:
     ``L = mean(-(t * log p + (1 - t) * log(1 - p)))`` over every output."""
 
-    def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        p = _clip(xp, pred)
-        return xp.mean(-(target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p)))
-
-    def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        p = _clip(xp, pred)
-        size = 1.0 / math.prod(pred.shape)
-        return -(target / p - (1.0 - target) / (1.0 - p)) * size
+    function = fl.BinaryCrossEntropy
 
 
 class MSE(Loss):
     """Mean squared error ``L = mean((p - t)**2)`` over every output."""
 
+    function = fl.MeanSquaredError
     classifies = False
-
-    def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        diff = pred - target
-        return xp.mean(diff * diff)
-
-    def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        return (pred - target) * (2.0 / math.prod(pred.shape))
 
 
 class MAE(Loss):
     """Mean absolute error ``L = mean(|p - t|)`` over every output."""
 
+    function = fl.MeanAbsoluteError
     classifies = False
-
-    def _forward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        return xp.mean(xp.abs(pred - target))
-
-    def _backward(self, xp: Any, pred: Array, target: Array, labels: bool) -> Array:
-        diff = pred - target  # sign(diff) without ``sign``, which on torch assigns NaNs through a mask
-        sign = xp.astype(diff > 0, diff.dtype) - xp.astype(diff < 0, diff.dtype)
-        return sign * (1.0 / math.prod(pred.shape))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn.backend import device_of, namespace
-from xpnn.nn.checks import is_integral
+from xpnn.checks import is_integral
 
 Array = Any
 

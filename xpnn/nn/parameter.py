@@ -1,47 +1,44 @@
-"""Parameter: an array that training updates, with its gradient."""
+"""Parameter: a Tensor that training updates (a leaf that requires grad by default)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from xpnn.autograd.tensor import Tensor
 from xpnn.backend import assign
 
 Array = Any
 
 
-class Parameter:
-    """A trainable array and its gradient.
+class Parameter(Tensor):
+    """A trainable array and its gradient; IS a :class:`~xpnn.Tensor`.
 
-    ``value`` is an array of any Array API namespace; ``grad`` is ``None`` until a
-    backward pass fills it. Backward passes *add* into ``grad`` (torch semantics), so
-    gradients of several micro-batches accumulate until ``zero_grad`` sets it to ``None``.
+    ``value`` is an array of any Array API namespace; ``grad`` is ``None`` until a backward
+    fills it. Backward passes *add* into ``grad`` (torch semantics), so gradients of several
+    micro-batches accumulate until ``zero_grad`` sets it to ``None``. ``requires_grad = False``
+    freezes it: backward leaves its ``grad`` None and optimizers skip it.
     """
 
-    __slots__ = ("grad", "grad_home", "name", "value")
+    __slots__ = ("grad_home", "name")
 
-    def __init__(self, value: Array, name: str = "") -> None:
-        self.value = value
-        self.grad: Array | None = None
+    def __init__(self, value: Array, name: str = "", *, requires_grad: bool = True) -> None:
+        super().__init__(value, requires_grad=False)
+        self.requires_grad = bool(requires_grad)
         self.grad_home: Array | None = None  # set by a flat buffer: see ``gradient_out``
         self.name = name
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.value.shape)
-
-    @property
-    def dtype(self) -> Any:
-        return self.value.dtype
-
     def accumulate(self, grad: Array) -> None:
-        """Add ``grad`` into ``self.grad`` (set it where it is ``None``)."""
+        """Add ``grad`` into ``self.grad`` (set it where it is ``None``); in place only into
+        the array an optimizer's flat buffer owns (``grad_home``), never into a shared one."""
         if self.grad is None:
             self.grad = grad
-        else:
+        elif self.grad is self.grad_home:
             self.grad = assign(self.grad, self.grad + grad)
+        else:
+            self.grad = self.grad + grad
 
     def gradient_out(self) -> Array | None:
-        """Where a layer may write this parameter's next gradient directly, or None.
+        """Where an operation may write this parameter's next gradient directly, or None.
 
         While an optimizer keeps the parameter in a flat buffer (:mod:`xpnn.optim.flat`), that is
         its view of the flat gradient buffer, so the optimizer need not gather the gradient;
@@ -55,4 +52,7 @@ class Parameter:
         self.grad = None
 
     def __repr__(self) -> str:
-        return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype})"
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        shape = None if self.value is None else self.shape
+        dtype = None if self.value is None else self.dtype
+        return f"Parameter({self.name!r}, shape={shape}, dtype={dtype}{frozen})"

@@ -1,109 +1,102 @@
-"""Sequential: a stack of layers with forward, backward and named parameters."""
+"""Sequential: modules applied in order, as torch's ``nn.Sequential`` and the NNFS book's list
+of layers.
+
+On a Tensor it records as any Module does. On a plain array (the book's explicit style)
+``forward(x)`` records the same graph and keeps it, and ``backward(dL/dy)`` runs it back,
+adding every parameter's gradient into ``.grad`` (and the layers' L1/L2 penalty gradients,
+as the book's backward does). Each call keeps its own saved arrays, so a module used twice
+(``Sequential([d, Tanh(), d])``) gets both gradients. Parameters are named by position:
+``"0.weight"``, ``"2.bias"``, as torch's ``nn.Sequential`` counts layers.
+"""
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from xpnn import backend
-from xpnn.errors import NotALayerError
-from xpnn.nn import serialization
-from xpnn.nn.activations import ReLU
-from xpnn.nn.checks import check_float_dtype, check_seed
-from xpnn.nn.dense import Dense
-from xpnn.nn.layers import Layer
-from xpnn.nn.losses import Loss
-from xpnn.nn.parameter import Parameter
+from xpnn.autograd.graph import run_backward
+from xpnn.autograd.tensor import Tensor
+from xpnn.checks import check_seed, is_floating
+from xpnn.errors import ForwardFirstError, NotALayerError
+from xpnn.nn.module import Module
 
 Array = Any
 
 
-class Sequential:
-    """Layers applied in order; ``backward`` runs them in reverse.
+class Sequential(Module):
+    """Modules applied in order. ``seed`` fixes the initial weights and dropout seeds, drawn on
+    the host so every backend starts from identical numbers."""
 
-    ``seed`` fixes the initial weights and dropout seeds, drawn on the host so every
-    backend starts from identical numbers. The input gradient of the first layer is not
-    computed (no one needs dL/dx of the data) unless ``backward(..., input_grad=True)``.
-    """
-
-    def __init__(self, layers: Iterable[Layer], *, seed: int | None = None) -> None:
+    def __init__(self, layers: Iterable[Module], *, seed: int | None = None) -> None:
         self.layers = list(layers)
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Layer):
-                raise NotALayerError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Layer")
+            if not isinstance(layer, Module):
+                raise NotALayerError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Module")
         self.seed = check_seed("Sequential", seed)
-        self.training = True
-        self.loss: Loss | None = None  # set by fit(); evaluate() falls back to it
+        self.loss: Any = None  # set by fit(); evaluate() falls back to it
         self.reset_parameters(seed)
 
-    def reset_parameters(self, seed: int | None = None) -> None:
-        """Re-draw every layer's initial parameters from one host generator seeded by ``seed``."""
-        rng = backend.host_rng(seed)
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for i, layer in enumerate(self.layers):
+            yield str(i), layer
+
+    def reset_parameters(self, seed: Any = None) -> None:  # type: ignore[override]
+        """Re-draw every layer's initial parameters from one host generator seeded by ``seed``
+        (or from the generator ``seed`` itself, when a containing module passes one down)."""
+        rng = seed if hasattr(seed, "integers") else backend.host_rng(seed)
         for layer in self.layers:
             layer.reset_parameters(rng)
 
-    def forward(self, x: Array) -> Array:
-        layers, i = self.layers, 0
-        while i < len(layers):
-            pair = _dense_relu(layers[i], layers[i + 1], layers[i + 2]) if i + 2 < len(layers) else None
-            if pair is not None:
-                x = pair[0].forward_relu(x)
-                pair[1].cache_output(x)
-                i += 2
-            else:
-                x = layers[i].forward(x)
-                i += 1
-        return x
-
-    __call__ = forward
+    def forward(self, x: Any) -> Any:
+        """The layers applied in order: a Tensor for a Tensor; for a plain array, an array, with
+        the graph kept for :meth:`backward`."""
+        if isinstance(x, Tensor):
+            layers, i, n = self.layers, 0, len(self.layers)
+            while i < n:
+                pair = (
+                    layers[i].fused_with(layers[i + 1], layers[i + 2] if i + 2 < n else None)
+                    if i + 1 < n
+                    else None
+                )
+                if pair is not None:
+                    x, i = pair(x), i + 2
+                else:
+                    x, i = layers[i](x), i + 1
+            return x
+        inp = Tensor(x, requires_grad=hasattr(x, "dtype") and is_floating(x))
+        out = self.forward(inp)
+        self._graph = (inp, out)
+        return out.value
 
     def backward(self, dout: Array, *, input_grad: bool = False) -> Array | None:
-        """Backpropagate ``dL/doutput``; fills every parameter's ``.grad`` (adding into it).
+        """Backpropagate ``dL/doutput`` of the last plain-array ``forward``; fills every
+        parameter's ``.grad`` (adding into it). Returns dL/dinput when ``input_grad`` is True,
+        else None (the first layer's input gradient is not computed)."""
+        graph = vars(self).get("_graph")
+        if graph is None:
+            raise ForwardFirstError("Sequential.backward: called before forward (nothing to differentiate)")
+        inp, out = graph
+        inp.grad = None
+        if out.requires_grad:
+            if tuple(dout.shape) != out.shape:
+                out.backward(dout)  # its named ShapeError
+            run_backward(out, dout, retain_graph=True, exclude=() if input_grad else (inp,))
+        penalty = self.regularization_loss()
+        if isinstance(penalty, Tensor) and penalty.requires_grad:
+            penalty.backward()
+        return inp.grad if input_grad else None
 
-        Returns dL/dinput when ``input_grad`` is True, else None (saving the first
-        layer's input-gradient GEMM).
-        """
-        for layer in self.layers:  # layers up to the first with parameters need no dL/dx
-            layer.input_grad = input_grad
-            if layer.parameters():
-                break
-        layers, i = self.layers, len(self.layers) - 1
-        owned = False  # dout is a Dense layer's fresh input gradient: only this loop holds it
-        while i >= 0:
-            layer = layers[i]
-            pair = _dense_relu(layers[i - 1], layer, layers[i + 1]) if 0 < i < len(layers) - 1 else None
-            if pair is not None:
-                dout = pair[0].backward_relu(dout, pair[1], owned)
-                owned, i = True, i - 2
-            else:
-                dout = layer.backward(dout)
-                owned, i = type(layer) is Dense and not _patched(layer), i - 1
-            if dout is None:
-                break
-        return dout
+    def who(self) -> str:
+        return f"Sequential({len(self.layers)} layers)"
 
-    def parameters(self) -> list[Parameter]:
-        return [p for layer in self.layers for p in layer.parameters()]
-
-    def named_parameters(self) -> list[tuple[str, Parameter]]:
-        """``("0.weight", p), ("0.bias", p), ...``: layer index and parameter name."""
-        return [(f"{i}.{p.name}", p) for i, layer in enumerate(self.layers) for p in layer.parameters()]
-
-    def buffers(self) -> dict[str, Array]:
-        """``{"3.running_mean": array, ...}``: every layer's non-trained state, by layer index."""
-        return dict(serialization.named_buffers(self.layers))
-
-    def start_epoch(self, epoch: int) -> None:
-        """Tell every layer that epoch ``epoch`` begins (fit calls it; Dropout resets its counter)."""
-        for layer in self.layers:
-            layer.start_epoch(epoch)
-
-    def set_communicator(self, communicator: Any) -> None:
-        """Hand every layer the data-parallel communicator (None: back to one process)."""
-        for layer in self.layers:
-            layer.set_communicator(communicator)
+    def regularization_loss(self) -> Any:
+        total: Any = 0.0
+        for layer in self.layers:  # a plain loop: fit calls this at every step
+            penalty = layer.regularization_loss()
+            if penalty is not None and not (isinstance(penalty, float) and penalty == 0.0):
+                total = penalty if isinstance(total, float) else total + penalty
+        return total
 
     def output_width(self) -> int | None:
         """The output width fixed by the last layer that fixes one (fit checks labels against it)."""
@@ -113,46 +106,12 @@ class Sequential:
                 return width
         return None
 
-    def zero_grad(self) -> None:
-        for p in self.parameters():
-            p.grad = None
-
-    def regularization_loss(self) -> Any:
-        """Sum of the layers' L1/L2 penalties (0.0 when no layer has one)."""
-        total: Any = 0.0
-        for layer in self.layers:
-            total = total + layer.regularization_loss()
-        return total
-
-    def train(self, mode: bool = True) -> Sequential:
-        self.training = mode
-        for layer in self.layers:
-            layer.train(mode)
-        return self
-
-    def eval(self) -> Sequential:
-        return self.train(False)
-
-    def to(self, target: str, *, dtype: str | None = None) -> Sequential:
-        """Move every parameter to backend ``target`` ("numpy", "cupy", "torch", ...), in place."""
-        resolved = backend.resolve(target)
-        check_float_dtype(f"Sequential({len(self.layers)} layers).to", resolved.xp, dtype)  # before any moves
-        for layer in self.layers:
-            layer.to(resolved, dtype=dtype)
-        return self
-
-    @property
-    def backend(self) -> str:
-        """The backend name of the parameters (``"numpy"`` for a model without any)."""
-        params = self.parameters()
-        return backend.backend_name(params[0].value) if params else "numpy"
-
     def summary(self) -> str:
-        """A table of layers, output widths and parameter counts."""
+        """A table of layers and parameter counts."""
         rows = [("#", "layer", "parameters")]
         total = 0
         for i, layer in enumerate(self.layers):
-            count = sum(math.prod(p.value.shape) for p in layer.parameters())
+            count = sum(p.size for p in layer.parameters())
             total += count
             rows.append((str(i), repr(layer), f"{count:,}"))
         widths = [max(len(row[k]) for row in rows) for k in range(3)]
@@ -163,117 +122,15 @@ class Sequential:
         lines.append(f"total parameters: {total:,} ({dtype}, backend {self.backend})")
         return "\n".join(lines)
 
-    def __iter__(self) -> Iterator[Layer]:
+    def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)
 
     def __len__(self) -> int:
         return len(self.layers)
 
-    def __getitem__(self, index: int) -> Layer:
+    def __getitem__(self, index: int) -> Module:
         return self.layers[index]
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n  {inner}\n])"
-
-    # -- Keras-style conveniences: thin delegations to xpnn.train.loop and xpnn.train.checkpoint ------
-    def fit(
-        self,
-        x: Array,
-        y: Array,
-        *,
-        loss: Any,
-        optimizer: Any,
-        epochs: int = 1,
-        batch_size: int = 32,
-        validation_data: tuple[Array, Array] | None = None,
-        validation_split: float = 0.0,
-        callbacks: Iterable[Any] = (),
-        seed: int | None = None,
-        verbose: int = 1,
-        shuffle: bool = True,
-        resume: str | os.PathLike[str] | None = None,
-        communicator: Any = None,
-    ) -> Any:
-        """Train on ``(x, y)`` (Keras-style); returns a :class:`~xpnn.History`.
-
-        ``x`` may be host NumPy, device arrays, or uint8 images (cast and scaled by 1/255 on
-        the device). ``callbacks``: :class:`~xpnn.EarlyStopping`, :class:`~xpnn.ModelCheckpoint`
-        or plain callables ``hook(epoch, logs)``; ``resume``: a training checkpoint to continue
-        from. Metrics accumulate on the device and synchronise once per epoch.
-        ``communicator`` (from :func:`xpnn.distributed.init`): data-parallel training, where
-        ``batch_size`` is the global batch split across ranks (see :mod:`xpnn.distributed`).
-
-        Every argument is checked before the first step (named ``XpnnError``s). ``epochs=0``
-        returns an empty History. Integer ``x`` must be uint8 images (other integer dtypes are
-        refused with ``DTypeError``: cast them). A NaN or infinite epoch loss stops training
-        with ``NonFiniteLossError`` before callbacks (checkpoints) see the epoch.
-        """
-        from xpnn.train.loop import fit
-
-        return fit(
-            self,
-            x,
-            y,
-            loss=loss,
-            optimizer=optimizer,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_data=validation_data,
-            validation_split=validation_split,
-            callbacks=callbacks,
-            seed=seed,
-            verbose=verbose,
-            shuffle=shuffle,
-            resume=resume,
-            communicator=communicator,
-        )
-
-    def evaluate(
-        self, x: Array, y: Array, *, loss: Any = None, batch_size: int = 256, communicator: Any = None
-    ) -> dict[str, float]:
-        """``{"loss": ..., "accuracy": ...}`` over ``(x, y)`` in eval mode (one host sync); the
-        loss defaults to the one of the last ``fit``; ``communicator``: split across ranks."""
-        from xpnn.train.evaluation import evaluate
-
-        return evaluate(self, x, y, loss=loss, batch_size=batch_size, communicator=communicator)
-
-    def predict(self, x: Array, *, batch_size: int = 256) -> Array:
-        """Outputs for ``x`` in eval mode, as one array on the model's device."""
-        from xpnn.train.evaluation import predict
-
-        return predict(self, x, batch_size=batch_size)
-
-    def save(self, path: str | os.PathLike[str], *, optimizer: Any = None) -> None:
-        """Save the model (and an optimizer's state) atomically to an ``.npz``; see :func:`xpnn.load`."""
-        save(self, path, optimizer=optimizer)
-
-
-def _dense_relu(layer: Layer, nxt: Layer, after: Layer) -> tuple[Dense, ReLU] | None:
-    """The pair where ``layer`` is a Dense layer and ``nxt`` a ReLU, both ``fused`` and none of
-    the three patched per instance (a wrapped ``forward`` or ``backward`` is called, not
-    bypassed): Sequential runs them as one (:meth:`Dense.forward_relu`, :meth:`Dense.backward_relu`).
-    The ReLU's output is its backward mask, so only a Dense layer may read it next: a Dense
-    never writes into its input nor hands it on (a Flatten view, a Dropout in eval mode or a
-    user's layer could, and an in-place change would then change the gradient)."""
-    if type(layer) is Dense and type(nxt) is ReLU and type(after) is Dense and layer.fused and nxt.fused:
-        return None if _patched(layer) or _patched(nxt) or _patched(after) else (layer, nxt)
-    return None
-
-
-def _patched(layer: Layer) -> bool:
-    return "forward" in layer.__dict__ or "backward" in layer.__dict__
-
-
-def save(model: Sequential, path: str | os.PathLike[str], *, optimizer: Any = None) -> None:
-    """Save ``model`` (and optionally an optimizer's state) atomically to an ``.npz`` file:
-    data and a JSON header, never pickle; :func:`load` rebuilds it on any backend."""
-    serialization.save(path, model, optimizer=optimizer)
-
-
-def load(path: str | os.PathLike[str], *, backend: str = "numpy") -> Sequential:
-    """Rebuild a saved model on ``backend`` (NumPy by default; any backend, whatever it was saved on)."""
-    header, arrays, layers = serialization.read(path)
-    model = Sequential(layers, seed=header.get("model_seed"))
-    serialization.restore(model.layers, header, arrays)
-    return model.to(backend) if backend != "numpy" else model

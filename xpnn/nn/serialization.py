@@ -1,10 +1,11 @@
 """A model's own saving and loading: architecture, parameters, buffers and counters as data.
 
-The header holds a format version, the architecture (each layer's class name and
-``config()``), each parameter's and buffer's name/shape/dtype, per-layer counters (dropout
-seeds), and optionally an optimizer's ``state_dict`` and a training run's progress (written
-by :mod:`xpnn.train.checkpoint`). Shuffling and dropout are pure functions of those seeds and
-counters, so they are the whole random state. Every array is stored as a host NumPy array,
+The header holds a format version, the model's class (``kind``), a Sequential's
+architecture (each layer's class name and ``config()``), each parameter's and buffer's
+dotted name/shape/dtype, per-module counters (dropout seeds), and optionally an optimizer's
+``state_dict`` and a training run's progress (written by :mod:`xpnn.train.checkpoint`).
+Shuffling and dropout are pure functions of those seeds and counters, so they are the whole
+random state. Every array is stored as a host NumPy array,
 so a file written on CuPy loads on NumPy and vice versa. File I/O is :mod:`xpnn.backend.archive`'s.
 
 Loading trusts nothing in the file: :mod:`xpnn.nn.file_checks` checks the header and every
@@ -18,7 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from xpnn import backend
@@ -28,21 +29,11 @@ from xpnn.errors import CheckpointError, XpnnError
 from xpnn.nn import init
 from xpnn.nn.file_checks import architecture, check_architecture, check_arrays, check_header, expected_entries
 from xpnn.nn.layers import Layer
-from xpnn.nn.parameter import Parameter
 
 HostArray = Any  # a host NumPy array, as read from the file
 
 
-class Model(Protocol):
-    """What saving needs of a model (:class:`~xpnn.Sequential` is one)."""
-
-    layers: list[Layer]
-    seed: int | None
-
-    @property
-    def backend(self) -> str: ...
-
-    def named_parameters(self) -> list[tuple[str, Parameter]]: ...
+Model = Any  # an xpnn Module (a Sequential's file also records its architecture)
 
 
 class HasState(Protocol):
@@ -51,13 +42,6 @@ class HasState(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, saved: dict[str, Any]) -> None: ...
-
-
-def named_buffers(layers: Sequence[Layer]) -> list[tuple[str, Any]]:
-    """``("3.running_mean", array), ...``: layer index and buffer name."""
-    return [
-        (f"{i}.{name}", value) for i, layer in enumerate(layers) for name, value in layer.buffers().items()
-    ]
 
 
 def save(
@@ -73,18 +57,20 @@ def save(
     for name, p in model.named_parameters():
         arrays[f"param/{name}"] = backend.to_host(p.value)
         params.append([name, list(p.shape), backend.dtype_name(p.dtype)])
-    for name, value in named_buffers(model.layers):
+    for name, value in model.named_buffers():
         arrays[f"buffer/{name}"] = backend.to_host(value)
         buffers.append([name, list(value.shape), backend.dtype_name(value.dtype)])
-    counters = {str(i): layer.counters() for i, layer in enumerate(model.layers)}
+    counters = {name: module.counters() for name, module in model.named_modules()}
+    layers = getattr(model, "layers", None)
     header = {
         "format": archive.FORMAT,
         "version": archive.VERSION,
-        "architecture": architecture(model.layers),
+        "kind": "Sequential" if layers is not None else type(model).__name__,
+        "architecture": None if layers is None else architecture(layers),
         "parameters": params,
         "buffers": buffers,
         "counters": {k: v for k, v in counters.items() if v},
-        "model_seed": model.seed,
+        "model_seed": getattr(model, "seed", None),
         "backend": model.backend,
         "optimizer": None
         if optimizer is None
@@ -95,8 +81,9 @@ def save(
 
 
 def _layer_classes() -> dict[str, type]:
+    """The built-in layer classes by name (only these are rebuilt from a file: never a user's)."""
     found: dict[str, type] = {}
-    pending = [Layer]
+    pending: list[type] = [Layer]
     while pending:
         cls = pending.pop()
         found.setdefault(cls.__name__, cls)
@@ -111,10 +98,14 @@ def _saved_elements(archive: Archive, index: int) -> int:
     return sum(math.prod(e.shape) for name, e in archive.entries.items() if name.startswith(prefixes))
 
 
-def _build_one(path: str, index: int, name: str, config: dict[str, Any], archive: Archive) -> Layer:
+def _build_one(path: str, index: int, name: str, config: dict[str, Any] | None, archive: Archive) -> Layer:
     classes = _layer_classes()
-    if name not in classes:
-        raise CheckpointError(f"{path}: layer {index} is a {name}, which is not a known xpnn Layer class")
+    if name not in classes or config is None:
+        raise CheckpointError(
+            f"{path}: layer {index} is a {name}, which is not a known xpnn Layer class (nothing named "
+            "in a file is imported or built): build the model yourself and load the weights into it "
+            "with xpnn.load(path, into=model)"
+        )
     accepted = inspect.signature(classes[name]).parameters
     unknown = sorted(set(config) - set(accepted))
     if unknown or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
@@ -128,29 +119,36 @@ def _build_one(path: str, index: int, name: str, config: dict[str, Any], archive
 
 def build_layers(path: str, archive: Archive) -> list[Layer]:
     """Fresh layers of the saved architecture (their values still the initial ones)."""
+    if archive.header.get("architecture") is None or archive.header.get("kind", "Sequential") != "Sequential":
+        raise CheckpointError(
+            f"{path}: holds the weights of a {archive.header.get('kind')!s} (not a Sequential of built-in "
+            "layers), so it is not rebuilt from the file: build the model and use xpnn.load(path, into=model)"
+        )
     return [
         _build_one(path, i, name, config, archive)
         for i, (name, config) in enumerate(archive.header["architecture"])
     ]
 
 
-def read_arrays(archive: Archive, layers: Sequence[Layer]) -> dict[str, HostArray]:
-    """Read exactly the entries the architecture names (after :func:`check_arrays`)."""
-    return {name: archive.array(name) for name in expected_entries(layers)}
+def read_arrays(archive: Archive, model: Model) -> dict[str, HostArray]:
+    """Read exactly the entries the model names (after :func:`check_arrays`)."""
+    return {name: archive.array(name) for name in expected_entries(model)}
 
 
-def fill(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, HostArray]) -> None:
-    """Copy saved parameters and buffers (onto each one's backend and dtype) and layer counters."""
-    for i, layer in enumerate(layers):
-        for p in layer.parameters():
-            p.value = backend.assign(p.value, backend.move_like(arrays[f"param/{i}.{p.name}"], p.value))
-            p.grad = None
-        for name, value in layer.buffers().items():
-            setattr(
-                layer, name, backend.assign(value, backend.move_like(arrays[f"buffer/{i}.{name}"], value))
-            )
-    for index, counters in header.get("counters", {}).items():
-        layers[int(index)].load_counters({key: int(value) for key, value in counters.items()})
+def fill(model: Model, header: dict[str, Any], arrays: dict[str, HostArray], *, move: bool = True) -> None:
+    """Copy saved parameters and buffers (onto each one's backend and dtype, or as the file's
+    host arrays where ``move`` is False: a freshly built model) and module counters."""
+    for name, p in model.named_parameters():
+        saved = arrays[f"param/{name}"]
+        p.value = backend.assign(p.value, backend.move_like(saved, p.value)) if move else saved
+        p.grad = None
+    for prefix, module in model.named_modules():
+        for name, value in module.own_buffers().items():
+            saved = arrays[f"buffer/{prefix}.{name}" if prefix else f"buffer/{name}"]
+            setattr(module, name, backend.assign(value, backend.move_like(saved, value)) if move else saved)
+    modules = dict(model.named_modules())
+    for where, counters in header.get("counters", {}).items():
+        modules[where].load_counters({key: int(value) for key, value in counters.items()})
 
 
 def open_checked(path: str | os.PathLike[str]) -> Archive:
@@ -160,24 +158,11 @@ def open_checked(path: str | os.PathLike[str]) -> Archive:
     return opened
 
 
-def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, HostArray], list[Layer]]:
-    """The header, the arrays and fresh layers of the saved architecture (not yet filled);
-    every size is checked against the file before anything is allocated for it."""
+def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Archive, list[Layer]]:
+    """The header, the opened archive and fresh layers of the saved architecture (not yet
+    filled); every size is checked against the file before anything is allocated for it."""
     opened = open_checked(path)
-    layers = build_layers(opened.path, opened)
-    check_arrays(opened.path, opened, layers)
-    return opened.header, read_arrays(opened, layers), layers
-
-
-def restore(layers: Sequence[Layer], header: dict[str, Any], arrays: dict[str, HostArray]) -> None:
-    """Give freshly built layers the saved values as host NumPy arrays of the saved dtypes."""
-    for i, layer in enumerate(layers):
-        for p in layer.parameters():
-            p.value = arrays[f"param/{i}.{p.name}"]
-        for name, value in layer.buffers().items():  # noqa: B007  # the file's dtype, not the fresh one's
-            setattr(layer, name, arrays[f"buffer/{i}.{name}"])
-    for index, counters in header.get("counters", {}).items():
-        layers[int(index)].load_counters({key: int(value) for key, value in counters.items()})
+    return opened.header, opened, build_layers(opened.path, opened)
 
 
 def _load_optimizer(path: str, optimizer: HasState, state: Any) -> None:
@@ -202,8 +187,8 @@ def load_into(
     (``None`` for a plain ``model.save``)."""
     opened = open_checked(path)
     path, header = opened.path, opened.header
-    check_architecture(path, opened, model.layers)
-    check_arrays(path, opened, model.layers)
+    check_architecture(path, opened, model)
+    check_arrays(path, opened, model)
     if check_training is not None:
         check_training(header.get("training"))
     state = None
@@ -211,8 +196,8 @@ def load_into(
         if header.get("optimizer") is None:
             raise CheckpointError(f"{path}: holds no optimizer state (saved with model.save, not during fit)")
         state = archive.decode(header["optimizer"], opened)
-    arrays = read_arrays(opened, model.layers)
+    arrays = read_arrays(opened, model)
     if optimizer is not None:
         _load_optimizer(path, optimizer, state)
-    fill(model.layers, header, arrays)
+    fill(model, header, arrays)
     return header.get("training")

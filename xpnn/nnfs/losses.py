@@ -9,8 +9,8 @@ import reprlib
 from typing import Any
 
 from xpnn import backend
+from xpnn.checks import check_array, is_floating, is_integral
 from xpnn.errors import LabelError, NotALayerError
-from xpnn.nn.checks import check_array, is_floating, is_integral
 from xpnn.nn.dense import Dense
 from xpnn.nn.losses import CategoricalCrossEntropy, SoftmaxCrossEntropy
 from xpnn.nnfs.layers import Activation_Softmax
@@ -87,7 +87,8 @@ class Loss:
                 f"{type(self).__name__}.regularization_loss: expected a Layer_Dense (or an xpnn.Dense), "
                 f"got {type(layer).__name__} {reprlib.repr(layer)}"
             )
-        return dense.regularization_loss()
+        penalty = dense.regularization_loss()
+        return penalty.value if hasattr(penalty, "requires_grad") else penalty
 
 
 class Loss_CategoricalCrossentropy(Loss):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from xpnn.checks import check_like, is_floating
 from xpnn.errors import DTypeError, NotAParameterError, OptimizerError, ShapeError
-from xpnn.nn.checks import check_like, is_floating
 from xpnn.nn.parameter import Parameter
 
 

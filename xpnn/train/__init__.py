@@ -6,6 +6,7 @@ from xpnn.train.evaluation import evaluate, predict
 from xpnn.train.logs import CSVLogger, TensorBoard
 from xpnn.train.loop import fit
 from xpnn.train.lr_find import LRFinderResult, lr_find
+from xpnn.train.model import Module, Sequential, Trainer, load, save
 from xpnn.train.record import Callback, History, TrainingRun
 
 __all__ = [
@@ -14,11 +15,16 @@ __all__ = [
     "EarlyStopping",
     "History",
     "LRFinderResult",
+    "Module",
     "ModelCheckpoint",
+    "Sequential",
     "TensorBoard",
+    "Trainer",
     "TrainingRun",
     "evaluate",
     "fit",
+    "load",
     "lr_find",
     "predict",
+    "save",
 ]

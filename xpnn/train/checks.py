@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from xpnn.backend import namespace
+from xpnn.checks import check_count, check_number
 from xpnn.errors import ArgumentError, ArgumentTypeError, NonFiniteLossError, ShapeError
-from xpnn.nn.checks import check_count, check_number
 from xpnn.nn.losses import Loss
 from xpnn.optim.base import Optimizer
 
@@ -57,9 +57,10 @@ def check_fit(
     callbacks: Iterable[Any],
 ) -> None:
     """Raise the named error for any of fit's arguments that cannot train."""
-    if not isinstance(loss, Loss):
+    if not isinstance(loss, Loss) and not callable(loss):
         raise ArgumentTypeError(
-            f"fit: expected loss= an xpnn Loss (xpnn.SoftmaxCrossEntropy(), ...), got {loss!r}"
+            f"fit: expected loss= an xpnn Loss (xpnn.SoftmaxCrossEntropy(), ...) or a function "
+            f"(pred, y) -> 0-d Tensor, got {loss!r}"
         )
     if not isinstance(optimizer, Optimizer):
         raise ArgumentTypeError(
@@ -99,3 +100,13 @@ def check_epoch_loss(epoch: int, logs: dict[str, float]) -> None:
             f"fit: the mean training loss of epoch {epoch + 1} is {logs['loss']} (not finite); "
             "lower the learning rate, check the data for NaN/inf, or clip gradients"
         )
+
+
+def raise_not_scalar(loss: Any, value: Any) -> None:
+    """A loss function must give a 0-d Tensor (what backward starts from)."""
+    shape = getattr(value, "shape", None)
+    raise ArgumentTypeError(
+        f"fit: the loss {getattr(loss, '__name__', loss)!r} returned a {type(value).__name__}"
+        f"{'' if shape is None else f' of shape {tuple(shape)}'}; expected a 0-d xpnn.Tensor "
+        "(compute it from the prediction Tensor with Tensor operations or xpnn.functional)"
+    )

@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from xpnn import backend
+from xpnn.autograd.graph import no_grad
+from xpnn.autograd.tensor import Tensor
+from xpnn.checks import check_count, is_integral
 from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.parallel import data_parallel
 from xpnn.distributed.sharding import Shards
 from xpnn.errors import LabelError
-from xpnn.nn.checks import check_count
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.train.checks import check_data
@@ -25,8 +27,18 @@ from xpnn.train.record import Model
 Array = Any
 
 
-def has_accuracy(loss: Loss | None) -> bool:
-    return loss is None or loss.classifies
+def has_accuracy(loss: Any, y: Array = None) -> bool:
+    """Whether accuracy means something: a classifying Loss; for a loss function, integer
+    class labels (batch,)."""
+    if isinstance(loss, Loss) or loss is None:
+        return loss is None or loss.classifies
+    return y is not None and y.ndim == 1 and is_integral(y)
+
+
+def loss_value(loss: Any, pred: Tensor, y: Array) -> Array:
+    """The loss of ``pred`` as an array (a Loss without its label check, or a loss function)."""
+    out = loss(pred, y, validate=False) if isinstance(loss, Loss) else loss(pred, y)
+    return out.value if isinstance(out, Tensor) else out
 
 
 def batches(loader: DataLoader, epoch: int, shards: Shards | None) -> Iterator[tuple[Array, Any, int]]:
@@ -58,17 +70,18 @@ def evaluate_loader(
             n = int(xb.shape[0])
             if n == 0:
                 continue
-            pred = model.forward(xb)
-            if loss is not None:
-                loss_sum = loss_sum + loss.forward(pred, yb, validate=False) * float(n)
-            correct, seen = correct + correct_count(pred, yb), seen + n
+            with no_grad():
+                pred = model(Tensor(xb))
+                if loss is not None:
+                    loss_sum = loss_sum + loss_value(loss, pred, yb) * float(n)
+            correct, seen = correct + correct_count(pred.value, yb), seen + n
     finally:
         model.train(was_training)
     loss_total, hits = host_float(loss_sum), host_float(correct)
     if shards is not None:
         loss_total, hits, total = shards.sum_over_ranks(loss_total, hits, seen)
         seen = int(total)
-    logs = {"accuracy": hits / max(seen, 1) if has_accuracy(loss) else math.nan}
+    logs = {"accuracy": hits / max(seen, 1) if has_accuracy(loss, loader.y) else math.nan}
     if loss is not None:
         logs["loss"] = loss_total / max(seen, 1)
     return logs
@@ -129,7 +142,8 @@ def predict(model: Model, x: Array, *, batch_size: int = 256) -> Array:
     was_training = model.training
     model.eval()
     try:
-        outputs = [model.forward(xb) for xb, _ in loader.batches(0)]
+        with no_grad():
+            outputs = [model(Tensor(xb)).value for xb, _ in loader.batches(0)]
     finally:
         model.train(was_training)
     return bk.xp.concat(outputs, axis=0)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from xpnn.autograd.tensor import Tensor
 from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.consistency import describe_run
@@ -24,7 +25,7 @@ from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.optim.base import Optimizer
 from xpnn.train.checkpoint import load_training
-from xpnn.train.checks import check_epoch_loss, check_fit
+from xpnn.train.checks import check_epoch_loss, check_fit, raise_not_scalar
 from xpnn.train.evaluation import (
     batches,
     evaluate_loader,
@@ -38,15 +39,21 @@ from xpnn.train.record import Callback, History, Model, TrainingRun, as_callback
 Array = Any
 
 
-def train_step(model: Model, loss: Loss, optimizer: Optimizer, xb: Array, yb: Array) -> tuple[Array, Array]:
-    """One optimisation step on a batch; returns (loss incl. regularisation, correct count) as
-    device arrays. Never synchronises with the host."""
-    pred = model.forward(xb)
-    value = loss.forward(pred, yb, validate=False) + model.regularization_loss()
-    model.backward(loss.backward())
+def train_step(model: Model, loss: Any, optimizer: Optimizer, xb: Array, yb: Array) -> tuple[Array, Array]:
+    """One optimisation step on a batch, on the tape: ``loss(model(x), y)`` plus the layers'
+    L1/L2 penalties, backward, step. Returns (that loss, the correct count) as device arrays;
+    never synchronises with the host."""
+    pred = model(Tensor(xb))
+    value = loss(pred, yb, validate=False) if isinstance(loss, Loss) else loss(pred, yb)
+    if not isinstance(value, Tensor) or value.ndim != 0:
+        raise_not_scalar(loss, value)
+    penalty = model.regularization_loss()
+    if isinstance(penalty, Tensor):
+        value = value + penalty
+    value.backward()
     optimizer.step()
     optimizer.zero_grad()
-    return value, correct_count(pred, yb)
+    return value.value, correct_count(pred.value, yb)
 
 
 def _progress(verbose: int, total: int, description: str) -> Any:
@@ -89,7 +96,7 @@ def _train_epoch(
         loss_total, hits, total = parallel.shards.sum_over_ranks(loss_total, hits, seen)
         seen = int(total)
     mean_loss = loss_total / max(seen, 1)
-    accuracy = hits / max(seen, 1) if has_accuracy(run.loss) else math.nan
+    accuracy = hits / max(seen, 1) if has_accuracy(run.loss, loader.y) else math.nan
     seconds = time.perf_counter() - start
     return {"loss": mean_loss, "accuracy": accuracy, "seconds": seconds, "samples_per_s": seen / seconds}
 
@@ -108,9 +115,11 @@ def _lr(optimizer: Optimizer) -> float:
 
 
 def _summary(epoch: int, epochs: int, logs: dict[str, float]) -> str:
-    text = f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}, accuracy {logs['accuracy']:.4f}"
+    text = f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}"
+    text += "" if math.isnan(logs["accuracy"]) else f", accuracy {logs['accuracy']:.4f}"
     if "val_loss" in logs:
-        text += f", val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.4f}"
+        text += f", val_loss {logs['val_loss']:.4f}"
+        text += "" if math.isnan(logs["val_accuracy"]) else f", val_accuracy {logs['val_accuracy']:.4f}"
     return text + f", {logs['seconds']:.1f} s ({logs['samples_per_s']:,.0f} samples/s), lr {logs['lr']:.3g}"
 
 
@@ -119,7 +128,7 @@ def fit(
     x: Array,
     y: Array,
     *,
-    loss: Loss,
+    loss: Any,
     optimizer: Optimizer,
     epochs: int = 1,
     batch_size: int = 32,
@@ -145,7 +154,8 @@ def fit(
     if validation_split and validation_data is None:
         (x, y), validation_data = _split(x, y, validation_split)
     if seed is None:
-        seed = model.seed if model.seed is not None else secrets.randbits(31)
+        seed = getattr(model, "seed", None)
+        seed = seed if seed is not None else secrets.randbits(31)
     run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size))
     parallel = data_parallel(communicator, model, optimizer)
     run.rank = 0 if communicator is None else communicator.rank

@@ -112,10 +112,11 @@ class _Snapshot:
         params = {id(p): p for p in [*model.parameters(), *optimizer.parameters()]}.values()
         self.params = [(p, p.value, _copy(p.value), p.grad, None if p.grad is None else _copy(p.grad))
                        for p in params]  # fmt: skip
-        self.layers = [
-            (layer, layer.training, {k: (v, _copy(v)) for k, v in layer.buffers().items()}, layer.counters())
-            for layer in model.layers
-        ]
+        self.modules = [
+            (module, module.training, {k: (v, _copy(v)) for k, v in module.own_buffers().items()},
+             module.counters())
+            for module in model.modules()
+        ]  # fmt: skip
         self.training = model.training
         self.t = optimizer.t
         self.groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
@@ -131,11 +132,11 @@ class _Snapshot:
             p.value = backend.assign(value, saved)
             p.grad = None if saved_grad is None else backend.assign(grad, saved_grad)
         self.model.train(self.training)
-        for layer, training, buffers, counters in self.layers:
-            layer.train(training)
+        for module, training, buffers, counters in self.modules:
+            module.training = training
             for name, (array, saved) in buffers.items():
-                setattr(layer, name, backend.assign(array, saved))
-            layer.load_counters(counters)
+                setattr(module, name, backend.assign(array, saved))
+            module.load_counters(counters)
         opt = self.optimizer
         opt.t = self.t
         for group, hyper in zip(opt.param_groups, self.groups, strict=True):
@@ -187,7 +188,8 @@ def lr_find(
     """
     _check(start, end, steps, batch_size, int(x.shape[0]))
     bk, dtype = model_backend(model)
-    shuffle_seed = seed if seed is not None else (model.seed if model.seed is not None else 0)
+    model_seed = getattr(model, "seed", None)
+    shuffle_seed = seed if seed is not None else (model_seed if model_seed is not None else 0)
     loader = DataLoader(x, y, batch_size=batch_size, shuffle=True, seed=shuffle_seed, target=bk, dtype=dtype)
     validate_labels(model, loss, loader.y)
     rates = geometric_rates(float(start), float(end), int(steps))

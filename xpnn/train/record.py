@@ -8,45 +8,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from xpnn.nn.layers import Layer
-from xpnn.nn.losses import Loss
-from xpnn.nn.parameter import Parameter
 from xpnn.optim.base import Optimizer
 
 Array = Any
 KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "samples_per_s", "lr")
 
 
-class Model(Protocol):
-    """What the loop needs of a model (:class:`~xpnn.Sequential` is one)."""
-
-    layers: list[Layer]
-    seed: int | None
-    training: bool
-    loss: Loss | None
-
-    @property
-    def backend(self) -> str: ...
-
-    def forward(self, x: Array) -> Array: ...
-
-    def backward(self, dout: Array) -> Array | None: ...
-
-    def parameters(self) -> list[Parameter]: ...
-
-    def named_parameters(self) -> list[tuple[str, Parameter]]: ...
-
-    def regularization_loss(self) -> Any: ...
-
-    def train(self, mode: bool = True) -> Any: ...
-
-    def eval(self) -> Any: ...
-
-    def start_epoch(self, epoch: int) -> None: ...
-
-    def output_width(self) -> int | None: ...
+Model = Any  # an xpnn Module: Sequential or a user's (parameters(), train(), eval(), ...)
 
 
 @dataclass
@@ -86,7 +56,7 @@ class TrainingRun:
     process's rank under data-parallel training (0 otherwise): only rank 0 writes files."""
 
     model: Model
-    loss: Loss
+    loss: Any  # a Loss, or a function (pred, y) -> 0-d Tensor
     optimizer: Optimizer
     seed: int
     history: History = field(default_factory=History)

@@ -113,3 +113,71 @@ def check_float_dtype(who: str, xp: Any, dtype: Any) -> None:
         raise DTypeError(
             f"{who}: expected dtype one of {', '.join(FLOAT_DTYPES)} (floating point), got {dtype!r}"
         )
+
+
+def check_floating_input(who: str, x: Array, what: str = "input") -> None:
+    """An array of a supported namespace with a real floating dtype."""
+    check_array(who, x, what)
+    check_floating(who, x, what)
+
+
+def check_shape(who: str, name: str, x: Array, ndim: int, layout: str) -> None:
+    """``x`` (argument ``name``) an array of rank ``ndim``."""
+    check_array(who, x, name)
+    if x.ndim != ndim:
+        raise ShapeError(f"{who}: expected {name} of shape {layout}, got {tuple(x.shape)}")
+
+
+def check_rank_at_least(who: str, name: str, x: Array, ndim: int, layout: str) -> None:
+    if x.ndim < ndim:
+        raise ShapeError(f"{who}: expected {name} of shape {layout}, got {tuple(x.shape)}")
+
+
+def check_axis(who: str, x: Array, axis: Any) -> int:
+    """``axis`` an int naming an axis of ``x``; returned as is."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ArgumentTypeError(f"{who}: expected axis to be an integer, got {type(axis).__name__} {axis!r}")
+    if not -x.ndim <= axis < max(x.ndim, 1):
+        raise ArgumentError(f"{who}: axis {axis} is out of range for an input of shape {tuple(x.shape)}")
+    return int(axis)
+
+
+def check_choice(who: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ArgumentError(f"{who}: expected {name} one of {', '.join(map(repr, choices))}, got {value!r}")
+    return str(value)
+
+
+def check_labels(who: str, logits: Array, target: Array, ignore_index: Any = None) -> bool:
+    """Logits (N, C) with integer labels (N,) (True) or float targets (N, C) (False), in one
+    namespace and on one device; no label values are read (no host sync)."""
+    check_floating_input(who, logits, "logits")
+    check_array(who, target, "labels")
+    if type(target) is not type(logits) or device_of(target) != device_of(logits):
+        raise BackendMismatchError(
+            f"{who}: labels ({backend_name(target)}, device {device_of(target)}) must be on the "
+            f"logits' backend and device ({backend_name(logits)}, {device_of(logits)})"
+        )
+    if logits.ndim != 2:
+        raise ShapeError(
+            f"{who}: expected logits of shape (batch, classes), got {tuple(logits.shape)} "
+            "(reshape a sequence's logits to (batch * time, classes) and its labels to (batch * time,))"
+        )
+    if is_integral(target):
+        if target.ndim != 1 or target.shape[0] != logits.shape[0]:
+            raise ShapeError(
+                f"{who}: expected labels of shape ({logits.shape[0]},) for logits of shape "
+                f"{tuple(logits.shape)}, got {tuple(target.shape)}"
+            )
+        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+            raise ArgumentTypeError(f"{who}: expected ignore_index an int or None, got {ignore_index!r}")
+        return True
+    check_floating(who, target, "targets")
+    if tuple(target.shape) != tuple(logits.shape):
+        raise ShapeError(
+            f"{who}: expected integer labels of shape ({logits.shape[0]},) or probabilities of shape "
+            f"{tuple(logits.shape)}, got {tuple(target.shape)} of dtype {target.dtype}"
+        )
+    if target.dtype != logits.dtype:
+        raise DTypeError(f"{who}: targets of dtype {target.dtype} for logits of dtype {logits.dtype}")
+    return False

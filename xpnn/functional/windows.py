@@ -134,3 +134,24 @@ def chunks(n: int, per_sample: int, budget: int = 2**24) -> list[slice]:
     predicting on a large array does not build one huge buffer."""
     step = max(1, budget // max(per_sample, 1))
     return [slice(start, min(start + step, n)) for start in range(0, n, step)] if n > step else [slice(0, n)]
+
+
+def padding(who: str, value: int | tuple[int, int] | str, kernel: Pair, stride: Pair, dilation: Pair
+            ) -> tuple[int, int, int, int]:  # fmt: skip
+    """A convolution's padding (int, pair, ``"valid"`` or ``"same"``) as (top, bottom, left, right)."""
+    if value == "valid":
+        return (0, 0, 0, 0)
+    if value == "same":
+        if stride != (1, 1):
+            raise ShapeError(f"{who}: padding='same' needs stride 1, got stride {stride}")
+        return same_pads(kernel, dilation)
+    if isinstance(value, str):
+        raise ShapeError(f"{who}: padding must be an int, a pair, 'valid' or 'same', got {value!r}")
+    ph, pw = pair(value, who, "padding", minimum=0)
+    return (ph, ph, pw, pw)
+
+
+def check_pool_padding(who: str, pads: Pair, kernel: Pair) -> None:
+    """Pooling pads at most half the kernel on each side (torch's rule)."""
+    if any(p > k // 2 for p, k in zip(pads, kernel, strict=True)):
+        raise ShapeError(f"{who}: padding must be at most half the kernel size {kernel}, got {pads}")

@@ -1,0 +1,138 @@
+"""Batch normalization over (N, C) or (N, C, H, W), as torch's ``batch_norm``.
+
+Training: per channel, over the batch (and pixels), ``mean = S1 / m``,
+``var = S2 / m - mean**2`` (biased) from the sums ``S1 = sum x``, ``S2 = sum x**2`` of the
+``m`` values; ``xhat = (x - mean) / sqrt(var + eps)``, ``y = weight * xhat + bias``. The
+running estimates follow ``r = (1 - f) * r + f * batch`` (the running variance takes the
+unbiased ``var * m / (m - 1)``). Eval normalizes with the running estimates. Backward
+(training): ``dx = weight / sqrt(var + eps) * (dy - (T1 + xhat * T2) / m)`` with
+``T1 = sum dy``, ``T2 = sum dy * xhat``; ``dbias = T1``, ``dweight = T2``.
+
+Under data-parallel training the statistics are those of the GLOBAL batch: ``[m, S1, S2]``
+and ``[T1, T2]`` are each summed over ranks by one ``communicator.allreduce_sum`` call (``T``
+weighted by the rank's share of the batch, since each rank's ``dy`` is that of its own batch
+mean), so N ranks compute what one process computes on the whole batch. That is why the
+variance comes from the sums rather than a two-pass ``var``: sums add across ranks. (In
+float32 this loses digits only when a channel's mean is large against its spread.)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from xpnn.autograd.function import Function
+from xpnn.autograd.graph import Node
+from xpnn.backend import assign, namespace
+from xpnn.errors import ShapeError
+
+Array = Any
+
+
+class Running:
+    """The running estimates a training call updates (rebound: JAX's arrays are immutable)."""
+
+    __slots__ = ("factor", "mean", "var")
+
+    def __init__(self, mean: Array, var: Array, factor: float) -> None:
+        self.mean, self.var, self.factor = mean, var, factor
+
+
+class BatchNorm(Function):
+    name = "batch_norm"
+
+    @staticmethod
+    def forward(
+        ctx: Node,
+        x: Array,
+        weight: Array | None = None,
+        bias: Array | None = None,
+        *,
+        training: bool,
+        running: Running | None = None,
+        eps: float = 1e-5,
+        communicator: Any = None,
+    ) -> Array:
+        xp = namespace(x)
+        channels = x.shape[1]
+        axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        shape = (1, channels) + (1,) * (x.ndim - 2)
+        count = local = float(math.prod(x.shape) // channels)
+        if training or running is None:
+            mean, var, count = _batch_statistics(xp, x, axes, communicator, training, running)
+        else:
+            mean, var = running.mean, running.var
+        invstd = 1.0 / xp.sqrt(var + eps)
+        xhat = (x - xp.reshape(mean, shape)) * xp.reshape(invstd, shape)
+        ctx.saved = (
+            xhat,
+            invstd,
+            weight,
+            axes,
+            shape,
+            training or running is None,
+            count,
+            local,
+            communicator,
+        )
+        if weight is None or bias is None:
+            return xhat
+        return xhat * xp.reshape(weight, shape) + xp.reshape(bias, shape)
+
+    @staticmethod
+    def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
+        xhat, invstd, weight, axes, shape, batch_stats, count, local, communicator = ctx.saved
+        xp = namespace(g)
+        dbias = xp.sum(g, axis=axes)
+        dweight = xp.sum(g * xhat, axis=axes)
+        scale = invstd if weight is None else invstd * weight
+        needs = ctx.needs
+        grads = (
+            None,
+            dweight if len(needs) > 1 and needs[1] else None,
+            dbias if len(needs) > 2 and needs[2] else None,
+        )
+        if not needs[0]:
+            return grads
+        if not batch_stats:
+            return (g * xp.reshape(scale, shape), *grads[1:])
+        t1, t2, m = dbias, dweight, count
+        if _global(communicator):
+            # each rank's g is the gradient of ITS batch mean: weighted by w = m_local / m it is
+            # the global mean's, whose sums add over ranks; dx returns to the local scale (/ w),
+            # where the optimizer's share-weighted gradient average expects it
+            share = local / count
+            totals = communicator.allreduce_sum(xp.stack([t1 * share, t2 * share]))
+            t1, t2, m = totals[0, ...], totals[1, ...], local
+        t1, t2 = xp.reshape(t1 / m, shape), xp.reshape(t2 / m, shape)
+        return (xp.reshape(scale, shape) * (g - (t1 + xhat * t2)), *grads[1:])
+
+
+def _global(communicator: Any) -> bool:
+    return communicator is not None and communicator.size > 1
+
+
+def _batch_statistics(
+    xp: Any, x: Array, axes: tuple[int, ...], communicator: Any, training: bool, running: Running | None
+) -> tuple[Array, Array, Any]:
+    """Mean and biased variance of the (global) batch, and its count; updates ``running``."""
+    channels = x.shape[1]
+    local = math.prod(x.shape) // channels
+    sums = [xp.sum(x, axis=axes), xp.sum(x * x, axis=axes)]
+    count: Any = float(local)
+    if _global(communicator):
+        totals = communicator.allreduce_sum(xp.stack([xp.full_like(sums[0], count), *sums]))
+        count, sums = totals[0, ...], [totals[1, ...], totals[2, ...]]
+    elif local < 2 and training:
+        raise ShapeError(
+            f"batch_norm: expected more than 1 value per channel in training, got input of shape "
+            f"{tuple(x.shape)}"
+        )
+    mean = sums[0] / count
+    var = xp.maximum(sums[1] / count - mean * mean, 0.0)
+    if training and running is not None:
+        f = running.factor
+        unbiased = var * (count / (count - 1.0))
+        running.mean = assign(running.mean, (1.0 - f) * running.mean + f * mean)
+        running.var = assign(running.var, (1.0 - f) * running.var + f * unbiased)
+    return mean, var, count

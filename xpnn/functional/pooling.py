@@ -1,0 +1,113 @@
+"""Pooling over NCHW images as differentiable functions, as torch's.
+
+Each pools the ``kh * kw`` strided window slices of :mod:`xpnn.functional.windows`
+element-wise (no Python loop over pixels). Max pooling keeps a running maximum and the index
+of the first maximal offset (torch's tie rule), and sends each output's gradient there; its
+padding is -inf. Average pooling divides the window sum by ``kh * kw`` (zero padding counts,
+torch's ``count_include_pad=True``; cells a ``ceil_mode`` window reaches past the padding do
+not). Global average pooling is the mean over H x W.
+
+Fast path (``fused``, NumPy): :mod:`xpnn.backend.numpy_conv`'s in-place max pooling (numba's
+one-pass loops where installed); the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xpnn.autograd.function import Function
+from xpnn.autograd.graph import Node
+from xpnn.backend import namespace, numpy_conv
+from xpnn.functional import windows
+
+Array = Any
+
+
+def _scatter(pieces: list[Array], geo: windows.Geometry, x_shape: tuple[int, ...]) -> Array:
+    """Add each offset's (N, C, H_out, W_out) gradient back into its window of dL/dx."""
+    return windows.col2im(namespace(pieces[0]).stack(pieces, axis=2), geo, x_shape)
+
+
+class MaxPool2d(Function):
+    name = "max_pool2d"
+
+    @staticmethod
+    def forward(ctx: Node, x: Array, *, geometry: windows.Geometry, fused: bool = True) -> Array:
+        if fused and numpy_conv.applies(x):
+            best, saved = numpy_conv.max_pool_forward(x, geometry)
+            ctx.saved = (True, saved, geometry, tuple(x.shape))
+            return best
+        xp = namespace(x)
+        slices = windows.window_slices(windows.pad(x, geometry.pads, -float("inf")), geometry)
+        best = slices[0]
+        kind = xp.int16 if len(slices) < 2**15 else xp.int32
+        index = xp.zeros(tuple(best.shape), dtype=kind, device=x.device)
+        for k, candidate in enumerate(slices[1:], start=1):
+            better = candidate > best
+            best = xp.where(better, candidate, best)
+            index = xp.where(better, xp.asarray(k, dtype=kind, device=x.device), index)
+        ctx.saved = (False, index, geometry, tuple(x.shape))
+        return best
+
+    @staticmethod
+    def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
+        fast, saved, geo, x_shape = ctx.saved
+        if fast:
+            return (numpy_conv.max_pool_backward(g, saved, geo),)
+        xp = namespace(g)
+        picks = [g * xp.astype(saved == k, g.dtype) for k in range(len(geo.offsets))]
+        return (_scatter(picks, geo, x_shape),)
+
+
+class AvgPool2d(Function):
+    name = "avg_pool2d"
+
+    @staticmethod
+    def forward(ctx: Node, x: Array, *, geometry: windows.Geometry, padding: tuple[int, int]) -> Array:
+        slices = windows.window_slices(windows.pad(x, geometry.pads), geometry)
+        total = slices[0]
+        for piece in slices[1:]:
+            total = total + piece
+        divisor = _divisor(x, geometry, padding)
+        ctx.saved = (divisor, geometry, tuple(x.shape))
+        return total / divisor
+
+    @staticmethod
+    def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
+        divisor, geo, x_shape = ctx.saved
+        share = g / divisor
+        return (_scatter([share] * len(geo.offsets), geo, x_shape),)
+
+
+def _divisor(x: Array, geo: windows.Geometry, padding: tuple[int, int]) -> Any:
+    """``kh * kw`` (a Python float), or per output cell where ceil-mode windows overhang the
+    padding: the count of each window's cells inside the padded image."""
+    (ph, pw), (_, bottom, _, right) = padding, geo.pads
+    if (bottom, right) == (ph, pw):
+        return float(len(geo.offsets))
+    xp = namespace(x)
+    padded = xp.ones((1, 1, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), dtype=x.dtype, device=x.device)
+    inside = windows.pad(padded, (0, bottom - ph, 0, right - pw))
+    pieces = windows.window_slices(inside, geo)
+    count = pieces[0]
+    for piece in pieces[1:]:
+        count = count + piece
+    return count
+
+
+class GlobalAvgPool2d(Function):
+    """``(N, C, H, W) -> (N, C)``: the mean over each channel's H x W pixels."""
+
+    name = "global_avg_pool2d"
+
+    @staticmethod
+    def forward(ctx: Node, x: Array) -> Array:
+        ctx.saved = tuple(x.shape)
+        return namespace(x).mean(x, axis=(2, 3))
+
+    @staticmethod
+    def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
+        n, c, h, w = ctx.saved
+        xp = namespace(g)
+        share = xp.reshape(g * (1.0 / (h * w)), (n, c, 1, 1))
+        return (share * xp.ones((1, 1, h, w), dtype=g.dtype, device=g.device),)
