@@ -23,7 +23,7 @@ import pytest
 from tests.helpers import hostile_files as hf
 from xpnn.data import idx
 from xpnn.errors import CheckpointError, DataFormatError
-from xpnn.nn import serialization
+from xpnn.io import serialization
 
 CASES = 240
 PEAK = 32e6  # bytes: the files are a few KB; a forged size must not turn into an allocation

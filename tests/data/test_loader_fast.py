@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn.backend import numba_fast
 from xpnn.data import loader as loader_module
 from xpnn.data.loader import DataLoader
+from xpnn.kernels import compile
+from xpnn.kernels import data as data_kernels
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
@@ -30,8 +31,8 @@ def test_fused_uint8_batches_equal_the_plain_gather_cast_and_scale(
 ) -> None:
     pytest.importorskip("numba", reason="numba is optional (the fast extra); its gather is not tested")
     calls: list[int] = []
-    real = numba_fast.gather_scaled
-    monkeypatch.setattr(numba_fast, "gather_scaled", lambda *a: calls.append(1) or real(*a))
+    real = data_kernels.gather_scaled
+    monkeypatch.setattr(data_kernels, "gather_scaled", lambda *a: calls.append(1) or real(*a))
     x = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     y = np.arange(shape[0]) % 10
     fused = _batches(DataLoader(x, y, batch_size=32, seed=3, dtype=dtype))
@@ -47,16 +48,16 @@ def test_gather_scaled_declines_what_it_does_not_cover() -> None:
     pytest.importorskip("numba", reason="numba is optional (the fast extra); its gather is not tested")
     x = np.zeros((10, 4), np.uint8)
     index = np.array([0, 9], np.int64)
-    assert numba_fast.gather_scaled(x, index, np.float32, 0.5) is not None
-    assert numba_fast.gather_scaled(x, np.array([0, 10]), np.float32, 0.5) is None  # out of range
-    assert numba_fast.gather_scaled(x[:, ::2], index, np.float32, 0.5) is None  # strided
-    assert numba_fast.gather_scaled(x.astype(np.int16), index, np.float32, 0.5) is None
-    assert numba_fast.gather_scaled(x, index.astype(np.int32), np.float32, 0.5) is None
-    assert numba_fast.gather_scaled(x, index, np.float16, 0.5) is None
+    assert data_kernels.gather_scaled(x, index, np.float32, 0.5) is not None
+    assert data_kernels.gather_scaled(x, np.array([0, 10]), np.float32, 0.5) is None  # out of range
+    assert data_kernels.gather_scaled(x[:, ::2], index, np.float32, 0.5) is None  # strided
+    assert data_kernels.gather_scaled(x.astype(np.int16), index, np.float32, 0.5) is None
+    assert data_kernels.gather_scaled(x, index.astype(np.int32), np.float32, 0.5) is None
+    assert data_kernels.gather_scaled(x, index, np.float16, 0.5) is None
 
 
 def test_without_numba_the_plain_gather_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(numba_fast, "enabled", False)
+    monkeypatch.setattr(compile, "enabled", False)
     x = np.random.default_rng(1).integers(0, 256, (50, 6), dtype=np.uint8)
     batches = _batches(DataLoader(x, batch_size=16, shuffle=False))
     assert np.array_equal(np.concatenate(batches[:4]), x.astype(np.float32) * np.float32(1 / 255))

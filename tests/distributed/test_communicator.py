@@ -16,7 +16,6 @@ import pytest
 import xpnn
 from tests.helpers import mpi
 from xpnn import backend
-from xpnn.backend.host_buffers import host_view
 from xpnn.backend.views import supports_views
 from xpnn.distributed import (
     Communicator,
@@ -27,6 +26,7 @@ from xpnn.distributed import (
     shard_bounds,
 )
 from xpnn.distributed.consistency import describe, first_difference
+from xpnn.distributed.host_buffers import host_view
 from xpnn.distributed.mpi import MPICommunicator
 from xpnn.errors import DistributedError
 from xpnn.train.callbacks import ModelCheckpoint

@@ -14,8 +14,8 @@ import pytest
 import xpnn
 from tests.helpers.optional import require_torch
 from xpnn import backend
-from xpnn.backend import archive
 from xpnn.errors import BackendMismatchError, CheckpointError, ShapeError
+from xpnn.io import archive
 from xpnn.testing import assert_close, check_gradients
 from xpnn.train.loop import train_step
 

@@ -11,9 +11,9 @@ import pytest
 import xpnn
 from tests.helpers.optional import require_torch
 from xpnn import backend
-from xpnn.backend import numba_fast
 from xpnn.errors import ShapeError
 from xpnn.functional import windows
+from xpnn.kernels import compile
 from xpnn.testing import check_gradients
 
 RNG = np.random.default_rng(7)
@@ -114,7 +114,7 @@ def _compare_with_torch(case: int, bk: backend.Backend, to_bk: Any) -> None:
 def test_conv2d_fast_path_equals_plain_path_through_the_fused_switch(stride, use_numba, monkeypatch):
     if use_numba:
         pytest.importorskip("numba", reason="numba is optional (the fast extra)")
-    monkeypatch.setattr(numba_fast, "enabled", use_numba)  # im2col/col2im: numba loops or NumPy passes
+    monkeypatch.setattr(compile, "enabled", use_numba)  # im2col/col2im: numba loops or NumPy passes
     layer = xpnn.Conv2D(3, 4, 3, padding=1, stride=stride, seed=0)
     x = RNG.standard_normal((3, 3, 8, 9)).astype(np.float32)
     results = []

@@ -12,8 +12,8 @@ import pytest
 
 import xpnn
 from xpnn import backend
-from xpnn.backend import numba_fast
 from xpnn.errors import ForwardFirstError, ShapeError
+from xpnn.kernels import compile
 
 
 def _model(fused: bool, bk: Any) -> xpnn.Sequential:
@@ -38,7 +38,7 @@ def test_pairs_give_the_numbers_of_the_layers_one_by_one(
 ) -> None:
     if numba:
         pytest.importorskip("numba", reason="numba is optional (the fast extra)")
-    monkeypatch.setattr(numba_fast, "enabled", numba)
+    monkeypatch.setattr(compile, "enabled", numba)
     rng = np.random.default_rng(3)
     x, dout = to_bk(rng.standard_normal((9, 6)), "float32"), to_bk(rng.standard_normal((9, 3)), "float32")
     x_host, dout_host = backend.to_host(x).copy(), backend.to_host(dout).copy()

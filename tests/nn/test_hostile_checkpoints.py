@@ -15,7 +15,7 @@ import pytest
 import xpnn
 from tests.helpers import hostile_files as hf
 from xpnn.errors import CheckpointError
-from xpnn.nn import serialization
+from xpnn.io import serialization
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 import xpnn
 from tests.helpers.optional import require_torch
 from xpnn import backend
-from xpnn.backend import numba_fast
 from xpnn.errors import ShapeError
+from xpnn.kernels import compile
 from xpnn.testing import assert_close, check_gradients
 
 RNG = np.random.default_rng(11)
@@ -101,7 +101,7 @@ def test_max_pool_fast_path_equals_plain_path_through_the_fused_switch(
 ):
     if use_numba:
         pytest.importorskip("numba", reason="numba is optional (the fast extra)")
-    monkeypatch.setattr(numba_fast, "enabled", use_numba)  # the numba loop, or the NumPy passes
+    monkeypatch.setattr(compile, "enabled", use_numba)  # the numba loop, or the NumPy passes
     layer = xpnn.MaxPool2D(kernel, stride=2, padding=1)
     x = np.maximum(RNG.standard_normal((3, 2, 9, 8)), 0).astype(np.float32)
     x = x.transpose(1, 0, 2, 3) if channel_major else np.ascontiguousarray(x.transpose(1, 0, 2, 3))
@@ -153,7 +153,7 @@ def test_a_pool_refuses_a_gradient_of_another_shape_than_its_output(
     pool: Any, shape: tuple[int, ...], fused: bool, numba: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the fused loops index without bounds checks: a wrong dout must be refused before them
-    monkeypatch.setattr(numba_fast, "enabled", numba)
+    monkeypatch.setattr(compile, "enabled", numba)
     layer = pool(2)
     layer.fused = fused
     layer.forward(np.random.default_rng(0).random((4, 3, 8, 8), dtype=np.float32))

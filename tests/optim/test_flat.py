@@ -8,7 +8,8 @@ import pytest
 import xpnn
 from tests.helpers.optimizer_cases import CASES, gradient_sequence, make, step_with
 from xpnn import backend
-from xpnn.backend import numpy_fast as kernels
+from xpnn.kernels import dense
+from xpnn.kernels import optimizers as kernels
 from xpnn.optim.optimizers import Adam
 
 STEPS = 20
@@ -142,7 +143,7 @@ def test_fused_kernels_update_non_contiguous_arrays_in_place():
     base = rng.standard_normal((6, 8)).astype(np.float32)
     value, grad = base.copy()[:, ::2], rng.standard_normal((6, 4)).astype(np.float32)
     expected = value - np.float32(0.5) * grad
-    assert not value.flags.c_contiguous and kernels.fused_sgd(value, grad, 0.5)
+    assert not value.flags.c_contiguous and kernels.sgd(value, grad, 0.5)
     assert np.array_equal(value, expected)
 
 
@@ -150,7 +151,7 @@ def test_fused_adam_applies_only_to_writeable_numpy_arrays():
     value = np.ones(4, dtype=np.float32)
     value.flags.writeable = False
     state = np.zeros(4, dtype=np.float32)
-    assert not kernels.fused_adam(
+    assert not kernels.adam(
         value, value, state, state.copy(), betas=(0.9, 0.999), step_size=0.1, bias2_root=1.0, eps=1e-8
     )
     assert np.array_equal(value, np.ones(4))
@@ -229,7 +230,7 @@ def test_layers_write_gradients_straight_into_the_flat_gradient_buffer(bk, to_bk
     model, opt, backward = _packed_model(bk, to_bk)
     backward()
     flat = opt._flat[0]
-    if bk.name == "numpy":  # the backend with matmul(out=) in xpnn.backend.numpy_fast
+    if bk.name == "numpy":  # the backend with matmul(out=) in xpnn.kernels.dense
         assert all(p.grad is home for p, home in zip(model.parameters(), flat.grad_views, strict=True))
         assert opt._flat[0].gather_grads([p.grad for p in model.parameters()]) is flat.grads
     expected = [backend.to_host(p.grad).copy() for p in model.parameters()]
@@ -253,11 +254,11 @@ def test_matmul_and_sum_rows_into_a_buffer_equal_the_plain_expressions():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((7, 5)).astype(np.float32), rng.standard_normal((7, 3)).astype(np.float32)
     out, out_b = np.empty((5, 3), np.float32), np.empty(3, np.float32)
-    assert kernels.matmul(a.T, b, out=out) is out and np.array_equal(out, a.T @ b)
-    assert kernels.sum_rows(b, out=out_b) is out_b and np.array_equal(out_b, np.sum(b, axis=0))
+    assert dense.matmul(a.T, b, out=out) is out and np.array_equal(out, a.T @ b)
+    assert dense.sum_rows(b, out=out_b) is out_b and np.array_equal(out_b, np.sum(b, axis=0))
     wrong = np.empty((5, 3), np.float64)  # a buffer that does not fit is not used: the plain path runs
-    assert kernels.matmul(a.T, b, out=wrong) is None
-    assert kernels.sum_rows(b, out=np.empty(4, np.float32)).shape == (3,)
+    assert dense.matmul(a.T, b, out=wrong) is None
+    assert dense.sum_rows(b, out=np.empty(4, np.float32)).shape == (3,)
 
 
 def test_moving_the_gradient_buffer_refuses_another_shape_or_dtype_and_changes_nothing():

@@ -1,5 +1,6 @@
-"""``optimizer.fused``: the registered in-place kernel is tried only while the switch is on,
-the plain ``update`` is the definition, and a kernel that does not apply falls back to it."""
+"""``optimizer.fused``: the class's ``update_fast`` (its fast form in xpnn.kernels.optimizers) is
+tried only while the switch is on, the plain ``update`` is the definition, and a fast form that
+does not apply falls back to it; ``xpnn.kernels.enabled(False)`` turns them all off."""
 
 from __future__ import annotations
 
@@ -10,22 +11,19 @@ import pytest
 
 import xpnn
 from tests.helpers.optimizer_cases import CASES, gradient_sequence, make, step_with
-from xpnn import backend
-from xpnn.backend import numpy_fast
-
-KERNEL_OF = {"SGD": "sgd", "AdaGrad": "adagrad", "RMSProp": "rmsprop", "Adam": "adam", "AdamW": "adamw"}
+from xpnn import backend, kernels
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
-    """Count the calls of the registered kernel ``name`` (still running the real kernel)."""
+def _spy(monkeypatch: pytest.MonkeyPatch, cls: type) -> list[int]:
+    """Count the calls of ``cls.update_fast`` (still running the real fast form)."""
     calls: list[int] = []
-    real = numpy_fast.OPTIMIZER_KERNELS[name]
+    real = cls.update_fast
 
-    def spy(*args: Any) -> bool:
+    def spy(self: Any, *args: Any) -> bool:
         calls.append(1)
-        return real(*args)
+        return real(self, *args)
 
-    monkeypatch.setitem(numpy_fast.OPTIMIZER_KERNELS, name, spy)
+    monkeypatch.setattr(cls, "update_fast", spy)
     return calls
 
 
@@ -36,7 +34,7 @@ def _numpy(a: Any, dtype: Any = None) -> np.ndarray:
 @pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adagrad", "rmsprop", "adam", "adamw"])
 def test_fused_false_never_calls_the_kernel(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     params, opt = make(name, _numpy, "float32")
-    calls = _spy(monkeypatch, KERNEL_OF[type(opt).__name__])
+    calls = _spy(monkeypatch, type(opt))
     opt.fused = False
     for grads in gradient_sequence(3):
         step_with(opt, params, grads, _numpy)
@@ -44,17 +42,28 @@ def test_fused_false_never_calls_the_kernel(name: str, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adagrad", "rmsprop", "adam", "adamw"])
-def test_fused_true_calls_the_registered_kernel(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fused_true_calls_the_class_fast_form(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     params, opt = make(name, _numpy, "float32")
-    calls = _spy(monkeypatch, KERNEL_OF[type(opt).__name__])
+    calls = _spy(monkeypatch, type(opt))
     assert opt.fused is True
     for grads in gradient_sequence(3):
         step_with(opt, params, grads, _numpy)
     assert calls  # tried at every step (the torch-momentum kernel declines step 1)
 
 
+@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adagrad", "rmsprop", "adam", "adamw"])
+def test_the_one_switch_turns_every_fast_form_off(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    params, opt = make(name, _numpy, "float32")
+    calls = _spy(monkeypatch, type(opt))
+    with kernels.disabled():
+        for grads in gradient_sequence(3):
+            step_with(opt, params, grads, _numpy)
+        assert not kernels.enabled()
+    assert calls == [] and kernels.enabled()
+
+
 def test_the_switch_can_be_turned_off_for_a_whole_class(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _spy(monkeypatch, "adam")
+    calls = _spy(monkeypatch, xpnn.Adam)
     monkeypatch.setattr(xpnn.Adam, "fused", False)
     params, opt = make("adam", _numpy, "float32")
     step_with(opt, params, gradient_sequence(1)[0], _numpy)
@@ -74,11 +83,11 @@ def test_a_variant_the_kernel_does_not_cover_falls_back_to_the_plain_equation(na
         assert np.array_equal(a, b)
 
 
-def test_the_adam_kernel_declines_amsgrad_and_changes_nothing() -> None:
+def test_the_adam_fast_form_declines_amsgrad_and_changes_nothing() -> None:
     value, grad = np.ones(4, np.float32), np.full(4, 0.5, np.float32)
     state = {"step": 1, "exp_avg": np.zeros(4, np.float32), "exp_avg_sq": np.zeros(4, np.float32)}
-    group = dict(xpnn.Adam([xpnn.Parameter(value.copy(), "w")], amsgrad=True).param_groups[0])
-    assert numpy_fast.OPTIMIZER_KERNELS["adam"](value, grad, state, group, 0.1) is False
+    opt = xpnn.Adam([xpnn.Parameter(value.copy(), "w")], amsgrad=True)
+    assert opt.update_fast(value, grad, state, dict(opt.param_groups[0]), 0.1) is False
     assert np.array_equal(value, np.ones(4)) and not state["exp_avg"].any()
 
 
@@ -90,7 +99,7 @@ def test_a_subclass_with_its_own_equation_does_not_inherit_the_kernel() -> None:
     class Renamed(xpnn.Adam):
         pass
 
-    assert Halving.kernel is None and Renamed.kernel == "adam"
+    assert Halving.update_fast is xpnn.Optimizer.update_fast and Renamed.update_fast is xpnn.Adam.update_fast
     p = xpnn.Parameter(np.ones(3, np.float32), "w")
     opt = Halving([p], 0.1)
     p.grad = np.ones(3, np.float32)

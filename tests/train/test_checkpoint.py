@@ -13,9 +13,8 @@ import pytest
 import xpnn
 from tests.helpers.optional import require_torch
 from xpnn import backend
-from xpnn.backend import archive
 from xpnn.errors import CheckpointError
-from xpnn.nn import serialization
+from xpnn.io import archive, serialization
 from xpnn.optim.optimizers import Adam
 from xpnn.train import callbacks, checkpoint
 

@@ -223,18 +223,3 @@ def synchronize(x: Array | None = None) -> None:
         torch.cuda.synchronize(x.device)
     elif array_api_compat.is_jax_array(x):
         x.block_until_ready()
-
-
-def host_zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 zero array on the host (the initial bias)."""
-    return np.zeros(shape, dtype=np.float32)
-
-
-def legacy_randn(shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
-    """``scale * np.random.randn(*shape)`` as float32, from NumPy's GLOBAL legacy generator.
-
-    Only for the NNFS book's ``Layer_Dense``: the book draws its weights this way, so
-    ``np.random.seed(0)`` / ``nnfs.init()`` reproduce its numbers. ``np.random.randn`` is
-    looked up at call time because ``nnfs.init()`` patches it (to return float32).
-    """
-    return scale * np.asarray(np.random.randn(*shape), dtype=np.float32)

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from xpnn import backend
-from xpnn.backend import numba_fast
 from xpnn.errors import ArgumentError, DataFormatError, DTypeError
+from xpnn.kernels import data as data_kernels
 
 Array = Any
 
@@ -36,7 +36,7 @@ class DataLoader:
     whole data set (47 MB for Fashion-MNIST); change them only after the loader is done
     (``fit`` does so: its loaders live for the call). ``fused`` (on by default): where numba is
     installed, a uint8 batch is gathered, cast and scaled in one pass
-    (:func:`xpnn.backend.numba_fast.gather_scaled`, the same numbers).
+    (:func:`xpnn.backend.data_kernels.gather_scaled`, the same numbers).
     """
 
     fused: bool = True
@@ -99,7 +99,7 @@ class DataLoader:
         """The batch ``x[idx]`` (``idx``: device indices), uint8 images cast to ``dtype`` and
         scaled by 1/255; the data-parallel shards gather their part through it too."""
         fast = (
-            numba_fast.gather_scaled(self.x, idx, self.dtype, 1.0 / 255.0)
+            data_kernels.gather_scaled(self.x, idx, self.dtype, 1.0 / 255.0)
             if self.scale and self.fused
             else None
         )

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from xpnn import backend
-from xpnn.backend.host_buffers import host_bytes, host_values
 from xpnn.distributed.communicator import Communicator
+from xpnn.distributed.host_buffers import host_bytes, host_values
 from xpnn.errors import ModelMismatchError
 from xpnn.nn.parameter import Parameter
 from xpnn.optim.base import Optimizer

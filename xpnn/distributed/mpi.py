@@ -5,7 +5,7 @@ writeable NumPy array, a torch CPU tensor through DLPack): ``Allreduce(MPI.IN_PL
 and ``Bcast`` read and write that memory, so averaging a flat gradient buffer costs one
 scaling pass and one MPI call, no copy. Other arrays are copied to the host and back.
 Where every rank runs on one node, the gradient average goes through memory the ranks share
-(:mod:`xpnn.backend.shared_memory`; ``shared_memory = False`` turns it off).
+(:mod:`xpnn.distributed.shared_memory`; ``shared_memory = False`` turns it off).
 mpi4py is never imported here: :func:`~xpnn.distributed.init` passes its ``MPI`` module in.
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import backend
-from xpnn.backend.host_buffers import host_view
-from xpnn.backend.shared_memory import NodeReducer
+from xpnn.distributed.host_buffers import host_view
+from xpnn.distributed.shared_memory import NodeReducer
 from xpnn.errors import DistributedError
 
 Array = Any

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from xpnn import backend
-from xpnn.backend.host_buffers import host_values
 from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.consistency import (
     broadcast_optimizer_state,
@@ -25,6 +24,7 @@ from xpnn.distributed.consistency import (
     check_same_model,
     describe,
 )
+from xpnn.distributed.host_buffers import host_values
 from xpnn.distributed.sharding import Shards
 from xpnn.errors import DistributedError
 from xpnn.optim.base import Optimizer

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from xpnn import backend
-from xpnn.backend.host_buffers import host_values
 from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
+from xpnn.distributed.host_buffers import host_values
 
 Array = Any
 

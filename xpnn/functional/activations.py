@@ -3,7 +3,7 @@
 ``relu``: ``y = max(x, 0)``, the gradient passes where ``x > 0`` (0 at the kink, as the book
 and torch); multiplied by the 0/1 mask rather than through ``where`` (NumPy's ``where`` on an
 unpredictable mask measured ~10x slower: 350 vs 26 us for 256x350); where numba is installed
-a one-pass loop (:func:`xpnn.backend.numba_fast.relu_grad`, the same bits).
+a one-pass loop (:func:`xpnn.backend.dense_kernels.relu_grad`, the same bits).
 ``leaky_relu``: ``x`` where ``x > 0``, else ``alpha * x``. ``sigmoid``: ``(1 + tanh(x/2)) / 2``
 (no overflow for any x), ``dy = y (1 - y)``. ``tanh``: ``dy = 1 - y**2``. ``softmax`` along an
 axis, shifted by the maximum: ``dx = y * (g - sum(g * y))`` (the Jacobian-vector product, never
@@ -16,20 +16,22 @@ from typing import Any
 
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
-from xpnn.backend import namespace, numba_fast, numpy_fast
+from xpnn.backend import namespace
+from xpnn.kernels import cross_entropy as softmax_kernels
+from xpnn.kernels import dense as dense_kernels
 
 Array = Any
 
 
 def _reduce_max(x: Array, axis: int, fused: bool) -> Array:
     """``max(x, axis, keepdims=True)``; with ``fused`` and the last axis, NumPy's ufunc reduce."""
-    out = numpy_fast.row_max(x) if fused and axis in (-1, x.ndim - 1) else None
+    out = softmax_kernels.row_max(x) if fused and axis in (-1, x.ndim - 1) else None
     return namespace(x).max(x, axis=axis, keepdims=True) if out is None else out
 
 
 def _reduce_sum(x: Array, axis: int, fused: bool) -> Array:
     """``sum(x, axis, keepdims=True)``; with ``fused`` and the last axis, NumPy's ufunc reduce."""
-    out = numpy_fast.row_sum(x) if fused and axis in (-1, x.ndim - 1) else None
+    out = softmax_kernels.row_sum(x) if fused and axis in (-1, x.ndim - 1) else None
     return namespace(x).sum(x, axis=axis, keepdims=True) if out is None else out
 
 
@@ -49,7 +51,7 @@ class ReLU(Function):
 
 def relu_gradient(mask_source: Array, g: Array, fused: bool) -> Array:
     """``g`` where ``mask_source > 0``, else 0 (``mask_source``: ReLU's input, or its output)."""
-    dx = numba_fast.relu_grad(mask_source, g) if fused else None
+    dx = dense_kernels.relu_grad(mask_source, g) if fused else None
     if dx is not None:
         return dx
     xp = namespace(g)

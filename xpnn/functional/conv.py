@@ -6,7 +6,7 @@ Forward, for each of the ``groups`` groups ``g`` (``Cg = C_in / groups`` input c
 Backward: ``dW[g] = sum_n dy[n, g] @ cols[n, g].T``, ``db = sum dy`` over (n, h, w),
 ``dcols = W[g].T @ dy[n, g]`` and ``dx = col2im(dcols)``.
 
-Fast path (``fused``, NumPy, one group): :mod:`xpnn.backend.numpy_conv`, channel-major, each
+Fast path (``fused``, NumPy, one group): :mod:`xpnn.kernels.conv`, channel-major, each
 product ONE large GEMM (and numba's im2col/col2im loops where installed); the same numbers.
 """
 
@@ -16,8 +16,9 @@ from typing import Any
 
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
-from xpnn.backend import namespace, numpy_conv
+from xpnn.backend import namespace
 from xpnn.functional import windows
+from xpnn.kernels import conv as conv_kernels
 
 Array = Any
 
@@ -38,9 +39,9 @@ class Conv2d(Function):
         groups: int = 1,
         fused: bool = True,
     ) -> Array:
-        fast = fused and numpy_conv.applies(x, groups)
+        fast = fused and conv_kernels.applies(x, groups)
         if fast:
-            y, cols = numpy_conv.conv_forward(x, w, b, geometry)
+            y, cols = conv_kernels.conv_forward(x, w, b, geometry)
         else:
             y, cols = _forward_plain(x, w, geometry, groups)
             if b is not None:
@@ -53,7 +54,7 @@ class Conv2d(Function):
         cols, w, x_shape, geo, groups, fast = ctx.saved
         needs = ctx.needs
         if fast and namespace(g) is namespace(cols):
-            dw, db, dx = numpy_conv.conv_backward(g, w, cols, geo, x_shape, needs[0])
+            dw, db, dx = conv_kernels.conv_backward(g, w, cols, geo, x_shape, needs[0])
         else:
             dw, db, dx = _backward_plain(g, w, cols, geo, x_shape, groups, needs[0])
         return (dx, dw if needs[1] else None, db if len(needs) > 2 and needs[2] else None)

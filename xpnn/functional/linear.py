@@ -15,8 +15,9 @@ from typing import Any
 
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
-from xpnn.backend import namespace, numba_layers, numpy_fast
+from xpnn.backend import namespace
 from xpnn.functional.activations import relu_gradient
+from xpnn.kernels import dense as dense_kernels
 
 Array = Any
 
@@ -34,7 +35,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx: Node, x: Array, w: Array, b: Array | None = None, *, fused: bool = True) -> Array:
         rows = _rows(x)
-        out = numpy_fast.affine(rows, w, b) if fused and b is not None else None
+        out = dense_kernels.affine(rows, w, b) if fused and b is not None else None
         if out is None:
             out = rows @ w if b is None else rows @ w + b
         ctx.saved = (rows, w, tuple(x.shape), fused)
@@ -51,11 +52,11 @@ def _gradients(ctx: Node, g: Array, db: Array | None) -> tuple[Array | None, ...
     needs = ctx.needs
     dw = dx = None
     if needs[1]:
-        dw = numpy_fast.matmul(rows.T, g, out=ctx.grad_out(1)) if fused else None
+        dw = dense_kernels.matmul(rows.T, g, out=ctx.grad_out(1)) if fused else None
         if dw is None:
             dw = rows.T @ g
     if db is None and len(needs) > 2 and needs[2]:
-        db = numpy_fast.sum_rows(g, out=ctx.grad_out(2)) if fused else None
+        db = dense_kernels.sum_rows(g, out=ctx.grad_out(2)) if fused else None
         if db is None:
             db = namespace(g).sum(g, axis=0)
     if needs[0]:
@@ -70,7 +71,7 @@ class LinearReLU(Function):
     With ``fused``, where numba is installed: the bias add and the maximum in one pass over
     the fresh product, and backward's mask (``y > 0``, its output: exactly where the input was
     positive) and bias gradient in one pass, into ``g`` itself when the tape says only this
-    node holds it (:mod:`xpnn.backend.numba_layers`, the same numbers as the two nodes)."""
+    node holds it (:mod:`xpnn.kernels.dense`, the same numbers as the two nodes)."""
 
     name = "linear_relu"
     fresh_grads = True
@@ -79,7 +80,7 @@ class LinearReLU(Function):
     def forward(ctx: Node, x: Array, w: Array, b: Array | None = None, *, fused: bool = True) -> Array:
         rows = _rows(x)
         out = rows @ w
-        y = numba_layers.bias_relu(out, b) if fused and b is not None else None
+        y = dense_kernels.bias_relu(out, b) if fused and b is not None else None
         if y is None:
             y = namespace(out).maximum(out if b is None else out + b, 0.0)
         ctx.saved = (rows, w, y, tuple(x.shape), fused)
@@ -90,7 +91,7 @@ class LinearReLU(Function):
         y, fused = ctx.saved[2], ctx.saved[-1]
         g = g if g.ndim == 2 else _rows(g)
         bias = len(ctx.needs) > 2 and ctx.needs[2]
-        fast = numba_layers.relu_grad_bias(y, g, ctx.grad_out(2), ctx.owned) if fused and bias else None
+        fast = dense_kernels.relu_grad_bias(y, g, ctx.grad_out(2), ctx.owned) if fused and bias else None
         if fast is not None:
             return _gradients(ctx, *fast)
         return _gradients(ctx, relu_gradient(y, g, fused), None)

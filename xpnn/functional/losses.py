@@ -5,7 +5,7 @@ beside its forward. The loss is a 0-d array (``reduction="none"``: one per sampl
 with torch's ``label_smoothing`` (the target ``(1 - e) onehot + e / C``), ``ignore_index``
 (rows left out of the loss and of the mean's count) and soft (probability) targets; its
 backward is ``(softmax(z) - target) / N``. On NumPy with int64 labels and the defaults, numba
-loops compute it (:mod:`xpnn.backend.numba_layers`, the same bits as the plain path).
+loops compute it (:mod:`xpnn.kernels.cross_entropy`, the same bits as the plain path).
 ``categorical_cross_entropy`` takes probabilities, clipped to [1e-7, 1 - 1e-7] as the NNFS
 book does; ``binary_cross_entropy`` likewise; ``mse`` and ``mae`` over every element.
 """
@@ -17,8 +17,9 @@ from typing import Any
 
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
-from xpnn.backend import device_of, namespace, numba_layers, numpy_fast
+from xpnn.backend import device_of, namespace
 from xpnn.functional.activations import _reduce_max, _reduce_sum
+from xpnn.kernels import cross_entropy as loss_kernels
 
 Array = Any
 CLIP = 1e-7  # the NNFS book's clip for probabilities before a log
@@ -31,7 +32,7 @@ def label_mask(xp: Any, pred: Array, labels: Array) -> Array:
 
 def take_at_labels(xp: Any, x: Array, labels: Array, fused: bool) -> Array:
     """``x[i, labels[i]]`` per row, shape (rows, 1); with ``fused``, NumPy's integer indexing."""
-    out = numpy_fast.take_at_labels(x, labels) if fused else None
+    out = loss_kernels.take_at_labels(x, labels) if fused else None
     return xp.take_along_axis(x, labels[:, None], axis=1) if out is None else out
 
 
@@ -66,7 +67,7 @@ class CrossEntropy(Function):
         fused: bool = True,
     ) -> Array:
         plain = reduction == "mean" and not label_smoothing and ignore_index is None
-        fast = numba_layers.softmax_cross_entropy(logits, target) if fused and labels and plain else None
+        fast = loss_kernels.softmax_cross_entropy(logits, target) if fused and labels and plain else None
         if fast is not None:
             loss, probs = fast
             ctx.saved = (probs, target, labels, None, reduction, 0.0, fused)
@@ -124,12 +125,12 @@ def _target_distribution(xp: Any, like: Array, target: Array, labels: bool, smoo
 def softmax_gradient(xp: Any, probs: Array, target: Array, labels: bool, fused: bool) -> Array:
     """dL/dlogits of the batch-mean cross-entropy: ``(probs - onehot(target)) / N``."""
     scale = 1.0 / probs.shape[0]
-    fast = numba_layers.softmax_cross_entropy_grad(probs, target) if fused and labels else None
+    fast = loss_kernels.softmax_cross_entropy_grad(probs, target) if fused and labels else None
     if fast is not None:
         return fast
     if labels:  # (p - onehot) / N, no one-hot
         scaled = probs * scale
-        out = numpy_fast.add_at_labels(scaled, target, -scale) if fused else None
+        out = loss_kernels.add_at_labels(scaled, target, -scale) if fused else None
         return xp.where(label_mask(xp, probs, target), scaled - scale, scaled) if out is None else out
     return (probs * xp.sum(target, axis=1, keepdims=True) - target) * scale
 

@@ -7,7 +7,7 @@ padding is -inf. Average pooling divides the window sum by ``kh * kw`` (zero pad
 torch's ``count_include_pad=True``; cells a ``ceil_mode`` window reaches past the padding do
 not). Global average pooling is the mean over H x W.
 
-Fast path (``fused``, NumPy): :mod:`xpnn.backend.numpy_conv`'s in-place max pooling (numba's
+Fast path (``fused``, NumPy): :mod:`xpnn.kernels.conv`'s in-place max pooling (numba's
 one-pass loops where installed); the same numbers.
 """
 
@@ -17,8 +17,9 @@ from typing import Any
 
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
-from xpnn.backend import namespace, numpy_conv
+from xpnn.backend import namespace
 from xpnn.functional import windows
+from xpnn.kernels import conv as conv_kernels
 
 Array = Any
 
@@ -33,8 +34,8 @@ class MaxPool2d(Function):
 
     @staticmethod
     def forward(ctx: Node, x: Array, *, geometry: windows.Geometry, fused: bool = True) -> Array:
-        if fused and numpy_conv.applies(x):
-            best, saved = numpy_conv.max_pool_forward(x, geometry)
+        if fused and conv_kernels.applies(x):
+            best, saved = conv_kernels.max_pool_forward(x, geometry)
             ctx.saved = (True, saved, geometry, tuple(x.shape))
             return best
         xp = namespace(x)
@@ -53,7 +54,7 @@ class MaxPool2d(Function):
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
         fast, saved, geo, x_shape = ctx.saved
         if fast:
-            return (numpy_conv.max_pool_backward(g, saved, geo),)
+            return (conv_kernels.max_pool_backward(g, saved, geo),)
         xp = namespace(g)
         picks = [g * xp.astype(saved == k, g.dtype) for k in range(len(geo.offsets))]
         return (_scatter(picks, geo, x_shape),)

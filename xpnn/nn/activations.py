@@ -22,7 +22,7 @@ class _Activation(Layer):
 class ReLU(_Activation):
     """``y = max(x, 0)``; the gradient passes where ``x > 0`` (0 at the kink, as the book does).
     ``fused`` (on by default): where numba is installed, NumPy arrays take the backward in one
-    pass without storing the mask (:func:`xpnn.backend.numba_fast.relu_grad`, same bits)."""
+    pass without storing the mask (:func:`xpnn.kernels.dense.relu_grad`, same bits)."""
 
     function = fa.ReLU
 

@@ -11,6 +11,7 @@ from xpnn.checks import check_array, check_floating, check_like, check_rank
 from xpnn.errors import ShapeError
 from xpnn.functional import concat, windows
 from xpnn.functional.conv import Conv2d
+from xpnn.nn import init
 from xpnn.nn.init import initial_weights
 from xpnn.nn.layers import Layer
 from xpnn.nn.parameter import Parameter
@@ -27,7 +28,7 @@ class Conv2D(Layer):
     ``"valid"`` (0) or ``"same"`` (stride 1 only; an even kernel pads one more at the bottom
     and right, as torch). ``groups``: channels split into independent groups
     (``groups == in_channels``: depthwise). ``fused``: the NumPy fast path of
-    :mod:`xpnn.backend.numpy_conv` (same numbers); set ``Conv2D.fused = False`` for the plain path.
+    :mod:`xpnn.kernels.conv` (same numbers); set ``Conv2D.fused = False`` for the plain path.
     """
 
     function = Conv2d
@@ -77,7 +78,7 @@ class Conv2D(Layer):
         fan_in, fan_out = shape[1] * kh * kw, self.out_channels // self.groups * kh * kw
         values = [initial_weights(rng, self.init, shape, fan_in=fan_in, fan_out=fan_out)]
         if self.bias is not None:
-            values.append(backend.host_zeros((self.out_channels,)))
+            values.append(init.zeros((self.out_channels,)))
         if old is not None:  # keep the parameters' backend, device AND dtype
             values = [backend.move_like(v, old) for v in values]
         params = [self.weight] if self.bias is None else [self.weight, self.bias]

@@ -11,6 +11,7 @@ from xpnn.autograd.tensor import Tensor
 from xpnn.checks import check_array, check_count, check_floating, check_like, check_number, check_seed
 from xpnn.errors import ArgumentError, ShapeError
 from xpnn.functional.linear import Linear, LinearReLU, Penalty, penalty_gradient
+from xpnn.nn import init
 from xpnn.nn.activations import ReLU
 from xpnn.nn.init import INITS, initial_weights
 from xpnn.nn.layers import Layer
@@ -72,7 +73,7 @@ class Dense(Layer):
         old = self.weight.value
         shape = (self.n_in, self.n_out)
         weight = initial_weights(rng, self.init, shape, fan_in=self.n_in, fan_out=self.n_out)
-        bias = backend.host_zeros((self.n_out,))
+        bias = init.zeros((self.n_out,))
         if old is not None:  # keep the parameters' backend, device AND dtype (float64 stays)
             weight, bias = backend.move_like(weight, old), backend.move_like(bias, old)
         self.weight.value, self.bias.value = weight, bias

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from xpnn import backend
 from xpnn.errors import ArgumentError, CheckpointError
 
 HostArray = Any  # a host NumPy array (the generator's own type)
@@ -55,3 +56,9 @@ def initial_weights(rng: Any, init: str, shape: tuple[int, ...], *, fan_in: int,
     if init == "nnfs":
         return (0.01 * rng.standard_normal(shape)).astype("float32")
     raise ArgumentError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
+
+
+def zeros(shape: tuple[int, ...]) -> HostArray:
+    """A float32 zero array on the host (an initial bias, BatchNorm's initial statistics)."""
+    xp = backend.resolve("numpy").xp
+    return xp.zeros(shape, dtype=xp.float32)

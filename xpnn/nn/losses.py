@@ -131,7 +131,7 @@ class SoftmaxCrossEntropy(Loss):
     cheap ``(softmax(z) - onehot(y)) / N``. ``label_smoothing`` and ``ignore_index`` as torch's
     ``CrossEntropyLoss``. ``fused`` (on by default): NumPy's ufunc reduces, integer-array label
     pick, and, where numba is installed, NumPy logits with int64 labels in three loops and one
-    pass (:mod:`xpnn.backend.numba_layers`, the same bits, the label range checked there).
+    pass (:mod:`xpnn.kernels.cross_entropy`, the same bits, the label range checked there).
     """
 
     function = fl.CrossEntropy

@@ -11,6 +11,7 @@ from xpnn.checks import check_array, check_floating, check_like
 from xpnn.errors import CheckpointError, ShapeError
 from xpnn.functional.normalization import BatchNorm as BatchNormFunction
 from xpnn.functional.normalization import Running
+from xpnn.nn import init
 from xpnn.nn.layers import Layer
 from xpnn.nn.parameter import Parameter
 
@@ -53,7 +54,7 @@ class BatchNorm(Layer):
         self.bias = Parameter(None, "bias") if affine else None
         self.communicator: Any = None
         self.num_batches_tracked = 0
-        zeros = backend.host_zeros((self.num_features,))
+        zeros = init.zeros((self.num_features,))
         if self.track_running_stats:
             self.register_buffer("running_mean", zeros)
             self.register_buffer("running_var", zeros + 1.0)

@@ -12,14 +12,15 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from xpnn.backend import assign, device_of, namespace, numpy_fast
-from xpnn.backend.denormals import flush_denormals
+from xpnn import kernels
+from xpnn.backend import device_of, namespace
 from xpnn.errors import OptimizerError
+from xpnn.kernels.denormals import flush_denormals
 from xpnn.nn.parameter import Parameter
 from xpnn.optim import hyper
 from xpnn.optim.checks import check_new_parameters, check_state_shapes, reject_gradient
 from xpnn.optim.clipping import CLIP_KEYWORDS, CLIP_PARAMETERS, GradientClipping
-from xpnn.optim.flat import FlatBuffers
+from xpnn.optim.flat import FlatBuffers, Slot
 from xpnn.optim.hyper import REQUIRED, Hyper, Schedule, check_rate, learning_rate
 from xpnn.optim.state import follow, plain_state_dict, restore
 
@@ -41,27 +42,27 @@ class Optimizer:
     A subclass declares ``hyperparameters`` (:class:`~xpnn.optim.hyper.Hyper`: keyword, default,
     range, once) and writes ``update``; its constructor signature is built from the declarations.
 
-    Three switches, all on by default: ``fused`` tries the optimizer's registered in-place
-    kernel (``kernel``, a name in :data:`xpnn.backend.numpy_fast.OPTIMIZER_KERNELS`) before
-    its plain ``update`` (False: always the plain equation); ``flat`` packs each group into one
-    buffer (see :mod:`xpnn.optim.flat`); ``flush_denormals`` runs the step with x86
-    flush-to-zero (see :mod:`xpnn.backend.denormals`): optimizer state that decays below
-    float32's smallest normal number (1.2e-38) becomes 0 instead of a subnormal that slows every
-    later step 2-3x; the updates such state contributes are far below a weight's last digit, so
-    the weights come out bit for bit the same (tested). Set it False for IEEE gradual underflow.
+    Three fast paths, all on by default and all off under ``xpnn.kernels.enabled(False)``:
+    ``fused`` tries the class's ``update_fast`` (its equation in :mod:`xpnn.kernels.optimizers`,
+    with the scalars the class computed) before its plain ``update`` (False: always the plain
+    equation); ``flat`` packs each group into one buffer (see :mod:`xpnn.optim.flat`);
+    ``flush_denormals`` runs the step with x86 flush-to-zero (see :mod:`xpnn.kernels.denormals`):
+    optimizer state that decays below float32's smallest normal number (1.2e-38) becomes 0
+    instead of a subnormal that slows every later step 2-3x; the updates such state contributes
+    are far below a weight's last digit, so the weights come out bit for bit the same (tested).
+    Set it False for IEEE gradual underflow.
     """
 
-    fused = True  # try the registered in-place kernel before ``update`` (False: the plain equation)
+    fused = True  # try ``update_fast`` before ``update`` (False: the plain equation)
     flat = True  # pack each group into one flat buffer where the backend has views (False: never)
     flush_denormals = True  # step with subnormal floats flushed to zero on x86 (see backend.denormals)
     hyperparameters: tuple[Hyper, ...] = ()  # the keywords after ``lr``, declared once each
-    kernel: str | None = None  # the fast path's name in numpy_fast.OPTIMIZER_KERNELS
     lr_default: Any = REQUIRED
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "update" in cls.__dict__ and "kernel" not in cls.__dict__:
-            cls.kernel = None  # a new equation: an inherited kernel would compute the old one
+        if "update" in cls.__dict__ and "update_fast" not in cls.__dict__:
+            cls.update_fast = Optimizer.update_fast  # type: ignore[method-assign]  # a new equation: not the old kernel
         cls.__signature__ = hyper.signature(cls.lr_default, cls.hyperparameters, CLIP_PARAMETERS)  # type: ignore[attr-defined]
         if cls.hyperparameters and "hyperparameters" in cls.__dict__:
             cls.__doc__ = hyper.documented(cls.__doc__, cls.hyperparameters)
@@ -88,6 +89,7 @@ class Optimizer:
         self.t = 0  # steps taken; the schedule and ``decay`` read it
         self._flat = FlatBuffers()  # group index -> its flat buffers (see flat.py)
         self._seen: dict[int, Array] = {}  # position -> the value array its state was checked against
+        self._last_pending: list[tuple[int, Parameter, int]] = []  # the last full step's parameters
         self._pre_hooks: list[Hook] = []
         self._post_hooks: list[Hook] = []
         groups = list(params)
@@ -117,6 +119,13 @@ class Optimizer:
     ) -> Array:
         """The new value of one parameter; updates ``state`` through :func:`xpnn.backend.assign`."""
         raise NotImplementedError
+
+    def update_fast(
+        self, value: Array, grad: Array, state: dict[str, Any], group: dict[str, Any], lr: float
+    ) -> bool:
+        """``update`` by the class's fast form (:mod:`xpnn.kernels.optimizers`), in place into
+        ``value`` and ``state``; False (nothing changed) where it does not apply."""
+        return False
 
     # -- groups and learning rate -------------------------------------------------------------
     def checked(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,7 +184,7 @@ class Optimizer:
         for g_index, group in enumerate(self.param_groups):
             for p in group["params"]:
                 grad, value = p.grad, p.value
-                if grad is not None:
+                if grad is not None and p.requires_grad:
                     if (
                         type(grad) is not type(value)
                         or grad.dtype != value.dtype
@@ -193,7 +202,7 @@ class Optimizer:
         if self._pre_hooks:
             for hook in self._pre_hooks:
                 hook(self)
-        with flush_denormals(self.flush_denormals):
+        with flush_denormals(self.flush_denormals and kernels.enabled()):
             self._step()
         self.t += 1
         if self._post_hooks:
@@ -204,9 +213,23 @@ class Optimizer:
         return [self.lr_at(self.t, g) for g in range(len(self.param_groups))]
 
     def _step(self) -> None:
-        if self.flat and not self.clipping and self._flat.step_unchanged(self, self._rates):
-            return  # the steady state: nothing to check or pack again (see FlatBuffers.step_unchanged)
-        pending = self._pending()
+        """The loop: one update per slot (a packed group's flat buffers, or one parameter)."""
+        flat = self.flat and kernels.enabled()
+        slots = None
+        if flat and not self.clipping:
+            slots = self._flat.steady_slots(self.param_groups, self.state, self.state_names, self._rates)
+        full = slots is None
+        if slots is None:
+            slots = self._slots(flat)
+        for slot in slots:
+            slot.commit(self.apply_update(slot.value, slot.grad, slot.state, slot.group, slot.lr))
+        if full:
+            for position, p, _ in self._last_pending:
+                self._seen[position] = p.value
+
+    def _slots(self, flat: bool) -> list[Slot]:
+        """Check every pending gradient and state, clip, create missing state; the slots."""
+        pending = self._last_pending = self._pending()
         rates = self._rates()
         swapped = [entry for entry in pending if self._seen.get(entry[0]) is not entry[1].value]
         check_state_shapes(type(self).__name__, swapped, self.state)  # only a new value can change shape
@@ -220,23 +243,27 @@ class Optimizer:
                 self.state[position] = {"step": 0, **self.init_state(p.value, group)}
             elif self._seen.get(position) is not p.value or len(state) != sizes[g_index]:
                 follow(state, p.value, self.state_names(group))  # value replaced, or a hyperparameter changed
-        done = self._flat.step(self, pending, grads, rates) if self.flat else set()
+        slots: list[Slot] = []
+        done: set[int] = set()
+        if flat:
+            slots, done = self._flat.slots(
+                self.param_groups, self.state, self.state_names, pending, grads, rates
+            )
         for (position, p, g_index), grad in zip(pending, grads, strict=True):
-            if position in done:
-                continue
-            state = self.state[position]
-            state["step"] += 1
-            new = self.apply_update(p.value, grad, state, self.param_groups[g_index], rates[g_index])
-            p.value = assign(p.value, new)
-        for position, p, _ in pending:
-            self._seen[position] = p.value
+            if position not in done:
+                state = self.state[position]
+                state["step"] += 1
+                slots.append(
+                    Slot(p.value, grad, state, self.param_groups[g_index], rates[g_index], params=(p,))
+                )
+        return slots
 
     def apply_update(
         self, value: Array, grad: Array, state: dict[str, Any], group: dict[str, Any], lr: float
     ) -> Array:
-        """The registered kernel where ``fused`` is on and it applies (in place), else :meth:`update`."""
-        kernel = numpy_fast.OPTIMIZER_KERNELS.get(self.kernel) if self.fused and self.kernel else None
-        if kernel is not None and kernel(value, grad, state, group, lr):
+        """:meth:`update_fast` (in place) where ``fused`` and the fast paths are on and it
+        applies, else :meth:`update`."""
+        if self.fused and kernels.enabled() and self.update_fast(value, grad, state, group, lr):
             return value
         return self.update(value, grad, state, group, lr)
 
@@ -246,7 +273,7 @@ class Optimizer:
         becomes its view), else each gradient itself. For one collective per buffer (the
         data-parallel all-reduce): changing them in place changes what the next step uses."""
         self._pending()  # the same checks as step(), before anything is packed
-        if not self.flat:
+        if not (self.flat and kernels.enabled()):
             return [p.grad for p in self.parameters() if p.grad is not None]
         return self._flat.gradient_buffers(self.param_groups)
 

@@ -22,7 +22,7 @@ gradient you keep. Set ``optimizer.flat = False`` before the first step to keep 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from xpnn.backend import assign, device_of, namespace
 from xpnn.backend.views import flatten_into, supports_views, view_as
@@ -164,17 +164,32 @@ class FlatGroup:
                 entry[name] = view
 
 
-class Stepper(Protocol):
-    """What the flat path needs of an optimizer (:class:`xpnn.optim.base.Optimizer`)."""
+class Slot:
+    """One update of the optimizer's loop: ``value``, ``grad`` and ``state`` (with its step
+    count) under ``group`` at rate ``lr``: a whole packed group (its flat buffers) or one
+    parameter; :meth:`commit` stores the new value and counts the step."""
 
-    param_groups: list[dict[str, Any]]
-    state: dict[int, dict[str, Any]]
+    __slots__ = ("flat", "grad", "group", "lr", "params", "state", "states", "value")
 
-    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]: ...
+    def __init__(self, value: Array, grad: Array, state: dict[str, Any], group: dict[str, Any], lr: float,
+                 *, flat: FlatGroup | None = None, params: Sequence[Parameter] = (),
+                 states: Sequence[dict[str, Any]] = ()) -> None:  # fmt: skip
+        self.value, self.grad, self.state, self.group, self.lr = value, grad, state, group, lr
+        self.flat, self.params, self.states = flat, params, states
 
-    def apply_update(
-        self, value: Array, grad: Array, state: dict[str, Any], group: dict[str, Any], lr: float
-    ) -> Array: ...
+    def commit(self, new: Array) -> None:
+        """Write ``new`` (and state an equation rebound instead of assigning) back, count the step."""
+        if self.flat is None:
+            p = self.params[0]
+            p.value = assign(p.value, new)
+            return
+        flat = self.flat
+        flat.values = assign(flat.values, new)
+        for name, array in self.state.items():
+            if name != "step" and array is not flat.state[name]:
+                flat.state[name] = assign(flat.state[name], array)
+        for state in self.states:
+            state["step"] += 1
 
 
 class FlatBuffers:
@@ -219,66 +234,57 @@ class FlatBuffers:
                 return flat
         return None
 
-    def step_unchanged(self, opt: Stepper, rates: Callable[[], list[float]]) -> bool:
-        """The whole step, when every group was updated flat last time and nothing changed since
-        (:meth:`FlatGroup.unchanged`: the steady state of a training loop): the update equation
-        over each group's buffers without re-checking and re-packing what cannot have changed
-        (~20 us per step on a small model). False, with nothing done, otherwise."""
+    def steady_slots(self, param_groups: Sequence[dict[str, Any]], states: dict[int, Any],
+                     names: Callable[[dict[str, Any]], tuple[str, ...]], rates: Callable[[], list[float]],
+                     ) -> list[Slot] | None:  # fmt: skip
+        """One slot per group, when every group was updated flat last time and nothing changed
+        since (:meth:`FlatGroup.unchanged`: the steady state of a training loop), skipping the
+        checks and packing that cannot find anything new (~20 us per step on a small model);
+        None otherwise."""
         plan, first = [], 0
-        for g_index, group in enumerate(opt.param_groups):
+        for g_index, group in enumerate(param_groups):
             positions = range(first, first + len(group["params"]))
             first += len(group["params"])
             flat = self.groups.get(g_index)
-            states: list[Any] = [opt.state.get(position) for position in positions]  # None: no step yet
-            if flat is None or not flat.unchanged(group["params"], states, opt.state_names(group)):
-                return False
-            plan.append((flat, group, states))
-        for (flat, group, states), lr in zip(plan, rates(), strict=True):
-            self._update(opt, flat, group, states, flat.grads, lr)
-        return True
+            entries: list[Any] = [states.get(position) for position in positions]  # None: no step yet
+            if flat is None or not flat.unchanged(group["params"], entries, names(group)):
+                return None
+            plan.append((flat, group, entries))
+        return [_flat_slot(flat, group, entries, names(group), flat.grads, lr)
+                for (flat, group, entries), lr in zip(plan, rates(), strict=True)]  # fmt: skip
 
-    def step(
-        self, opt: Stepper, pending: list[tuple[int, Parameter, int]], grads: list[Array], rates: list[float]
-    ) -> set[int]:
-        """Update each packable group of ``opt`` as ONE flat array; returns the positions updated.
-
-        A group qualifies when every one of its parameters has a gradient and all share one
-        step count (else the per-parameter path runs: same equations, same numbers).
-        """
+    def slots(self, param_groups: Sequence[dict[str, Any]], states: dict[int, Any],
+              names: Callable[[dict[str, Any]], tuple[str, ...]], pending: list[tuple[int, Parameter, int]],
+              grads: list[Array], rates: list[float]) -> tuple[list[Slot], set[int]]:  # fmt: skip
+        """One slot per packable group and the positions it covers. A group qualifies when
+        every one of its parameters has a gradient and all share one step count (the others
+        are updated parameter by parameter: same equations, same numbers)."""
+        found: list[Slot] = []
         done: set[int] = set()
         by_group: dict[int, list[Array]] = {}
         for (_, _, g_index), grad in zip(pending, grads, strict=True):
             by_group.setdefault(g_index, []).append(grad)
         first = 0
-        for g_index, group in enumerate(opt.param_groups):
+        for g_index, group in enumerate(param_groups):
             positions = range(first, first + len(group["params"]))
             first += len(group["params"])
             entries = by_group.get(g_index, [])
             flat = self.group(g_index, group["params"])
             if flat is None or len(entries) != len(positions) or len(positions) < 2:
                 continue
-            states = [opt.state[position] for position in positions]
-            if len({state["step"] for state in states}) != 1:
+            group_states = [states[position] for position in positions]
+            if len({state["step"] for state in group_states}) != 1:
                 continue
-            self._update(opt, flat, group, states, entries, rates[g_index])
+            found.append(_flat_slot(flat, group, group_states, names(group), entries, rates[g_index]))
             done.update(positions)
-        return done
+        return found, done
 
-    @staticmethod
-    def _update(
-        opt: Stepper, flat: FlatGroup, group: dict[str, Any], states: list[dict[str, Any]],
-        grads: list[Array] | Array, lr: float,
-    ) -> None:  # fmt: skip
-        """One flat update; ``grads`` a list to gather, or the flat gradient buffer (unchanged)."""
-        names = opt.state_names(group)
-        if grads is not flat.grads:
-            flat.pack_state(states, names)
-            grads = flat.gather_grads(grads)
-        shared = {"step": states[0]["step"] + 1, **{name: flat.state[name] for name in names}}
-        new = opt.apply_update(flat.values, grads, shared, group, lr)
-        flat.values = assign(flat.values, new)
-        for name in names:
-            if shared[name] is not flat.state[name]:  # an equation that rebound instead of assigning
-                flat.state[name] = assign(flat.state[name], shared[name])
-        for state in states:
-            state["step"] += 1
+
+def _flat_slot(flat: FlatGroup, group: dict[str, Any], states: list[dict[str, Any]], names: tuple[str, ...],
+               grads: list[Array] | Array, lr: float) -> Slot:  # fmt: skip
+    """The slot of a packed group; ``grads`` a list to gather, or its flat gradient buffer."""
+    if grads is not flat.grads:
+        flat.pack_state(states, names)
+        grads = flat.gather_grads(grads)
+    shared = {"step": states[0]["step"] + 1, **{name: flat.state[name] for name in names}}
+    return Slot(flat.values, grads, shared, group, lr, flat=flat, states=states)

@@ -1,6 +1,6 @@
 """Training checkpoints: a saved model plus the optimizer's state and the run's progress.
 
-A checkpoint is the model's own file (:mod:`xpnn.nn.serialization`) with two more header
+A checkpoint is the model's own file (:mod:`xpnn.io.serialization`) with two more header
 entries: the optimizer's ``state_dict`` and the run's epoch, seed, batch size and history.
 Shuffling and dropout are pure functions of the seeds and counters it holds, so resuming
 repeats the uninterrupted run.
@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from xpnn.errors import CheckpointError
-from xpnn.nn import serialization
+from xpnn.io import serialization
 from xpnn.train.record import History, TrainingRun
 
 

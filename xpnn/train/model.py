@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from xpnn import nn
-from xpnn.nn import serialization
-from xpnn.nn.file_checks import check_arrays
+from xpnn.io import serialization
+from xpnn.io.file_checks import check_arrays
 from xpnn.train import evaluation, loop
 from xpnn.train.lr_find import LRFinderResult
 from xpnn.train.lr_find import lr_find as range_test

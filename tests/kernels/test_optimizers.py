@@ -1,6 +1,6 @@
-"""The optional numba kernels (:mod:`xpnn.backend.numba_fast`): bit for bit the NumPy in-place
+"""The optional numba kernels (:mod:`xpnn.backend.compile`): bit for bit the NumPy in-place
 kernels and the plain equations, over many steps, flat and per parameter, float32 and float64,
-contiguous and not. The NumPy kernels are tested here too with ``numba_fast.enabled = False``,
+contiguous and not. The NumPy kernels are tested here too with ``compile.enabled = False``,
 so they stay covered where numba is installed (and are the only path where it is not)."""
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import pytest
 import xpnn
 from tests.helpers.optimizer_cases import CASES, gradient_sequence, make, step_with
 from xpnn import backend
-from xpnn.backend import numba_fast, numpy_fast
+from xpnn.kernels import compile, dense
+from xpnn.kernels import optimizers as kernels
 
 STEPS = 60
-# every case a numpy_fast kernel covers (the others never reach numba: see test_fused_switch)
+# every case a kernels kernel covers (the others never reach numba: see test_fused_switch)
 COVERED = ["sgd", "sgd_momentum", "sgd_dampening", "sgd_weight_decay", "sgd_decay", "adagrad",
            "adagrad_weight_decay", "adagrad_decay_initial", "rmsprop", "rmsprop_decay", "adam",
            "adam_weight_decay", "adam_decay", "adam_schedule", "adamw"]  # fmt: skip
@@ -50,7 +51,7 @@ def _assert_bits(got: list[np.ndarray], want: list[np.ndarray], dtype: str) -> N
 def _count_numba_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     for name in ("adam", "sgd", "rms"):
-        real = getattr(numba_fast, name)
+        real = getattr(kernels, f"_{name}_numba")
 
         def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> bool:
             done = _real(*args, **kwargs)
@@ -58,14 +59,14 @@ def _count_numba_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
                 calls.append(_name)
             return done
 
-        monkeypatch.setattr(numba_fast, name, spy)
+        monkeypatch.setattr(kernels, f"_{name}_numba", spy)
     return calls
 
 
 @pytest.fixture
 def numba_on(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     pytest.importorskip("numba", reason="numba is optional (the fast extra); its kernels are not tested")
-    monkeypatch.setattr(numba_fast, "enabled", True)
+    monkeypatch.setattr(compile, "enabled", True)
     return _count_numba_calls(monkeypatch)
 
 
@@ -86,10 +87,10 @@ def test_numba_kernels_equal_the_plain_equations_bit_for_bit(
 def test_numpy_kernels_equal_the_plain_equations_with_numba_switched_off(
     name: str, dtype: str, flat: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(numba_fast, "enabled", False)
+    monkeypatch.setattr(compile, "enabled", False)
     calls = _count_numba_calls(monkeypatch)
     got = _train(name, dtype, flat=flat)
-    assert calls == [] and not numba_fast.available()
+    assert calls == [] and not compile.available()
     _assert_bits(got, _train(name, dtype, flat=flat, fused=False), dtype)
 
 
@@ -104,19 +105,17 @@ def _arrays(rng: np.random.Generator, dtype: str, layout: str, count: int) -> li
 
 
 def _kernel_run(kernel: str, arrays: list[np.ndarray], grads: list[np.ndarray]) -> None:
-    """Fifty steps of one numpy_fast kernel on ``arrays`` (value, then state) in place."""
+    """Fifty steps of one kernels kernel on ``arrays`` (value, then state) in place."""
     for k, g in enumerate(grads, start=1):
         if kernel == "adam":
             scalars = dict(betas=(0.9, 0.99), step_size=0.01 / (1 - 0.9**k), bias2_root=(1 - 0.99**k) ** 0.5)
-            assert numpy_fast.fused_adam(
-                arrays[0], g, arrays[1], arrays[2], eps=1e-8, shrink=0.999, **scalars
-            )
+            assert kernels.adam(arrays[0], g, arrays[1], arrays[2], eps=1e-8, shrink=0.999, **scalars)
         elif kernel == "momentum":
-            assert numpy_fast.fused_sgd(arrays[0], g, 0.1, arrays[1], momentum=0.9, dampening=0.25)
+            assert kernels.sgd(arrays[0], g, 0.1, arrays[1], momentum=0.9, dampening=0.25)
         elif kernel == "sgd":
-            assert numpy_fast.fused_sgd(arrays[0], g, 0.1)
+            assert kernels.sgd(arrays[0], g, 0.1)
         else:
-            assert numpy_fast.fused_rms(arrays[0], g, arrays[1], lr=0.01, eps=1e-7, rho=0.9)
+            assert kernels.rms(arrays[0], g, arrays[1], lr=0.01, eps=1e-7, rho=0.9)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "strided", "transposed"])
@@ -133,7 +132,7 @@ def test_numba_and_numpy_kernels_agree_on_any_layout(
         for state in arrays[1:]:
             np.abs(state, out=state)  # second moments and accumulators are never negative
         grads = [g * (1e-3 if k % 5 else 30.0) for k, g in enumerate(_arrays(rng, dtype, layout, 50))]
-        monkeypatch.setattr(numba_fast, "enabled", use_numba)
+        monkeypatch.setattr(compile, "enabled", use_numba)
         _kernel_run(kernel, arrays, grads)
         results.append(arrays)
     _assert_bits(results[0], results[1], dtype)
@@ -142,9 +141,9 @@ def test_numba_and_numpy_kernels_agree_on_any_layout(
 
 def test_numba_declines_what_it_does_not_cover(numba_on: list[str]) -> None:
     half = np.ones(4, np.float16)
-    assert not numba_fast.sgd(half, half, 0.1)
+    assert not kernels._sgd_numba(half, half, 0.1)
     mixed = np.ones(4, np.float32)
-    assert not numba_fast.sgd(mixed, np.ones(4, np.float64), 0.1)
+    assert not kernels._sgd_numba(mixed, np.ones(4, np.float64), 0.1)
     assert np.array_equal(mixed, np.ones(4))
 
 
@@ -153,29 +152,29 @@ def test_a_division_by_zero_gives_inf_and_nan_as_numpy_does(
 ) -> None:
     results = []
     for use_numba in (True, False):
-        monkeypatch.setattr(numba_fast, "enabled", use_numba)
+        monkeypatch.setattr(compile, "enabled", use_numba)
         w, g, acc = (
             np.ones(3, np.float32),
             np.array([0.0, 1e-30, -1e-30], np.float32),
             np.zeros(3, np.float32),
         )
         with np.errstate(divide="ignore", invalid="ignore"):
-            assert numpy_fast.fused_rms(w, g, acc, lr=0.1, eps=0.0)
+            assert kernels.rms(w, g, acc, lr=0.1, eps=0.0)
         results.append([w, acc])
     assert np.isnan(results[0][0][0]) and list(results[0][0][1:]) == [-np.inf, np.inf]  # g*g underflowed
     _assert_bits(results[0], results[1], "float32")
 
 
 def test_import_xpnn_does_not_import_numba() -> None:
-    code = "import sys, xpnn, xpnn.backend.numpy_fast; assert 'numba' not in sys.modules, 'numba imported'"
+    code = "import sys, xpnn, xpnn.kernels.optimizers; assert 'numba' not in sys.modules, 'numba imported'"
     env = {**os.environ, "PYTHONPATH": ROOT}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
 
 def test_without_numba_the_fused_path_still_updates(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(numba_fast, "_installed", False)  # as where numba is not installed
-    assert not numba_fast.available() and not numba_fast.adam(
+    monkeypatch.setattr(compile, "_installed", False)  # as where numba is not installed
+    assert not compile.available() and not kernels._adam_numba(
         np.ones(2), np.ones(2), np.zeros(2), np.zeros(2), betas=(0.9, 0.99), step_size=0.1,
         bias2_root=1.0, eps=1e-8,
     )  # fmt: skip
@@ -201,23 +200,23 @@ def test_relu_backward_in_one_pass_equals_the_plain_mask_product(
         relu.forward(x)
         with np.errstate(invalid="ignore"):  # 0 * inf: NumPy warns, numba's loop does not
             results.append(relu.backward(dout))
-    assert numba_fast.relu_grad(x, dout) is not None  # the fused run took the numba pass
+    assert dense.relu_grad(x, dout) is not None  # the fused run took the numba pass
     _assert_bits(results[:1], results[1:], dtype)
-    assert numba_fast.relu_grad(x, dout.astype("float16")) is None  # mixed dtypes: the plain product
-    transposed = numba_fast.relu_grad(x.T, dout.T)  # one transposed layout: flat in memory order
+    assert dense.relu_grad(x, dout.astype("float16")) is None  # mixed dtypes: the plain product
+    transposed = dense.relu_grad(x.T, dout.T)  # one transposed layout: flat in memory order
     assert transposed is not None and transposed.strides == dout.T.strides
     with np.errstate(invalid="ignore"):
         _assert_bits([np.ascontiguousarray(transposed)], [np.astype(x.T > 0, dtype) * dout.T], dtype)
-    assert numba_fast.relu_grad(x.T, np.ascontiguousarray(dout.T)) is None  # two layouts: plain
-    assert numba_fast.relu_grad(x[:, ::2], dout[:, ::2]) is None  # strided: the plain product
-    monkeypatch.setattr(numba_fast, "enabled", False)
-    assert numba_fast.relu_grad(x, dout) is None
+    assert dense.relu_grad(x.T, np.ascontiguousarray(dout.T)) is None  # two layouts: plain
+    assert dense.relu_grad(x[:, ::2], dout[:, ::2]) is None  # strided: the plain product
+    monkeypatch.setattr(compile, "enabled", False)
+    assert dense.relu_grad(x, dout) is None
 
 
 def test_a_numba_that_fails_to_import_means_the_numpy_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "numba", None)  # "import numba" raises ImportError
-    monkeypatch.setattr(numba_fast, "_installed", None)
-    assert not numba_fast.available() and numba_fast._installed is False
+    monkeypatch.setattr(compile, "_installed", None)
+    assert not compile.available() and compile._installed is False
     _assert_bits(
         _train("sgd_momentum", "float32", flat=True),
         _train("sgd_momentum", "float32", flat=True, fused=False),

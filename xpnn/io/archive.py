@@ -1,6 +1,6 @@
 """Host file I/O for saved models: an ``.npz`` of host arrays with a JSON header; never pickle.
 
-Both a model's own save (:mod:`xpnn.nn.serialization`) and training checkpoints
+Both a model's own save (:mod:`xpnn.io.serialization`) and training checkpoints
 (:mod:`xpnn.train.checkpoint`) write through here. Writes go to a temporary file in the same
 directory, are fsync'd and renamed over the target: a crash mid-save leaves the previous file
 intact. Nested plain data (an optimizer's ``state_dict``) is stored as JSON with each array

@@ -13,8 +13,8 @@ view: NumPy's element-wise layers keep that memory order, so the next convolutio
 Max pooling keeps a running maximum in place (one pass per kernel offset) and routes the
 gradient by comparing each offset with it.
 
-Where numba is installed (and :data:`xpnn.backend.numba_fast.enabled`), the loops of
-:mod:`xpnn.backend.numba_conv` replace those passes with one: max pooling's window maximum
+Where numba is installed (and :data:`xpnn.kernels.compile.enabled`), the loops of
+:mod:`xpnn.kernels.conv_numba` replace those passes with one: max pooling's window maximum
 and first maximal offset, its gradient from that offset, im2col without the padded copy and
 col2im (same bits; in the CNN benchmark ~11 ms -> ~1 ms per pooling backward).
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.backend import numba_conv
+from xpnn.kernels import conv_numba
 
 Array = Any  # a NumPy array here; geometry objects come from xpnn.functional.windows (duck-typed)
 
@@ -47,7 +47,7 @@ def _channel_major_padded(x: Array, pads: tuple[int, int, int, int]) -> Array:
 def conv_forward(x: Array, w: Array, b: Array | None, geo: Any) -> tuple[Array, Array]:
     """The convolution ``y`` (N, O, H_out, W_out), as a view of channel-major memory, and
     ``cols`` (C*kh*kw, N*H_out*W_out) for the backward."""
-    cols = numba_conv.im2col(x, geo)
+    cols = conv_numba.im2col(x, geo)
     if cols is None:
         cols = _im2col(x, geo)
     (ho, wo), n = geo.out, x.shape[0]
@@ -80,7 +80,7 @@ def conv_backward(dout: Array, w: Array, cols: Array, geo: Any, x_shape: tuple[i
     n, c, h, width = x_shape
     (ho, wo), k = geo.out, len(geo.offsets)
     dcols = np.matmul(w.reshape(o, -1).T, dy).reshape(c, k, n, ho, wo)
-    dx = numba_conv.col2im(dcols, geo, x_shape)
+    dx = conv_numba.col2im(dcols, geo, x_shape)
     if dx is not None:
         return dw, db, dx
     top, bottom, left, right = geo.pads
@@ -95,7 +95,7 @@ def max_pool_forward(x: Array, geo: Any) -> tuple[Array, tuple[Array, ...]]:
     mixing orders in later element-wise passes made them strided and ~3x slower) and what
     :func:`max_pool_backward` needs: numba's one pass with the first maximal offsets where
     it applies, else a running ``maximum`` in place (one pass per kernel offset)."""
-    pooled = numba_conv.max_pool(x, geo)
+    pooled = conv_numba.max_pool(x, geo)
     if pooled is not None:
         return pooled[0], (x, pooled[1])
     return _max_pool(x, geo)
@@ -119,7 +119,7 @@ def max_pool_backward(dout: Array, saved: tuple[Array, ...], geo: Any) -> Array:
     """Each output's gradient into the FIRST maximal element of its window (torch's rule,
     as the plain path's first-maximum index); dL/dx (N, C, H, W) in the input's memory order."""
     if len(saved) == 2:  # numba's forward: (x, first maximal offsets)
-        dx = numba_conv.max_pool_grad(dout, saved[1], saved[0], geo)
+        dx = conv_numba.max_pool_grad(dout, saved[1], saved[0], geo)
         if dx is not None:
             return dx
         saved = _max_pool(saved[0], geo)[1]  # e.g. dout of another dtype: the NumPy passes

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn.backend import numba_conv, numba_fast
+from xpnn.kernels import compile, conv_numba
 
 RNG = np.random.default_rng(23)
 
@@ -34,7 +34,7 @@ POOL_CASES = [
 @pytest.fixture
 def numba_on(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("numba", reason="numba is optional (the fast extra); its loops are not tested")
-    monkeypatch.setattr(numba_fast, "enabled", True)
+    monkeypatch.setattr(compile, "enabled", True)
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
@@ -66,7 +66,7 @@ def _pool_saved(layer: Any) -> Any:
 
 def _pool(x: np.ndarray, kernel: Any, options: dict[str, Any], dout: np.ndarray | None, *, numba: bool,
           monkeypatch: pytest.MonkeyPatch, fused: bool = True) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    monkeypatch.setattr(numba_fast, "enabled", numba)
+    monkeypatch.setattr(compile, "enabled", numba)
     layer = xpnn.MaxPool2D(kernel, **options)
     layer.fused = fused
     y = layer.forward(x)
@@ -117,18 +117,18 @@ def test_max_pool_index_is_int16_and_numba_declines_what_it_does_not_cover(numba
     layer.forward(_image(2, 3, (6, 6), "float32", "contiguous"))
     assert _pool_saved(layer)[1].dtype == np.int16 and _pool_saved(layer)[1].shape == (2, 3, 3, 3)
     geo = layer._call.ctx.saved[2]
-    assert numba_conv.max_pool(np.ones((1, 1, 6, 6), np.float16), geo) is None
-    assert numba_conv.max_pool(np.ones((2, 3, 6, 6), np.float32)[:, :, ::-1], geo) is None  # strided
+    assert conv_numba.max_pool(np.ones((1, 1, 6, 6), np.float16), geo) is None
+    assert conv_numba.max_pool(np.ones((2, 3, 6, 6), np.float32)[:, :, ::-1], geo) is None  # strided
     dx = layer.backward(np.ones((2, 3, 3, 3), np.float64))  # another dtype: the NumPy passes
     assert dx.dtype == np.float64 and dx.sum() == 2 * 3 * 3 * 3  # one 1.0 per window
 
 
 def test_max_pool_without_numba_takes_the_numpy_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(numba_fast, "_installed", False)  # as where numba is not installed
+    monkeypatch.setattr(compile, "_installed", False)  # as where numba is not installed
     layer = xpnn.MaxPool2D(3, stride=2, padding=1)
     x = _image(2, 3, (7, 8), "float32", "channel-major")
     y = layer.forward(x)
-    assert len(_pool_saved(layer)) > 2 and numba_conv.max_pool(x, layer._call.ctx.saved[2]) is None
+    assert len(_pool_saved(layer)) > 2 and conv_numba.max_pool(x, layer._call.ctx.saved[2]) is None
     dx = layer.backward(np.ones_like(y))
     layer.fused = False
     np.testing.assert_array_equal(layer.forward(x), y)
@@ -150,7 +150,7 @@ CONV_CASES = [
 
 def _conv(x: np.ndarray, case: int, dout: np.ndarray | None, *, numba: bool,
           monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:  # fmt: skip
-    monkeypatch.setattr(numba_fast, "enabled", numba)
+    monkeypatch.setattr(compile, "enabled", numba)
     c_in, c_out, kernel, options, _ = CONV_CASES[case]
     layer = xpnn.Conv2D(c_in, c_out, kernel, seed=0, **options).to("numpy", dtype=str(x.dtype))
     layer.input_grad = True
@@ -178,7 +178,7 @@ def test_im2col_and_col2im_loops_equal_the_numpy_fast_path(
         .to("numpy", dtype=dtype)
         .options(x)["geometry"]
     )
-    assert numba_conv.im2col(x, geo) is not None  # the loops ran
+    assert conv_numba.im2col(x, geo) is not None  # the loops ran
     for a, b in zip(got, want, strict=True):
         _assert_bits(a, b)
     assert got[2].transpose(1, 0, 2, 3).flags.c_contiguous  # dx: compact channel-major memory
@@ -189,7 +189,7 @@ def test_col2im_adds_nothing_from_padding_and_keeps_non_finite_pieces_out(numba_
     geo = layer.options(np.zeros((1, 1, 4, 5), np.float32))["geometry"]
     dcols = np.full((1, 9, 1, 4, 5), 1.0, np.float32)
     dcols[:, :, :, 0, 0] = np.inf  # output (0, 0): its offsets (0, *) and (*, 0) read padding
-    dx = numba_conv.col2im(dcols, geo, (1, 1, 4, 5))
+    dx = conv_numba.col2im(dcols, geo, (1, 1, 4, 5))
     cover = np.zeros((6, 7), np.float32)
     for i in range(3):
         for j in range(3):

@@ -1,5 +1,5 @@
 """The layers' fast paths sit beside their plain expressions: ``fused = False`` on the class (or
-one layer) never calls :mod:`xpnn.backend.numpy_fast`, and both give the same numbers."""
+one layer) never calls :mod:`xpnn.kernels`, and both give the same numbers."""
 
 from __future__ import annotations
 
@@ -10,35 +10,36 @@ import pytest
 
 import xpnn
 from xpnn import backend
-from xpnn.backend import numba_fast, numpy_fast
+from xpnn.kernels import compile, cross_entropy, dense
 
-LAYER_OPS = ("affine", "matmul", "sum_rows", "row_max", "row_sum", "take_at_labels", "add_at_labels")
+LAYER_OPS = {"affine": dense, "matmul": dense, "sum_rows": dense, "row_max": cross_entropy,
+             "row_sum": cross_entropy, "take_at_labels": cross_entropy, "add_at_labels": cross_entropy}  # fmt: skip
 
 
 def _refuse_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in LAYER_OPS:
+    for name, module in LAYER_OPS.items():
 
         def refuse(*args: Any, _name: str = name, **kwargs: Any) -> None:
-            raise AssertionError(f"numpy_fast.{_name} called with fused = False")
+            raise AssertionError(f"{_name} called with fused = False")
 
-        monkeypatch.setattr(numpy_fast, name, refuse)
+        monkeypatch.setattr(module, name, refuse)
 
     def refuse_numba(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("numba_fast.relu_grad called with fused = False")
+        raise AssertionError("dense.relu_grad called with fused = False")
 
-    monkeypatch.setattr(numba_fast, "relu_grad", refuse_numba)
+    monkeypatch.setattr(dense, "relu_grad", refuse_numba)
 
 
 def _count_fast_paths(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     calls = dict.fromkeys(LAYER_OPS, 0)
-    for name in LAYER_OPS:
-        real = getattr(numpy_fast, name)
+    for name, module in LAYER_OPS.items():
+        real = getattr(module, name)
 
         def count(*args: Any, _name: str = name, _real: Any = real, **kwargs: Any) -> Any:
             calls[_name] += 1
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(numpy_fast, name, count)
+        monkeypatch.setattr(module, name, count)
     return calls
 
 
@@ -76,7 +77,7 @@ def test_fused_false_on_every_class_never_calls_a_fast_path(
 
 @pytest.mark.parametrize("setup", list(SETUPS))
 def test_fused_true_calls_the_fast_paths_on_numpy(setup: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(numba_fast, "enabled", False)  # numba's loss and ReLU kernels replace some
+    monkeypatch.setattr(compile, "enabled", False)  # numba's loss and ReLU kernels replace some
     calls = _count_fast_paths(monkeypatch)
     loss, head = SETUPS[setup]
     _train_step(np.asarray, loss(), head)

@@ -1,6 +1,6 @@
 """Optional one-pass numba loops for MaxPool2D and Conv2D's im2col / col2im (the ``fast`` extra).
 
-The NumPy fast paths of :mod:`xpnn.backend.numpy_conv` make one strided pass per kernel offset
+The NumPy fast paths of :mod:`xpnn.kernels.conv` make one strided pass per kernel offset
 (and, for max pooling's backward, four boolean passes per offset: ~11 ms per 2x2 pool in the
 CNN benchmark); their inner loops run over one output row of 14-28 elements, so NumPy's
 per-row overhead dominates. The loops here read each input once and write each output once.
@@ -18,8 +18,8 @@ They compute the same numbers bit for bit, as the tests check:
 
 Arrays reach the loops as 4-D (A, B, H, W) views in MEMORY order (A, B = N, C for a contiguous
 NCHW array, C, N for a convolution's channel-major output), so every plane is contiguous and
-results keep the input's memory order. Like :mod:`xpnn.backend.numba_fast` (whose
-:func:`~xpnn.backend.numba_fast.available` and ``enabled`` switch these off as well), numba is
+results keep the input's memory order. Like :mod:`xpnn.kernels.compile` (whose
+:func:`~xpnn.kernels.compile.available` and ``enabled`` switch these off as well), numba is
 imported at the first call only and compiled code is cached next to this file.
 """
 
@@ -29,24 +29,24 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.backend import numba_fast
+from xpnn.kernels import compile
 
 Array = Any
-_loops: Any = None  # xpnn.backend.numba_conv_loops, imported at the first call
+_loops: Any = None  # xpnn.kernels.conv_loops, imported at the first call
 
 
 def _kernels() -> Any:
     global _loops
     if _loops is None:
-        from xpnn.backend import numba_conv_loops  # imports numba: only where available() found it
+        from xpnn.kernels import conv_loops  # imports numba: only where available() found it
 
-        _loops = numba_conv_loops
+        _loops = conv_loops
     return _loops
 
 
 def _takes(x: Array) -> bool:
     """Whether the loops take ``x``: numba is on and ``x`` a float32 or float64 NumPy array."""
-    return numba_fast.available() and type(x) is np.ndarray and x.dtype in (np.float32, np.float64)
+    return compile.available() and type(x) is np.ndarray and x.dtype in (np.float32, np.float64)
 
 
 def memory_order(x: Array) -> Array | None:
@@ -94,7 +94,7 @@ def max_pool_grad(dout: Array, index: Array, like: Array, geo: Any) -> Array | N
 
 
 def im2col(x: Array, geo: Any) -> Array | None:
-    """``cols`` (C*kh*kw, N*H_out*W_out) of :func:`~xpnn.backend.numpy_conv.conv_forward`,
+    """``cols`` (C*kh*kw, N*H_out*W_out) of :func:`~xpnn.kernels.conv.conv_forward`,
     read straight from ``x`` (N, C, H, W) (no padded copy); None where numba does not apply."""
     if not _takes(x):  # any strides: the loop reads the (C, N, H, W) view as it lies
         return None

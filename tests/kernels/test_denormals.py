@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xpnn import Parameter
-from xpnn.backend import denormals
+from xpnn.kernels import denormals
 from xpnn.optim.optimizers import Adam, RMSProp
 
 TINY = np.float32(np.finfo(np.float32).tiny)  # the smallest normal float32

@@ -1,5 +1,5 @@
-"""The optional numba layer kernels (:mod:`xpnn.backend.numba_layers`): bit for bit the plain
-equations (NumPy's summation order, its own exp and log), None wherever they do not apply, and
+"""The optional numba layer kernels (:mod:`xpnn.kernels.dense`, :mod:`xpnn.kernels.cross_entropy`):
+bit for bit the plain equations (NumPy's summation order, its own exp and log), None wherever they do not apply, and
 every check of the plain path kept (a bad label raises before any state changes)."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn.backend import numba_fast, numba_layers
 from xpnn.errors import LabelError
+from xpnn.kernels import compile, cross_entropy, dense
 
 
 @pytest.fixture
 def numba_on(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("numba", reason="numba is optional (the fast extra); its kernels are not tested")
-    monkeypatch.setattr(numba_fast, "enabled", True)
+    monkeypatch.setattr(compile, "enabled", True)
 
 
 def _same_bits(a: Any, b: Any) -> bool:
@@ -46,10 +46,10 @@ def test_softmax_cross_entropy_kernels_give_the_plain_bits(
     z[0, 0] = -0.0
     y = rng.integers(0, shape[1], shape[0])
     loss, probs, grad = _plain_loss(z, y)
-    fast = numba_layers.softmax_cross_entropy(z, y)
+    fast = cross_entropy.softmax_cross_entropy(z, y)
     assert fast is not None
     assert _same_bits(fast[0], loss) and fast[0].shape == () and _same_bits(fast[1], probs)
-    assert _same_bits(numba_layers.softmax_cross_entropy_grad(probs, y), grad)
+    assert _same_bits(cross_entropy.softmax_cross_entropy_grad(probs, y), grad)
     loss_fn = xpnn.SoftmaxCrossEntropy()  # fused: the kernels, through the public methods
     assert _same_bits(loss_fn.forward(z, y), loss) and _same_bits(loss_fn.backward(), grad)
     assert _same_bits(loss_fn.gradient(probs, y), grad)
@@ -63,8 +63,8 @@ def test_a_label_out_of_range_is_never_read_and_raises_before_any_state_changes(
     rng = np.random.default_rng(0)
     z, y = rng.standard_normal((16, 10)).astype(np.float32), rng.integers(0, 10, 16)
     y[5] = label
-    assert numba_layers.softmax_cross_entropy(z, y) is None
-    assert numba_layers.softmax_cross_entropy_grad(np.full((16, 10), 0.1, np.float32), y) is None
+    assert cross_entropy.softmax_cross_entropy(z, y) is None
+    assert cross_entropy.softmax_cross_entropy_grad(np.full((16, 10), 0.1, np.float32), y) is None
     loss_fn = xpnn.SoftmaxCrossEntropy()
     if validate:
         with pytest.raises(LabelError, match=r"labels must be in \[0, 10\)"):
@@ -74,14 +74,14 @@ def test_a_label_out_of_range_is_never_read_and_raises_before_any_state_changes(
 
 def test_the_loss_kernels_take_only_what_they_cover(numba_on: None, monkeypatch: pytest.MonkeyPatch) -> None:
     z, y = np.ones((4, 3), np.float32), np.array([0, 1, 2, 0])
-    assert numba_layers.softmax_cross_entropy(z, y.astype(np.int32)) is None  # the plain path casts
-    assert numba_layers.softmax_cross_entropy(np.asfortranarray(np.ones((4, 3), np.float32)), y) is None
-    assert numba_layers.softmax_cross_entropy(z.astype(np.float16), y) is None
-    assert numba_layers.softmax_cross_entropy(np.ones((0, 3), np.float32), y[:0]) is None
-    assert numba_layers.softmax_cross_entropy(z, y[:3]) is None  # shapes the plain checks refuse
-    assert numba_layers.softmax_cross_entropy(z, y) is not None
-    monkeypatch.setattr(numba_fast, "enabled", False)
-    assert numba_layers.softmax_cross_entropy(z, y) is None
+    assert cross_entropy.softmax_cross_entropy(z, y.astype(np.int32)) is None  # the plain path casts
+    assert cross_entropy.softmax_cross_entropy(np.asfortranarray(np.ones((4, 3), np.float32)), y) is None
+    assert cross_entropy.softmax_cross_entropy(z.astype(np.float16), y) is None
+    assert cross_entropy.softmax_cross_entropy(np.ones((0, 3), np.float32), y[:0]) is None
+    assert cross_entropy.softmax_cross_entropy(z, y[:3]) is None  # shapes the plain checks refuse
+    assert cross_entropy.softmax_cross_entropy(z, y) is not None
+    monkeypatch.setattr(compile, "enabled", False)
+    assert cross_entropy.softmax_cross_entropy(z, y) is None
 
 
 def _specials(a: np.ndarray) -> np.ndarray:
@@ -104,17 +104,17 @@ def test_bias_relu_and_the_relu_gradient_with_the_bias_sum_give_the_plain_bits(
     bias[:2] = 0.0
     with np.errstate(invalid="ignore"):  # inf - inf: NumPy warns, numba's loop does not
         want = np.maximum(product + bias, 0.0)
-        got = numba_layers.bias_relu(product.copy(), bias)
+        got = dense.bias_relu(product.copy(), bias)
     assert _same_bits(got, want)
     dout = rng.standard_normal(shape).astype(dtype)
     with np.errstate(invalid="ignore"):  # 0 * inf
         dx = np.astype(want > 0, dtype) * dout
     fresh = dout.copy()
-    fast = numba_layers.relu_grad_bias(want, fresh, None, in_place=False)
+    fast = dense.relu_grad_bias(want, fresh, None, in_place=False)
     assert fast is not None and fast[0] is not fresh and _same_bits(fresh, dout)
     assert _same_bits(fast[0], dx) and _same_bits(fast[1], np.add.reduce(dx, axis=0))
     into = np.empty(shape[1], dtype)
-    owned = numba_layers.relu_grad_bias(want, fresh, into, in_place=True)
+    owned = dense.relu_grad_bias(want, fresh, into, in_place=True)
     assert owned is not None and owned[0] is fresh and owned[1] is into and _same_bits(into, fast[1])
 
 
@@ -122,14 +122,14 @@ def test_the_dense_relu_kernels_take_only_what_they_cover(
     numba_on: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = np.ones((4, 3), np.float32), np.ones(3, np.float32)
-    assert numba_layers.bias_relu(a, b.astype(np.float64)) is None
-    assert numba_layers.bias_relu(np.ones((3, 4), np.float32).T, b) is None
-    assert numba_layers.relu_grad_bias(a, a[:, :1].copy(), None, True) is None
+    assert dense.bias_relu(a, b.astype(np.float64)) is None
+    assert dense.bias_relu(np.ones((3, 4), np.float32).T, b) is None
+    assert dense.relu_grad_bias(a, a[:, :1].copy(), None, True) is None
     assert (
-        numba_layers.relu_grad_bias(a[:, :1].copy(), a[:, :1].copy(), None, True) is None
+        dense.relu_grad_bias(a[:, :1].copy(), a[:, :1].copy(), None, True) is None
     )  # NumPy sums one column pairwise
-    monkeypatch.setattr(numba_fast, "enabled", False)
-    assert numba_layers.bias_relu(a, b) is None and numba_layers.relu_grad_bias(a, a, None, True) is None
+    monkeypatch.setattr(compile, "enabled", False)
+    assert dense.bias_relu(a, b) is None and dense.relu_grad_bias(a, a, None, True) is None
 
 
 def _mlp(fused: bool) -> xpnn.Sequential:
@@ -147,8 +147,8 @@ def test_sequential_runs_dense_relu_pairs_in_one_pass_with_the_plain_numbers_and
     x_copy, dout_copy = x.copy(), dout.copy()
     calls: list[str] = []
     for name in ("bias_relu", "relu_grad_bias"):
-        real = getattr(numba_layers, name)
-        monkeypatch.setattr(numba_layers, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+        real = getattr(dense, name)
+        monkeypatch.setattr(dense, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
     results = []
     for fused in (True, False):
         model = _mlp(fused)

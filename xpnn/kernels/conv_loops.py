@@ -1,4 +1,4 @@
-"""The compiled loops of :mod:`xpnn.backend.numba_conv` (imports numba: imported only from there,
+"""The compiled loops of :mod:`xpnn.kernels.conv_numba` (imports numba: imported only from there,
 at the first call where numba is available).
 
 Each loop's body is inlined into its dispatcher with the common window sizes as constants
@@ -17,8 +17,8 @@ from typing import Any
 import numba
 import numpy as np
 
-from xpnn.backend.numba_fast import OPTIONS
-from xpnn.backend.numba_fast import jit as _jit
+from xpnn.kernels.compile import OPTIONS
+from xpnn.kernels.compile import jit as _jit
 
 Array = Any
 _inline = numba.njit(inline="always", **OPTIONS)

@@ -1,6 +1,6 @@
 """A saved file checked against a model before anything is built, read or changed.
 
-The header's entries must be of the types :func:`xpnn.nn.serialization.save` writes; each
+The header's entries must be of the types :func:`xpnn.io.serialization.save` writes; each
 array the model names (``param/{name}``, ``buffer/{name}``, by the dotted names of
 ``named_parameters()`` and ``named_buffers()``: ``0.weight`` in a Sequential) must be in the
 file with the model's shape and a float dtype, and no other such entry may be; counters must
@@ -15,8 +15,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from xpnn.backend.archive import Archive
 from xpnn.errors import CheckpointError
+from xpnn.io.archive import Archive
 
 Model = Any  # an xpnn Module
 

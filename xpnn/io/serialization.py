@@ -6,9 +6,9 @@ dotted name/shape/dtype, per-module counters (dropout seeds), and optionally an 
 ``state_dict`` and a training run's progress (written by :mod:`xpnn.train.checkpoint`).
 Shuffling and dropout are pure functions of those seeds and counters, so they are the whole
 random state. Every array is stored as a host NumPy array,
-so a file written on CuPy loads on NumPy and vice versa. File I/O is :mod:`xpnn.backend.archive`'s.
+so a file written on CuPy loads on NumPy and vice versa. File I/O is :mod:`xpnn.io.archive`'s.
 
-Loading trusts nothing in the file: :mod:`xpnn.nn.file_checks` checks the header and every
+Loading trusts nothing in the file: :mod:`xpnn.io.file_checks` checks the header and every
 array's shape and dtype (from the ``.npy`` headers) first, a layer built from the file may
 draw initial weights only as large as the file's arrays for it, only the entries the
 architecture names are read, and only then is anything changed.
@@ -23,11 +23,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from xpnn import backend
-from xpnn.backend import archive
-from xpnn.backend.archive import Archive
 from xpnn.errors import CheckpointError, XpnnError
+from xpnn.io import archive
+from xpnn.io.archive import Archive
+from xpnn.io.file_checks import architecture, check_architecture, check_arrays, check_header, expected_entries
 from xpnn.nn import init
-from xpnn.nn.file_checks import architecture, check_architecture, check_arrays, check_header, expected_entries
 from xpnn.nn.layers import Layer
 
 HostArray = Any  # a host NumPy array, as read from the file
