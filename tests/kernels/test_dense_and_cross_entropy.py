@@ -1,6 +1,6 @@
 """The optional numba layer kernels (:mod:`xpnn.kernels.dense`, :mod:`xpnn.kernels.cross_entropy`):
-bit for bit the plain equations (NumPy's summation order, its own exp and log), None wherever they do not apply, and
-every check of the plain path kept (a bad label raises before any state changes)."""
+bit for bit the plain equations (NumPy's summation order, its own exp and log), None wherever
+they do not apply, and every check of the plain path kept (a bad label raises before any state changes)."""
 
 from __future__ import annotations
 
