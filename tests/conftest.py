@@ -14,12 +14,29 @@ from tests.helpers.host_sync import no_host_sync_strict
 from xpnn import backend
 
 SELECTED = [name for name in os.environ.get("XPNN_TEST_BACKENDS", "numpy").split(",") if name]
+# XPNN_KERNELS=off: the whole suite with every fast path off (xpnn.kernels.enabled(False)): the
+# plain equations alone must pass it; tests of a fast path itself turn them on (``fast_paths``)
+KERNELS_OFF = os.environ.get("XPNN_KERNELS", "on") == "off"
 if "jax" in SELECTED:  # float64 gradient checks need 64-bit JAX; read when jax is first imported
     os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"xpnn backends under test: {', '.join(SELECTED)}"
+    fast = "off (XPNN_KERNELS=off: the plain equations)" if KERNELS_OFF else "on"
+    return f"xpnn backends under test: {', '.join(SELECTED)}; fast paths {fast}"
+
+
+@pytest.fixture(autouse=True)
+def kernels_switch(request: pytest.FixtureRequest) -> Any:
+    """Every fast path off for the test under XPNN_KERNELS=off, unless it tests one (the
+    ``fast_paths`` marker: a test module of xpnn.kernels, or a test that needs them on)."""
+    from xpnn import kernels
+
+    wanted = not KERNELS_OFF or request.node.get_closest_marker("fast_paths") is not None
+    before = kernels.enabled()
+    kernels.enabled(wanted)
+    yield
+    kernels.enabled(before)
 
 
 @pytest.fixture(params=SELECTED)

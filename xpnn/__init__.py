@@ -4,7 +4,7 @@ The same layers, losses and optimizers run on NumPy, CuPy, PyTorch tensors,
 array-api-strict and JAX.
 """
 
-from xpnn import backend, data, distributed, functional, nnfs, testing
+from xpnn import backend, data, distributed, functional, kernels, nnfs, testing
 from xpnn.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from xpnn.data import DataLoader, load_fashion_mnist
 from xpnn.errors import (
@@ -135,6 +135,7 @@ __all__ = [
     "enable_grad",
     "functional",
     "is_grad_enabled",
+    "kernels",
     "nnfs",
     "no_grad",
     "testing",

@@ -29,6 +29,7 @@ def test_a_non_contiguous_numpy_array_is_refused_rather_than_copied() -> None:
         view_as(np.zeros(12, np.float32)[::2], (2, 3))
 
 
+@pytest.mark.fast_paths
 def test_flat_buffers_do_not_need_reshape_with_copy_false(
     bk: Any, to_bk: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

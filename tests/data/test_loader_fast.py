@@ -15,6 +15,8 @@ from xpnn.data.loader import DataLoader
 from xpnn.kernels import compile
 from xpnn.kernels import data as data_kernels
 
+pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
+
 
 def _bits(a: np.ndarray) -> np.ndarray:
     return a.view(f"u{a.dtype.itemsize}")

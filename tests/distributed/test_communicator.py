@@ -134,6 +134,7 @@ def test_shards_cover_every_sample_once_and_differ_by_at_most_one(n: int, size: 
     assert max(sizes) - min(sizes) <= 1
 
 
+@pytest.mark.fast_paths
 def test_gradient_buffers_are_one_flat_buffer_per_group_holding_every_gradient(bk: backend.Backend) -> None:
     model = mlp().to(bk.name)
     opt = xpnn.SGD(model.parameters(), lr=0.1)
@@ -198,6 +199,7 @@ def test_data_parallel_refuses_an_unsupported_backend_by_name() -> None:
         MPICommunicator(fake, fake).allreduce_sum(model.parameters()[0].value)
 
 
+@pytest.mark.fast_paths
 def test_average_gradients_makes_one_all_reduce_per_flat_buffer() -> None:
     fake = FakeMPI(rank=0, size=2, others=0.0)
     model = mlp().to("numpy", dtype="float64")

@@ -13,6 +13,8 @@ import pytest
 import xpnn
 from xpnn.kernels import compile, conv_numba
 
+pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
+
 RNG = np.random.default_rng(23)
 
 # (kernel, options, image (H, W)): the specialised sizes (2x2/2, 3x3/2, 3x3/1) and the general loop

@@ -10,6 +10,8 @@ from xpnn import Parameter
 from xpnn.kernels import denormals
 from xpnn.optim.optimizers import Adam, RMSProp
 
+pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
+
 TINY = np.float32(np.finfo(np.float32).tiny)  # the smallest normal float32
 HALF = np.float32(0.5)
 needs_switch = pytest.mark.skipif(

@@ -13,6 +13,8 @@ import xpnn
 from xpnn.errors import LabelError
 from xpnn.kernels import compile, cross_entropy, dense
 
+pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
+
 
 @pytest.fixture
 def numba_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,8 @@ import xpnn
 from xpnn import backend
 from xpnn.kernels import compile, cross_entropy, dense
 
+pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
+
 LAYER_OPS = {"affine": dense, "matmul": dense, "sum_rows": dense}
 LAYER_OPS |= {name: cross_entropy for name in ("row_max", "row_sum", "take_at_labels", "add_at_labels")}
 

@@ -19,6 +19,8 @@ from xpnn import backend
 from xpnn.kernels import compile, dense
 from xpnn.kernels import optimizers as kernels
 
+pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
+
 STEPS = 60
 # every case a kernels kernel covers (the others never reach numba: see test_fused_switch)
 COVERED = ["sgd", "sgd_momentum", "sgd_dampening", "sgd_weight_decay", "sgd_decay", "adagrad",

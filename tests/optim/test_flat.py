@@ -12,6 +12,8 @@ from xpnn.kernels import dense
 from xpnn.kernels import optimizers as kernels
 from xpnn.optim.optimizers import Adam
 
+pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
+
 STEPS = 20
 
 

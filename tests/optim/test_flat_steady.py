@@ -16,6 +16,8 @@ from xpnn import backend
 from xpnn.errors import ShapeError
 from xpnn.optim.base import Optimizer
 
+pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
+
 STEPS = 50
 EVENTS = ("none", "swap_value", "foreign_grad", "load_state", "amsgrad_on", "add_group")
 

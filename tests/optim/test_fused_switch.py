@@ -41,6 +41,7 @@ def test_fused_false_never_calls_the_kernel(name: str, monkeypatch: pytest.Monke
     assert calls == []
 
 
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adagrad", "rmsprop", "adam", "adamw"])
 def test_fused_true_calls_the_class_fast_form(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     params, opt = make(name, _numpy, "float32")
@@ -51,6 +52,7 @@ def test_fused_true_calls_the_class_fast_form(name: str, monkeypatch: pytest.Mon
     assert calls  # tried at every step (the torch-momentum kernel declines step 1)
 
 
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "adagrad", "rmsprop", "adam", "adamw"])
 def test_the_one_switch_turns_every_fast_form_off(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     params, opt = make(name, _numpy, "float32")

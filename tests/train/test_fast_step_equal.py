@@ -1,7 +1,7 @@
 """The timed training step with every fast path on (numba kernels where installed, the steady flat
-step, fused layers and loss, the fused loader) gives the numbers of the step with every switch
-off (``fused`` and ``flat`` False everywhere), bit for bit, and keeps float32 float32; on
-array-api-strict, no host synchronisation per step."""
+step, fused layers and loss, the fused loader) gives the numbers of the step with every fast path
+off through the one switch (``xpnn.kernels.disabled()``), bit for bit, and keeps float32
+float32; on array-api-strict, no host synchronisation per step."""
 
 from __future__ import annotations
 
@@ -13,16 +13,6 @@ import pytest
 
 import xpnn
 from xpnn import backend
-from xpnn.data.loader import DataLoader
-
-SWITCHED = (
-    xpnn.Dense,
-    xpnn.ReLU,
-    xpnn.Softmax,
-    xpnn.SoftmaxCrossEntropy,
-    xpnn.CategoricalCrossEntropy,
-    DataLoader,
-)
 
 
 def _model(widths: list[int]) -> xpnn.Sequential:
@@ -32,13 +22,12 @@ def _model(widths: list[int]) -> xpnn.Sequential:
     return xpnn.Sequential(layers, seed=0)
 
 
-def _loop(bk: Any, to_bk: Any, optimizer: str, fast: bool, no_host_sync: Any) -> list[np.ndarray]:
+def _loop(bk: Any, to_bk: Any, optimizer: str, no_host_sync: Any) -> list[np.ndarray]:
     """Thirty steps of the benchmark's public loop; the losses and the final weights."""
     model = _model([20, 16, 12, 5]).to(bk.name)
     momentum = 0.9 if optimizer == "momentum" else 0.0
     params = model.parameters()
     opt = xpnn.Adam(params, lr=0.01) if optimizer == "adam" else xpnn.SGD(params, lr=0.2, momentum=momentum)
-    opt.fused = opt.flat = fast
     loss_fn = xpnn.SoftmaxCrossEntropy(validate=False)
     rng = np.random.default_rng(1)
     x, y = to_bk(rng.random((240, 20)), "float32"), to_bk(rng.integers(0, 5, 240), "int64")
@@ -54,36 +43,33 @@ def _loop(bk: Any, to_bk: Any, optimizer: str, fast: bool, no_host_sync: Any) ->
     return [backend.to_host(a) for a in losses + [p.value for p in model.parameters()]]
 
 
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "momentum"])
 def test_the_fast_step_gives_the_numbers_of_every_switch_off(
-    optimizer: str, bk: Any, to_bk: Any, no_host_sync: Any, monkeypatch: pytest.MonkeyPatch
+    optimizer: str, bk: Any, to_bk: Any, no_host_sync: Any
 ) -> None:
-    fast = _loop(bk, to_bk, optimizer, True, no_host_sync)
-    for cls in SWITCHED:
-        monkeypatch.setattr(cls, "fused", False)
-    plain = _loop(bk, to_bk, optimizer, False, no_host_sync)
+    fast = _loop(bk, to_bk, optimizer, no_host_sync)
+    with xpnn.kernels.disabled():
+        plain = _loop(bk, to_bk, optimizer, no_host_sync)
     for a, b in zip(fast, plain, strict=True):
         assert a.dtype == np.float32 and np.array_equal(a, b)
 
 
-def test_fit_on_uint8_images_gives_the_numbers_of_every_switch_off(
-    bk: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.fast_paths
+def test_fit_on_uint8_images_gives_the_numbers_of_every_switch_off(bk: Any) -> None:
     rng = np.random.default_rng(2)
     x, y = rng.integers(0, 256, (96, 4, 5), dtype=np.uint8), rng.integers(0, 5, 96)
 
-    def run(fast: bool) -> list[np.ndarray]:
+    def run() -> list[np.ndarray]:
         model = xpnn.Sequential([xpnn.Flatten(), *_model([20, 16, 5]).layers], seed=0).to(bk.name)
         opt = xpnn.Adam(model.parameters(), lr=0.01)
-        opt.fused = opt.flat = fast
         history = model.fit(x, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=opt, epochs=2, batch_size=16,
                             seed=4, verbose=0)  # fmt: skip
         return [np.asarray(history["loss"])] + [backend.to_host(p.value) for p in model.parameters()]
 
-    fast = run(True)
-    for cls in SWITCHED:
-        monkeypatch.setattr(cls, "fused", False)
-    plain = run(False)
+    fast = run()
+    with xpnn.kernels.disabled():
+        plain = run()
     for a, b in zip(fast, plain, strict=True):
         assert np.array_equal(a, b)
     assert fast[1].dtype == np.float32
