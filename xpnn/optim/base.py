@@ -217,20 +217,21 @@ class Optimizer:
         flat = self.flat and kernels.enabled()
         slots = None
         if flat and not self.clipping:
-            slots = self._flat.steady_slots(self.param_groups, self.state, self.state_names, self._rates)
+            slots = self._flat.steady_slots(self.param_groups, self.state, self.state_names)
         full = slots is None
         if slots is None:
             slots = self._slots(flat)
-        for slot in slots:
-            slot.commit(self.apply_update(slot.value, slot.grad, slot.state, slot.group, slot.lr))
+        rates = self._rates()
+        for g_index, slot in slots:
+            slot.commit(self.apply_update(slot.value, slot.grad, slot.state, slot.group, rates[g_index]))
         if full:
             for position, p, _ in self._last_pending:
                 self._seen[position] = p.value
 
-    def _slots(self, flat: bool) -> list[Slot]:
+    def _slots(self, flat: bool) -> list[tuple[int, Slot]]:
         """Check every pending gradient and state, clip, create missing state; the slots."""
         pending = self._last_pending = self._pending()
-        rates = self._rates()
+        self._rates()  # a schedule that raises does so before any state is created
         swapped = [entry for entry in pending if self._seen.get(entry[0]) is not entry[1].value]
         check_state_shapes(type(self).__name__, swapped, self.state)  # only a new value can change shape
         grads = [p.grad for _, p, _ in pending]
@@ -243,19 +244,15 @@ class Optimizer:
                 self.state[position] = {"step": 0, **self.init_state(p.value, group)}
             elif self._seen.get(position) is not p.value or len(state) != sizes[g_index]:
                 follow(state, p.value, self.state_names(group))  # value replaced, or a hyperparameter changed
-        slots: list[Slot] = []
+        slots: list[tuple[int, Slot]] = []
         done: set[int] = set()
         if flat:
-            slots, done = self._flat.slots(
-                self.param_groups, self.state, self.state_names, pending, grads, rates
-            )
+            slots, done = self._flat.slots(self.param_groups, self.state, self.state_names, pending, grads)
         for (position, p, g_index), grad in zip(pending, grads, strict=True):
             if position not in done:
                 state = self.state[position]
                 state["step"] += 1
-                slots.append(
-                    Slot(p.value, grad, state, self.param_groups[g_index], rates[g_index], params=(p,))
-                )
+                slots.append((g_index, Slot(p.value, grad, state, self.param_groups[g_index], params=(p,))))
         return slots
 
     def apply_update(

@@ -29,6 +29,7 @@ from xpnn.backend.views import flatten_into, supports_views, view_as
 from xpnn.nn.parameter import Parameter
 
 Array = Any
+Names = Callable[[dict[str, Any]], tuple[str, ...]]  # an optimizer's state names under a group
 
 
 class FlatGroup:
@@ -166,15 +167,15 @@ class FlatGroup:
 
 class Slot:
     """One update of the optimizer's loop: ``value``, ``grad`` and ``state`` (with its step
-    count) under ``group`` at rate ``lr``: a whole packed group (its flat buffers) or one
-    parameter; :meth:`commit` stores the new value and counts the step."""
+    count) under ``group`` (the optimizer gives the rate): a whole packed group (its flat
+    buffers) or one parameter; :meth:`commit` stores the new value and counts the step."""
 
-    __slots__ = ("flat", "grad", "group", "lr", "params", "state", "states", "value")
+    __slots__ = ("flat", "grad", "group", "params", "state", "states", "value")
 
-    def __init__(self, value: Array, grad: Array, state: dict[str, Any], group: dict[str, Any], lr: float,
+    def __init__(self, value: Array, grad: Array, state: dict[str, Any], group: dict[str, Any],
                  *, flat: FlatGroup | None = None, params: Sequence[Parameter] = (),
                  states: Sequence[dict[str, Any]] = ()) -> None:  # fmt: skip
-        self.value, self.grad, self.state, self.group, self.lr = value, grad, state, group, lr
+        self.value, self.grad, self.state, self.group = value, grad, state, group
         self.flat, self.params, self.states = flat, params, states
 
     def commit(self, new: Array) -> None:
@@ -234,13 +235,13 @@ class FlatBuffers:
                 return flat
         return None
 
-    def steady_slots(self, param_groups: Sequence[dict[str, Any]], states: dict[int, Any],
-                     names: Callable[[dict[str, Any]], tuple[str, ...]], rates: Callable[[], list[float]],
-                     ) -> list[Slot] | None:  # fmt: skip
-        """One slot per group, when every group was updated flat last time and nothing changed
-        since (:meth:`FlatGroup.unchanged`: the steady state of a training loop), skipping the
-        checks and packing that cannot find anything new (~20 us per step on a small model);
-        None otherwise."""
+    def steady_slots(
+        self, param_groups: Sequence[dict[str, Any]], states: dict[int, Any], names: Names
+    ) -> list[tuple[int, Slot]] | None:
+        """``(group index, slot)`` per group (the caller gives each its rate), when every group
+        was updated flat last time and nothing changed since (:meth:`FlatGroup.unchanged`: the
+        steady state of a training loop), skipping the checks and packing that cannot find
+        anything new (~20 us per step on a small model); None otherwise."""
         plan, first = [], 0
         for g_index, group in enumerate(param_groups):
             positions = range(first, first + len(group["params"]))
@@ -249,17 +250,16 @@ class FlatBuffers:
             entries: list[Any] = [states.get(position) for position in positions]  # None: no step yet
             if flat is None or not flat.unchanged(group["params"], entries, names(group)):
                 return None
-            plan.append((flat, group, entries))
-        return [_flat_slot(flat, group, entries, names(group), flat.grads, lr)
-                for (flat, group, entries), lr in zip(plan, rates(), strict=True)]  # fmt: skip
+            plan.append((g_index, _flat_slot(flat, group, entries, names(group), flat.grads)))
+        return plan
 
     def slots(self, param_groups: Sequence[dict[str, Any]], states: dict[int, Any],
-              names: Callable[[dict[str, Any]], tuple[str, ...]], pending: list[tuple[int, Parameter, int]],
-              grads: list[Array], rates: list[float]) -> tuple[list[Slot], set[int]]:  # fmt: skip
-        """One slot per packable group and the positions it covers. A group qualifies when
+              names: Names, pending: list[tuple[int, Parameter, int]],
+              grads: list[Array]) -> tuple[list[tuple[int, Slot]], set[int]]:  # fmt: skip
+        """``(group index, slot)`` per packable group, and the positions covered. A group qualifies when
         every one of its parameters has a gradient and all share one step count (the others
         are updated parameter by parameter: same equations, same numbers)."""
-        found: list[Slot] = []
+        found: list[tuple[int, Slot]] = []
         done: set[int] = set()
         by_group: dict[int, list[Array]] = {}
         for (_, _, g_index), grad in zip(pending, grads, strict=True):
@@ -275,16 +275,16 @@ class FlatBuffers:
             group_states = [states[position] for position in positions]
             if len({state["step"] for state in group_states}) != 1:
                 continue
-            found.append(_flat_slot(flat, group, group_states, names(group), entries, rates[g_index]))
+            found.append((g_index, _flat_slot(flat, group, group_states, names(group), entries)))
             done.update(positions)
         return found, done
 
 
 def _flat_slot(flat: FlatGroup, group: dict[str, Any], states: list[dict[str, Any]], names: tuple[str, ...],
-               grads: list[Array] | Array, lr: float) -> Slot:  # fmt: skip
+               grads: list[Array] | Array) -> Slot:  # fmt: skip
     """The slot of a packed group; ``grads`` a list to gather, or its flat gradient buffer."""
     if grads is not flat.grads:
         flat.pack_state(states, names)
         grads = flat.gather_grads(grads)
     shared = {"step": states[0]["step"] + 1, **{name: flat.state[name] for name in names}}
-    return Slot(flat.values, grads, shared, group, lr, flat=flat, states=states)
+    return Slot(flat.values, grads, shared, group, flat=flat, states=states)
