@@ -14,7 +14,7 @@ from xpnn import backend
 
 # Only the array adapter (backend/) and the fast paths (kernels/) name array libraries; host
 # memory may be NumPy's: saved files (io/), data files and data sets (data/), the MPI buffers
-# of data-parallel training, and the NNFS book's own global generator.
+# of data-parallel training.
 HOST_MODULES = {
     "data/fashion_mnist.py",
     "data/idx.py",
@@ -22,7 +22,6 @@ HOST_MODULES = {
     "data/synthetic.py",
     "distributed/host_buffers.py",
     "distributed/shared_memory.py",
-    "nnfs/book_random.py",
 }
 HOST_PACKAGES = ("backend/", "kernels/", "io/")
 ROOT = Path(xpnn.__file__).parent  # subpackages too: xpnn/nnfs/*.py are numeric core

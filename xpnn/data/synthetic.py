@@ -1,4 +1,5 @@
-"""The NNFS book's synthetic data sets: ``spiral_data``, ``vertical_data`` and ``sine_data``.
+"""The NNFS book's synthetic data sets (``spiral_data``, ``vertical_data``, ``sine_data``) and its
+other draw from NumPy's global generator, the initial weights ``book_randn``.
 
 The generators are those of the ``nnfs`` package (spiral and vertical after Karpathy's
 cs231n notes). Host data: they return NumPy arrays, ``X`` float32 (the framework's dtype)
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["sine_data", "spiral_data", "vertical_data"]
+__all__ = ["book_randn", "sine_data", "spiral_data", "vertical_data"]
 
 
 def _randn(rng: np.random.RandomState | None, samples: int) -> np.ndarray:
@@ -86,3 +87,12 @@ def sine_data(samples: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     x = np.arange(samples).reshape(-1, 1) / samples
     y = np.sin(2 * np.pi * x).reshape(-1, 1)
     return x.astype(np.float32), y.astype(np.float32)
+
+
+def book_randn(shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
+    """``scale * np.random.randn(*shape)`` as float32, from NumPy's GLOBAL legacy generator:
+    the NNFS book's ``Layer_Dense`` weights. The book draws them this way, so
+    ``np.random.seed(0)`` / ``nnfs.init()`` reproduce its numbers. ``np.random.randn`` is
+    looked up at call time because ``nnfs.init()`` patches it (to return float32).
+    """
+    return scale * np.asarray(np.random.randn(*shape), dtype=np.float32)

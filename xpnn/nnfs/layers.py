@@ -17,7 +17,7 @@ from xpnn.errors import ShapeError
 from xpnn.nn.activations import ReLU, Softmax
 from xpnn.nn.dense import Dense
 from xpnn.nn.parameter import Parameter
-from xpnn.nnfs.book_random import legacy_randn
+from xpnn.data.synthetic import book_randn
 
 Array = Any
 
@@ -49,7 +49,7 @@ class Layer_Dense:
             bias_regularizer_l2=bias_regularizer_l2,
             seed=0,  # replaced below by the book's draw from the global generator
         )
-        self.dense.weight.value = legacy_randn((n_inputs, n_neurons), 0.01)
+        self.dense.weight.value = book_randn((n_inputs, n_neurons), 0.01)
         self._placed = False
         self.inputs: Array = None
         self.output: Array = None
