@@ -86,16 +86,19 @@ def pow_vjp(node: Any, g: Array) -> Grads:
 
 def matmul_vjp(node: Any, g: Array) -> Grads:
     """``C = A @ B`` (batched, broadcast over leading axes; 1-D operands as numpy's):
-    ``dA = dC @ B^T``, ``dB = A^T @ dC``, each summed down to its operand's shape."""
+    ``dA = dC @ B^T``, ``dB = A^T @ dC``, each summed down to its operand's shape.
+
+    A 1-D operand is a row (A) or a column (B) whose axis the product dropped: ``dC`` gets it
+    back, the column's last and then the row's before it (vector @ vector: 0-d -> (1, 1))."""
     a, b = node.saved
     xp = namespace(g)
     a2 = xp.reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
     b2 = xp.reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
     g2 = g
-    if a.ndim == 1:
-        g2 = xp.expand_dims(g2, axis=-2)
     if b.ndim == 1:
-        g2 = xp.expand_dims(g2, axis=-1)
+        g2 = xp.expand_dims(g2, axis=g2.ndim)
+    if a.ndim == 1:
+        g2 = xp.expand_dims(g2, axis=g2.ndim - 1)
     need_a, need_b = node.needs
     da = db = None
     if need_a:
