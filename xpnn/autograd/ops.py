@@ -202,10 +202,17 @@ def permute_vjp(node: Any, g: Array) -> Grads:
 
 
 def getitem_vjp(node: Any, g: Array) -> Grads:
-    """Basic indexing (slices, ints, None, ...): ``g`` added into zeros at the same index."""
+    """Basic indexing (slices, ints, None, ...): ``g`` added into zeros at the same index.
+
+    The standard's ``__setitem__`` takes no ``None`` (new axes): they are dropped from the
+    index, and ``g`` loses their size-1 axes by the reshape."""
     shape, index, dtype = node.saved
     xp = namespace(g)
     out = xp.zeros(shape, dtype=dtype, device=g.device)
+    if index is None:
+        index = ...
+    elif isinstance(index, tuple):
+        index = tuple(item for item in index if item is not None)
     return (add_slice(out, index, xp.reshape(g, tuple(out[index].shape))),)
 
 
