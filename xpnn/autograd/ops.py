@@ -16,6 +16,7 @@ from typing import Any
 
 from xpnn.backend import namespace
 from xpnn.backend.slices import add_at, add_slice
+from xpnn.errors import ShapeError
 
 Array = Any
 Grads = Sequence[Array | None]
@@ -236,12 +237,20 @@ def cast_vjp(node: Any, g: Array) -> Grads:
 
 # -- forwards of the operations that are not one-liners: ``f(xp, *operands, **options)`` returns
 # (value, saved) for the vjp beside it ------------------------------------------------------------
+def axis_index(axis: int, ndim: int) -> int:
+    """``axis`` of an ``ndim``-D array counted from the front; outside ``[-ndim, ndim)`` a
+    ShapeError, as the standard says (wrapping it round would silently pick another axis)."""
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"axis {axis} is out of range for a {ndim}-D tensor")
+    return axis % ndim
+
+
 def axes_of(ndim: int, axis: Any) -> tuple[int, ...]:
     """``axis`` (None, an int or a tuple) as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a % max(ndim, 1) for a in axes))
+    return tuple(sorted(axis_index(a, ndim) for a in axes))
 
 
 def sum_forward(xp: Any, x: Array, *, axis: Any = None, keepdims: bool = False) -> tuple[Array, Any]:
@@ -328,12 +337,12 @@ def minimum_forward(xp: Any, a: Array, b: Array) -> tuple[Array, Any]:
 
 
 def stack_forward(xp: Any, *arrays: Array, axis: int = 0) -> tuple[Array, Any]:
-    axis = axis % (arrays[0].ndim + 1)
+    axis = axis_index(axis, arrays[0].ndim + 1)
     return xp.stack(arrays, axis=axis), ([(i, i + 1) for i in range(len(arrays))], axis, True)
 
 
 def concat_forward(xp: Any, *arrays: Array, axis: int = 0) -> tuple[Array, Any]:
-    axis = axis % arrays[0].ndim
+    axis = axis_index(axis, arrays[0].ndim)
     bounds, start = [], 0
     for a in arrays:
         bounds.append((start, start + a.shape[axis]))
@@ -344,7 +353,7 @@ def concat_forward(xp: Any, *arrays: Array, axis: int = 0) -> tuple[Array, Any]:
 def take_forward(xp: Any, x: Array, *, indices: Array, axis: int = 0) -> tuple[Array, Any]:
     """``take`` with integer ``indices`` of any shape: the result has ``indices.shape`` in place
     of ``axis`` (NumPy's advanced indexing along one axis)."""
-    axis = axis % x.ndim
+    axis = axis_index(axis, x.ndim)
     flat = xp.reshape(indices, (-1,))
     taken = xp.take(x, flat, axis=axis)
     shape = (*x.shape[:axis], *indices.shape, *x.shape[axis + 1 :])
@@ -360,7 +369,7 @@ def take_vjp(node: Any, g: Array) -> Grads:
 
 
 def take_along_axis_forward(xp: Any, x: Array, *, indices: Array, axis: int = -1) -> tuple[Array, Any]:
-    axis = axis % x.ndim
+    axis = axis_index(axis, x.ndim)
     return xp.take_along_axis(x, indices, axis=axis), (tuple(x.shape), indices, axis, x.dtype)
 
 

@@ -310,7 +310,7 @@ class Tensor:
 
     def squeeze(self, axis: int | tuple[int, ...] | None = None) -> Tensor:
         axes = range(self.ndim) if axis is None else ((axis,) if isinstance(axis, int) else axis)
-        drop = {a % self.ndim for a in axes if axis is not None or self.shape[a] == 1}
+        drop = {ops.axis_index(a, self.ndim) for a in axes if axis is not None or self.shape[a] == 1}
         for a in drop:
             if self.shape[a] != 1:
                 raise ShapeError(
@@ -320,7 +320,7 @@ class Tensor:
 
     def expand_dims(self, axis: int) -> Tensor:
         shape = list(self.shape)
-        shape.insert(axis % (self.ndim + 1), 1)
+        shape.insert(ops.axis_index(axis, self.ndim + 1), 1)
         return reshape(self, tuple(shape))
 
     def astype(self, dtype: Any) -> Tensor:
@@ -435,7 +435,8 @@ def reshape(t: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 
 def permute(t: Tensor, axes: tuple[int, ...]) -> Tensor:
-    if sorted(a % max(t.ndim, 1) for a in axes) != list(range(t.ndim)):
+    inside = all(-t.ndim <= a < t.ndim for a in axes)  # an axis out of range is never wrapped round
+    if not inside or sorted(a % t.ndim for a in axes) != list(range(t.ndim)):
         raise ShapeError(f"Tensor.transpose: axes {axes} are not a permutation of a {t.ndim}-D tensor's")
     return apply("permute_dims", t, axes=tuple(a % t.ndim for a in axes))
 
