@@ -58,7 +58,7 @@ def numeric_gradients(
         return float((backend.to_host(y.value) * upstream).sum())
 
     grads = []
-    for k, a in enumerate(inputs):
+    for k in range(len(inputs)):
         values = [np.array(v, dtype=np.float64) for v in inputs]
         grad = np.zeros_like(values[k])
         flat, point = grad.reshape(-1), values[k].reshape(-1)
