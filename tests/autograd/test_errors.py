@@ -22,8 +22,12 @@ def leaf(bk: backend.Backend, *shape: int, dtype: str = "float64", requires_grad
 
 @pytest.mark.parametrize(
     ("error", "builtin"),
-    [(GradientError, RuntimeError), (ShapeError, ValueError), (DTypeError, TypeError),
-     (BackendMismatchError, TypeError)],  # fmt: skip
+    [
+        (GradientError, RuntimeError),
+        (ShapeError, ValueError),
+        (DTypeError, TypeError),
+        (BackendMismatchError, TypeError),
+    ],
 )
 def test_each_autograd_error_is_an_xpnn_error_and_keeps_its_builtin_base(error, builtin):
     assert issubclass(error, xpnn.XpnnError) and issubclass(error, builtin)
@@ -81,7 +85,7 @@ def test_backward_with_a_grad_of_the_wrong_dtype_raises_dtype_error(bk):
 def test_backward_with_a_grad_of_another_backend_raises_backend_mismatch_error():
     torch = pytest.importorskip("torch", reason="torch is not installed: needs a second backend")
     y = Tensor(np.ones((2, 3)), requires_grad=True) * 2.0
-    with pytest.raises(BackendMismatchError, match="'torch'.*'numpy'"):
+    with pytest.raises(BackendMismatchError, match=r"'torch'.*'numpy'"):
         y.backward(torch.ones((2, 3), dtype=torch.float64))
 
 
@@ -141,7 +145,7 @@ def _zeros_index(t: Tensor, shape: tuple[int, ...]) -> Any:
 
 @pytest.mark.parametrize("op", sorted(AXIS_OUT_OF_RANGE))
 def test_an_axis_out_of_range_raises_shape_error_instead_of_wrapping_round(op, bk):
-    with pytest.raises(ShapeError, match="out of range|not a permutation"):
+    with pytest.raises(ShapeError, match=r"out of range|not a permutation"):
         AXIS_OUT_OF_RANGE[op](leaf(bk, 2, 3))
 
 
@@ -162,7 +166,7 @@ MIXED = {
 @pytest.mark.parametrize("op", sorted(MIXED))
 def test_float32_with_float64_in_one_operation_raises_dtype_error(op, bk):
     a, b = leaf(bk, 3, 3, dtype="float32"), leaf(bk, 3, 3, dtype="float64")
-    with pytest.raises(DTypeError, match="float32.*float64|float64.*float32"):
+    with pytest.raises(DTypeError, match=r"float32.*float64|float64.*float32"):
         MIXED[op](a, b)
 
 
@@ -171,7 +175,7 @@ def test_numpy_with_torch_in_one_operation_raises_backend_mismatch_error(op):
     torch = pytest.importorskip("torch", reason="torch is not installed: needs a second backend")
     a = Tensor(np.ones((3, 3)), requires_grad=True)
     b = Tensor(torch.ones((3, 3), dtype=torch.float64), requires_grad=True)
-    with pytest.raises(BackendMismatchError, match="numpy.*torch|torch.*numpy"):
+    with pytest.raises(BackendMismatchError, match=r"numpy.*torch|torch.*numpy"):
         MIXED[op](a, b)
 
 
