@@ -108,8 +108,15 @@ def _leaf(bk: backend.Backend, *shape: int) -> Tensor:
 def test_no_grad_records_nothing_from_operators_methods_functions_and_the_namespace(bk):
     t, w = _leaf(bk, 2, 3), _leaf(bk, 3, 2)
     with xpnn.no_grad():
-        results = [t * 2.0, t @ w, t.exp().sum(axis=0), F.relu(t), F.linear(t, w),
-                   backend.namespace(t).maximum(t, 0.0), t[0, ...]]  # fmt: skip
+        results = [
+            t * 2.0,
+            t @ w,
+            t.exp().sum(axis=0),
+            F.relu(t),
+            F.linear(t, w),
+            backend.namespace(t).maximum(t, 0.0),
+            t[0, ...],
+        ]
         assert not xpnn.autograd.is_grad_enabled()
     assert all(not r.requires_grad and r.node is None for r in results)
     assert xpnn.autograd.is_grad_enabled()

@@ -194,8 +194,9 @@ def test_take_along_axis_with_repeated_indices_matches_finite_differences(axis, 
 
 def test_take_along_axis_adds_the_gradients_of_repeated_picks(bk):
     index = _indices(bk, [[1, 1, 0]])
-    _, (grad,) = recorded_gradients(bk, lambda t: rec(t).take_along_axis(t, index, axis=1), [normal(1, 3)],
-                                    np.ones((1, 3)))  # fmt: skip
+    _, (grad,) = recorded_gradients(
+        bk, lambda t: rec(t).take_along_axis(t, index, axis=1), [normal(1, 3)], np.ones((1, 3))
+    )
     np.testing.assert_array_equal(grad, [[1.0, 2.0, 0.0]])
 
 

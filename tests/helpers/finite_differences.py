@@ -89,8 +89,9 @@ def check_finite_differences(
     y, grads = recorded_gradients(bk, f, inputs)
     assert backend.dtype_name(y.dtype) == "float64", f"f turned float64 into {y.dtype}"
     upstream = upstream_for(y.shape)
-    for k, (analytic, numeric) in enumerate(zip(grads, numeric_gradients(bk, f, inputs, upstream, eps),
-                                                strict=True)):  # fmt: skip
+    for k, (analytic, numeric) in enumerate(
+        zip(grads, numeric_gradients(bk, f, inputs, upstream, eps), strict=True)
+    ):
         assert analytic.shape == numeric.shape, f"input {k}: gradient shape {analytic.shape}"
         assert_close(analytic, numeric, rtol=rtol, atol=atol, what=f"dL/dinput{k} vs finite differences")
     return grads
