@@ -210,22 +210,22 @@ class Tensor:
 
     # comparisons: plain boolean arrays, never recorded
     def __lt__(self, other: Any) -> Array:
-        return self.value < _plain(other)
+        return self.value < plain(other)
 
     def __le__(self, other: Any) -> Array:
-        return self.value <= _plain(other)
+        return self.value <= plain(other)
 
     def __gt__(self, other: Any) -> Array:
-        return self.value > _plain(other)
+        return self.value > plain(other)
 
     def __ge__(self, other: Any) -> Array:
-        return self.value >= _plain(other)
+        return self.value >= plain(other)
 
     def __eq__(self, other: Any) -> Array:  # type: ignore[override]
-        return self.value == _plain(other)
+        return self.value == plain(other)
 
     def __ne__(self, other: Any) -> Array:  # type: ignore[override]
-        return self.value != _plain(other)
+        return self.value != plain(other)
 
     def __getitem__(self, index: Any) -> Tensor:
         """Slices, integers, None and ``...``; or one integer array (along the first axis, or
@@ -348,7 +348,9 @@ def constant(value: Array) -> Tensor:
     return value if isinstance(value, Tensor) else Tensor(value)
 
 
-def _plain(x: Any) -> Any:
+def plain(x: Any) -> Any:
+    """A Tensor's array, anything else as it is: what a computation reads without recording
+    (running statistics, a random mask's device and dtype)."""
     return x.value if isinstance(x, Tensor) else x
 
 
@@ -443,7 +445,7 @@ def permute(t: Tensor, axes: tuple[int, ...]) -> Tensor:
 
 def getitem(t: Tensor, index: Any) -> Tensor:
     """``t[index]``: basic indexing, or one integer array along one axis (a ``take``)."""
-    index = _plain(index)
+    index = plain(index)
     items = index if isinstance(index, tuple) else (index,)
     arrays = [i for i, item in enumerate(items) if hasattr(item, "dtype") or isinstance(item, list)]
     if not arrays:
