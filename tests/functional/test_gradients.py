@@ -20,7 +20,6 @@ from tests.helpers.optional import require_torch
 from xpnn import Tensor, backend
 from xpnn import functional as F
 
-
 # torch warns that its own "same" padding of an even kernel copies the input: not our concern
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 
