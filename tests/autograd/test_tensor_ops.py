@@ -233,3 +233,29 @@ def test_astype_between_float_dtypes_sends_the_gradient_back_in_the_source_dtype
 
 def test_astype_to_the_same_dtype_matches_finite_differences(bk):
     check_finite_differences(bk, lambda t: t.astype(bk.xp.float64) * t, normal(2, 3))
+
+
+# -- what is not differentiated ------------------------------------------------------------------------
+def test_comparisons_give_plain_boolean_arrays(bk):
+    t = Tensor(backend.from_host(normal(2, 3), bk), requires_grad=True)
+    for result in (t > 0.0, t <= t, t == 1.0, t != t):
+        assert not isinstance(result, Tensor) and result.dtype == bk.xp.bool
+
+
+def test_argmax_gives_a_plain_integer_array(bk):
+    t = Tensor(backend.from_host(np.array([[1.0, 3.0, 2.0], [5.0, 4.0, 0.0]]), bk), requires_grad=True)
+    result = t.argmax(axis=1)
+    assert not isinstance(result, Tensor)
+    np.testing.assert_array_equal(backend.to_host(result), [1, 0])
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+@pytest.mark.parametrize("op", sorted(OPERATORS))
+def test_an_array_left_of_an_operator_hands_the_operation_to_the_tensor(op, name):
+    # NumPy through __array_ufunc__ = None, torch by returning NotImplemented (array-api-strict's
+    # operators raise TypeError instead: use the namespace's functions there)
+    if name == "torch":
+        pytest.importorskip("torch", reason="torch is not installed: this case is torch's operator")
+    bk = backend.resolve(name)
+    constant = backend.from_host(positive(2, 3, seed=3), bk)
+    check_finite_differences(bk, lambda t: OPERATORS[op](constant, t), positive(2, 3))
