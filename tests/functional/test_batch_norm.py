@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat
 import numpy as np
 import pytest
 
@@ -32,7 +33,7 @@ def _running(bk: backend.Backend) -> tuple[Any, Any]:
 
 @pytest.mark.parametrize("momentum", [0.1, 0.3])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_training_moves_the_running_statistics_in_place_as_torch(shape, momentum, bk):
+def test_training_moves_writeable_running_statistics_in_place_as_torch(shape, momentum, bk):
     torch = require_torch()
     x, w, b = _inputs(shape)
     mean, var = _running(bk)
@@ -57,6 +58,9 @@ def test_training_moves_the_running_statistics_in_place_as_torch(shape, momentum
             training=True,
             momentum=momentum,
         )
+    if not array_api_compat.is_writeable_array(mean):
+        # JAX's arrays are immutable: F.batch_norm cannot move them (the BatchNorm layer rebinds its own)
+        expected_mean, expected_var = torch.tensor(RUNNING_MEAN), torch.tensor(RUNNING_VAR)
     np.testing.assert_allclose(backend.to_host(mean), expected_mean.numpy(), rtol=1e-12)
     np.testing.assert_allclose(backend.to_host(var), expected_var.numpy(), rtol=1e-12)
 
