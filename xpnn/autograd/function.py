@@ -15,7 +15,8 @@ from typing import Any
 from xpnn.autograd.graph import Node, _mode
 from xpnn.autograd.tensor import Tensor
 from xpnn.backend import backend_name, device_of
-from xpnn.errors import BackendMismatchError
+from xpnn.checks import is_floating
+from xpnn.errors import BackendMismatchError, DTypeError
 
 Array = Any
 
@@ -78,8 +79,10 @@ class Function:
 
 
 def check_same_place(who: str, values: list[Any]) -> None:
-    """Every array among ``values`` of one namespace and device (None and numbers skipped)."""
-    first = None
+    """Every array among ``values`` of one namespace and device, and every floating one of one
+    dtype (None and numbers skipped): the standard's promotion would turn float32 into float64
+    without a word, as the Tensor operations refuse to."""
+    first = floating = None
     for v in values:
         if v is None or not hasattr(v, "shape"):
             continue
@@ -90,3 +93,11 @@ def check_same_place(who: str, values: list[Any]) -> None:
                 f"{who}: inputs on backends {backend_name(first)!r} (device {device_of(first)}) and "
                 f"{backend_name(v)!r} (device {device_of(v)}); move them to one with .to() or from_host"
             )
+        if is_floating(v):
+            if floating is None:
+                floating = v
+            elif v.dtype != floating.dtype:
+                raise DTypeError(
+                    f"{who}: inputs of dtypes {floating.dtype} and {v.dtype}; cast one explicitly "
+                    "(no silent promotion of float32 to float64)"
+                )

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from xpnn.autograd.ops import axis_index
+
 Array = Any
 
 _BINARY = {"add": "__add__", "subtract": "__sub__", "multiply": "__mul__", "divide": "__truediv__",
@@ -181,8 +183,9 @@ class RecordingNamespace:
 
     def _moveaxis(self, x: Any, source: int, destination: int, /) -> Any:
         x = self._as_tensor(x)
-        order = [a for a in range(x.ndim) if a != source % x.ndim]
-        order.insert(destination % x.ndim, source % x.ndim)
+        source, destination = axis_index(source, x.ndim), axis_index(destination, x.ndim)
+        order = [a for a in range(x.ndim) if a != source]
+        order.insert(destination, source)
         return x.transpose(tuple(order))
 
     def _broadcast_to(self, x: Any, /, shape: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 
 from xpnn.backend import namespace
 from xpnn.backend.slices import add_at, add_slice
+from xpnn.errors import ShapeError
 
 Array = Any
 Grads = Sequence[Array | None]
@@ -86,16 +87,19 @@ def pow_vjp(node: Any, g: Array) -> Grads:
 
 def matmul_vjp(node: Any, g: Array) -> Grads:
     """``C = A @ B`` (batched, broadcast over leading axes; 1-D operands as numpy's):
-    ``dA = dC @ B^T``, ``dB = A^T @ dC``, each summed down to its operand's shape."""
+    ``dA = dC @ B^T``, ``dB = A^T @ dC``, each summed down to its operand's shape.
+
+    A 1-D operand is a row (A) or a column (B) whose axis the product dropped: ``dC`` gets it
+    back, the column's last and then the row's before it (vector @ vector: 0-d -> (1, 1))."""
     a, b = node.saved
     xp = namespace(g)
     a2 = xp.reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
     b2 = xp.reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
     g2 = g
-    if a.ndim == 1:
-        g2 = xp.expand_dims(g2, axis=-2)
     if b.ndim == 1:
-        g2 = xp.expand_dims(g2, axis=-1)
+        g2 = xp.expand_dims(g2, axis=g2.ndim)
+    if a.ndim == 1:
+        g2 = xp.expand_dims(g2, axis=g2.ndim - 1)
     need_a, need_b = node.needs
     da = db = None
     if need_a:
@@ -199,10 +203,17 @@ def permute_vjp(node: Any, g: Array) -> Grads:
 
 
 def getitem_vjp(node: Any, g: Array) -> Grads:
-    """Basic indexing (slices, ints, None, ...): ``g`` added into zeros at the same index."""
+    """Basic indexing (slices, ints, None, ...): ``g`` added into zeros at the same index.
+
+    The standard's ``__setitem__`` takes no ``None`` (new axes): they are dropped from the
+    index, and ``g`` loses their size-1 axes by the reshape."""
     shape, index, dtype = node.saved
     xp = namespace(g)
     out = xp.zeros(shape, dtype=dtype, device=g.device)
+    if index is None:
+        index = ...
+    elif isinstance(index, tuple):
+        index = tuple(item for item in index if item is not None)
     return (add_slice(out, index, xp.reshape(g, tuple(out[index].shape))),)
 
 
@@ -226,12 +237,20 @@ def cast_vjp(node: Any, g: Array) -> Grads:
 
 # -- forwards of the operations that are not one-liners: ``f(xp, *operands, **options)`` returns
 # (value, saved) for the vjp beside it ------------------------------------------------------------
+def axis_index(axis: int, ndim: int) -> int:
+    """``axis`` of an ``ndim``-D array counted from the front; outside ``[-ndim, ndim)`` a
+    ShapeError, as the standard says (wrapping it round would silently pick another axis)."""
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"axis {axis} is out of range for a {ndim}-D tensor")
+    return axis % ndim
+
+
 def axes_of(ndim: int, axis: Any) -> tuple[int, ...]:
     """``axis`` (None, an int or a tuple) as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a % max(ndim, 1) for a in axes))
+    return tuple(sorted(axis_index(a, ndim) for a in axes))
 
 
 def sum_forward(xp: Any, x: Array, *, axis: Any = None, keepdims: bool = False) -> tuple[Array, Any]:
@@ -318,12 +337,12 @@ def minimum_forward(xp: Any, a: Array, b: Array) -> tuple[Array, Any]:
 
 
 def stack_forward(xp: Any, *arrays: Array, axis: int = 0) -> tuple[Array, Any]:
-    axis = axis % (arrays[0].ndim + 1)
+    axis = axis_index(axis, arrays[0].ndim + 1)
     return xp.stack(arrays, axis=axis), ([(i, i + 1) for i in range(len(arrays))], axis, True)
 
 
 def concat_forward(xp: Any, *arrays: Array, axis: int = 0) -> tuple[Array, Any]:
-    axis = axis % arrays[0].ndim
+    axis = axis_index(axis, arrays[0].ndim)
     bounds, start = [], 0
     for a in arrays:
         bounds.append((start, start + a.shape[axis]))
@@ -334,7 +353,7 @@ def concat_forward(xp: Any, *arrays: Array, axis: int = 0) -> tuple[Array, Any]:
 def take_forward(xp: Any, x: Array, *, indices: Array, axis: int = 0) -> tuple[Array, Any]:
     """``take`` with integer ``indices`` of any shape: the result has ``indices.shape`` in place
     of ``axis`` (NumPy's advanced indexing along one axis)."""
-    axis = axis % x.ndim
+    axis = axis_index(axis, x.ndim)
     flat = xp.reshape(indices, (-1,))
     taken = xp.take(x, flat, axis=axis)
     shape = (*x.shape[:axis], *indices.shape, *x.shape[axis + 1 :])
@@ -350,7 +369,7 @@ def take_vjp(node: Any, g: Array) -> Grads:
 
 
 def take_along_axis_forward(xp: Any, x: Array, *, indices: Array, axis: int = -1) -> tuple[Array, Any]:
-    axis = axis % x.ndim
+    axis = axis_index(axis, x.ndim)
     return xp.take_along_axis(x, indices, axis=axis), (tuple(x.shape), indices, axis, x.dtype)
 
 

@@ -210,22 +210,22 @@ class Tensor:
 
     # comparisons: plain boolean arrays, never recorded
     def __lt__(self, other: Any) -> Array:
-        return self.value < _plain(other)
+        return self.value < plain(other)
 
     def __le__(self, other: Any) -> Array:
-        return self.value <= _plain(other)
+        return self.value <= plain(other)
 
     def __gt__(self, other: Any) -> Array:
-        return self.value > _plain(other)
+        return self.value > plain(other)
 
     def __ge__(self, other: Any) -> Array:
-        return self.value >= _plain(other)
+        return self.value >= plain(other)
 
     def __eq__(self, other: Any) -> Array:  # type: ignore[override]
-        return self.value == _plain(other)
+        return self.value == plain(other)
 
     def __ne__(self, other: Any) -> Array:  # type: ignore[override]
-        return self.value != _plain(other)
+        return self.value != plain(other)
 
     def __getitem__(self, index: Any) -> Tensor:
         """Slices, integers, None and ``...``; or one integer array (along the first axis, or
@@ -310,7 +310,7 @@ class Tensor:
 
     def squeeze(self, axis: int | tuple[int, ...] | None = None) -> Tensor:
         axes = range(self.ndim) if axis is None else ((axis,) if isinstance(axis, int) else axis)
-        drop = {a % self.ndim for a in axes if axis is not None or self.shape[a] == 1}
+        drop = {ops.axis_index(a, self.ndim) for a in axes if axis is not None or self.shape[a] == 1}
         for a in drop:
             if self.shape[a] != 1:
                 raise ShapeError(
@@ -320,7 +320,7 @@ class Tensor:
 
     def expand_dims(self, axis: int) -> Tensor:
         shape = list(self.shape)
-        shape.insert(axis % (self.ndim + 1), 1)
+        shape.insert(ops.axis_index(axis, self.ndim + 1), 1)
         return reshape(self, tuple(shape))
 
     def astype(self, dtype: Any) -> Tensor:
@@ -348,7 +348,9 @@ def constant(value: Array) -> Tensor:
     return value if isinstance(value, Tensor) else Tensor(value)
 
 
-def _plain(x: Any) -> Any:
+def plain(x: Any) -> Any:
+    """A Tensor's array, anything else as it is: what a computation reads without recording
+    (running statistics, a random mask's device and dtype)."""
     return x.value if isinstance(x, Tensor) else x
 
 
@@ -435,14 +437,15 @@ def reshape(t: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 
 def permute(t: Tensor, axes: tuple[int, ...]) -> Tensor:
-    if sorted(a % max(t.ndim, 1) for a in axes) != list(range(t.ndim)):
+    inside = all(-t.ndim <= a < t.ndim for a in axes)  # an axis out of range is never wrapped round
+    if not inside or sorted(a % t.ndim for a in axes) != list(range(t.ndim)):
         raise ShapeError(f"Tensor.transpose: axes {axes} are not a permutation of a {t.ndim}-D tensor's")
     return apply("permute_dims", t, axes=tuple(a % t.ndim for a in axes))
 
 
 def getitem(t: Tensor, index: Any) -> Tensor:
     """``t[index]``: basic indexing, or one integer array along one axis (a ``take``)."""
-    index = _plain(index)
+    index = plain(index)
     items = index if isinstance(index, tuple) else (index,)
     arrays = [i for i, item in enumerate(items) if hasattr(item, "dtype") or isinstance(item, list)]
     if not arrays:

@@ -13,6 +13,7 @@ from typing import Any
 
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
+from xpnn.autograd.tensor import plain
 from xpnn.backend import namespace, uniform
 
 Array = Any
@@ -23,7 +24,7 @@ class Dropout(Function):
 
     @staticmethod
     def forward(ctx: Node, x: Array, *, rate: float, key: Sequence[int]) -> Array:
-        keep = uniform(x, tuple(x.shape), key) >= rate
+        keep = uniform(plain(x), tuple(x.shape), key) >= rate  # a Tensor's mask: its array's
         mask = namespace(x).astype(keep, x.dtype) * (1.0 / (1.0 - rate))
         ctx.saved = mask
         return x * mask

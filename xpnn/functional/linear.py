@@ -109,10 +109,12 @@ class Penalty(Function):
         xp = namespace(w)
         ctx.saved = (w, l1, l2)
         total = xp.zeros((), dtype=w.dtype, device=w.device)
+        # the terms of w first: array-api-strict's operators refuse a Tensor on their right, so
+        # these equations record on Tensors (each path checks the other) only in this order
         if l1:
-            total = total + l1 * xp.sum(xp.abs(w))
+            total = l1 * xp.sum(xp.abs(w)) + total
         if l2:
-            total = total + l2 * xp.sum(w * w)
+            total = l2 * xp.sum(w * w) + total
         return total
 
     @staticmethod

@@ -88,7 +88,9 @@ class CrossEntropy(Function):
             loss = xp.sum(log_total - picked) / logits.shape[0]
         else:
             dist = _target_distribution(xp, logits, target, labels, label_smoothing)
-            per_sample = xp.sum(dist * (log_total - shifted), axis=1)
+            # the logits' side first: array-api-strict's operators refuse a Tensor on their right,
+            # so these equations record on Tensors (each path checks the other) only in this order
+            per_sample = xp.sum((log_total - shifted) * dist, axis=1)
             if weights is not None:
                 per_sample = per_sample * weights
             count = logits.shape[0] if weights is None else xp.sum(weights)
@@ -177,7 +179,8 @@ class BinaryCrossEntropy(Function):
         xp = namespace(pred)
         p = clip_probabilities(xp, pred)
         ctx.saved = (p, target)
-        return xp.mean(-(target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p)))
+        # p's side first, as in CrossEntropy.forward: the order in which the equations record
+        return xp.mean(-(xp.log(p) * target + xp.log(1.0 - p) * (1.0 - target)))
 
     @staticmethod
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
+from xpnn.autograd.tensor import plain
 from xpnn.backend import assign, namespace
 from xpnn.errors import ShapeError
 
@@ -130,9 +131,9 @@ def _batch_statistics(
         )
     mean = sums[0] / count
     var = xp.maximum(sums[1] / count - mean * mean, 0.0)
-    if training and running is not None:
-        f = running.factor
-        unbiased = var * (count / (count - 1.0))
-        running.mean = assign(running.mean, (1.0 - f) * running.mean + f * mean)
+    if training and running is not None:  # not differentiated: on Tensors, by their arrays
+        f, batch_mean, batch_var = running.factor, plain(mean), plain(var)
+        unbiased = batch_var * (count / (count - 1.0))
+        running.mean = assign(running.mean, (1.0 - f) * running.mean + f * batch_mean)
         running.var = assign(running.var, (1.0 - f) * running.var + f * unbiased)
     return mean, var, count

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from xpnn.backend import namespace
-from xpnn.backend.slices import add_slice, set_slice
+from xpnn.backend.slices import add_slice
 from xpnn.errors import ShapeError
 
 Array = Any
@@ -101,12 +101,22 @@ def interior(shape: tuple[int, ...], pads: tuple[int, int, int, int]) -> tuple[s
 
 
 def pad(x: Array, pads: tuple[int, int, int, int], fill: float = 0.0) -> Array:
-    """``x`` (N, C, H, W) surrounded by ``fill`` (0 for convolution, -inf for max pooling)."""
+    """``x`` (N, C, H, W) surrounded by ``fill`` (0 for convolution, -inf for max pooling).
+
+    Filled blocks joined to ``x`` by ``concat``, above and below, then left and right: on a
+    Tensor, ``concat`` records (writing ``x`` into a slice of a filled array would not: the
+    array took the Tensor's numbers without its graph on NumPy, and refused it on torch)."""
     if not any(pads):
         return x
     xp = namespace(x)
-    out = xp.full(padded_shape(tuple(x.shape), pads), fill, dtype=x.dtype, device=x.device)
-    return set_slice(out, interior(tuple(x.shape), pads), x)
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+
+    def filled(rows: int, columns: int) -> Array:
+        return xp.full((n, c, rows, columns), fill, dtype=x.dtype, device=x.device)
+
+    rows = xp.concat([filled(top, w), x, filled(bottom, w)], axis=2)
+    return xp.concat([filled(h + top + bottom, left), rows, filled(h + top + bottom, right)], axis=3)
 
 
 def window_slices(padded: Array, geo: Geometry) -> list[Array]:
