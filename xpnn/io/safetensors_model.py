@@ -101,10 +101,12 @@ def _expected(slot: Slot) -> tuple[tuple[int, ...], Sequence[str]]:
 
 def check_entries(opened: SafetensorsFile, plan: list[Slot]) -> None:
     """Every entry the model names is in the file with its shape and a fitting dtype; no
-    other entry is. Reads the header only."""
+    other entry is (a missing counter keeps its value, as in torch). Reads the header only."""
     for slot in plan:
         shape, dtypes = _expected(slot)
         entry = opened.entries.get(slot.torch_name)
+        if entry is None and slot.kind == "counter":
+            continue
         if entry is None or entry.shape != shape or entry.dtype not in dtypes:
             got = "nothing" if entry is None else f"shape {entry.shape} of {entry.dtype}"
             kinds = "an integer dtype" if slot.kind == "counter" else "/".join(dtypes)
@@ -140,7 +142,9 @@ def fill(opened: SafetensorsFile, header: dict[str, Any], model: Model) -> None:
     _check_architecture(path, header.get("architecture"), model)
     check_entries(opened, plan)
     check_counters(path, header["counters"], model)
-    arrays = {slot.torch_name: opened.array(slot.torch_name) for slot in plan}
+    arrays = {
+        slot.torch_name: opened.array(slot.torch_name) for slot in plan if slot.torch_name in opened.entries
+    }
     try:
         load, _, _ = check_torch_state(model, arrays, who=path)
     except XpnnError as error:  # not after check_entries; kept as the file's error if it ever is

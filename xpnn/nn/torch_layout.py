@@ -201,7 +201,9 @@ def check_torch_state(
         raise CheckpointError(f"{who}: expected a mapping of names to tensors, got {type(state).__name__}")
     plan = slots(module)
     names = {slot.torch_name: slot for slot in plan}
-    missing = [name for name in names if name not in state]
+    # a missing counter keeps its value and is not reported, as torch's BatchNorm does for a
+    # state dict without torch's version metadata (a plain dict, a safetensors file)
+    missing = [name for name, slot in names.items() if name not in state and slot.kind != "counter"]
     unexpected = [str(name) for name in state if name not in names]
     if strict and (missing or unexpected):
         first = f" (xpnn {names[missing[0]].xpnn_name!r})" if missing else ""
