@@ -436,8 +436,9 @@ def _arith(x: Any, y: Any, op: str) -> Tensor:
         ) from None
     saved = (ops._shape(a), ops._shape(b)) if op in _SAVES_SHAPES else (a, b)
     constants = None  # a constant operand, kept for exporters (the backward reads only shapes)
-    if ta is None or tb is None:
-        constants = {"constants": (a if ta is None else None, b if tb is None else None)}
+    const_a, const_b = ta is None or not ta.requires_grad, tb is None or not tb.requires_grad
+    if const_a or const_b:
+        constants = {"constants": (a if const_a else None, b if const_b else None)}
     return record(value, _VJP[op], (ta, tb), saved, op, constants)
 
 
