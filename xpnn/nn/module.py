@@ -239,6 +239,20 @@ class Module:
         return load_state(self, state, strict=strict)
 
     # -- reading it ---------------------------------------------------------------------------------
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
+        """A table of the modules (nested ones by dotted name), their output shapes for inputs of
+        ``input_shape`` (no batch axis: one probe forward in eval mode under ``no_grad``, which
+        changes nothing), their parameters, and the trainable / frozen totals
+        (:mod:`xpnn.nn.summary`)."""
+        from xpnn.nn.summary import summary
+
+        return summary(self, input_shape)
+
+    def __str__(self) -> str:
+        """``print(model)``: the :meth:`summary` table of a model (without output shapes: call
+        ``summary(input_shape=...)`` for them); a single layer prints as its ``repr``."""
+        return self.summary() if any(True for _ in self.named_children()) else repr(self)
+
     def who(self) -> str:
         """How error messages name this module (``Dense(784 -> 128)``, ``Sequential(3 layers)``)."""
         return type(self).__name__
