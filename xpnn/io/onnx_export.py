@@ -72,7 +72,7 @@ def _nodes(root: Node) -> list[Node]:
     return sorted(found, key=lambda node: node.seq)
 
 
-def _write_nodes(graph: OnnxGraph, x: Tensor, out: Tensor, names: dict[int, str], model: Model) -> str:
+def _write_nodes(graph: OnnxGraph, x: Tensor, out: Tensor, names: dict[str, str], model: Model) -> str:
     """Convert every node; returns the name of the output's value."""
     params = {id(p): name for name, p in model.named_parameters()}
     values: dict[int, str] = {}

@@ -22,12 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from xpnn import backend
 from xpnn.errors import CheckpointError, DTypeError, ShapeError
 
 Array = Any
+HostArray = Any  # a host NumPy array (backend.to_host's)
 Module = Any  # an xpnn.nn.Module (duck-typed: this file is imported by nn.module)
 
 
@@ -136,7 +135,7 @@ def torch_state(module: Module) -> dict[str, Array]:
     for slot in plan:
         value = slot.current()
         if slot.kind == "counter":
-            like = arrays[0] if arrays else np.zeros(0)
+            like = arrays[0] if arrays else backend.resolve("numpy").xp.zeros(0)
             xp = backend.namespace(like)
             value = xp.asarray(int(value), dtype=xp.int64, device=backend.device_of(like))
         elif slot.transposed:
@@ -159,12 +158,12 @@ def _host(value: Any) -> Any:
     return value
 
 
-def _checked(who: str, slot: Slot, value: Any) -> Any:
+def _checked(who: str, slot: Slot, value: Any) -> HostArray | int:
     """The entry as a host array in xpnn's layout (or an int, for a counter), after checking
     its type, shape and dtype against the slot."""
     host = _host(value)
     what = f"{who}: {slot.torch_name!r} (xpnn {slot.kind} {slot.xpnn_name!r})"
-    if not isinstance(host, np.ndarray):
+    if not (hasattr(host, "shape") and hasattr(host, "dtype")):
         raise DTypeError(f"{what} is a {type(value).__name__}, expected an array or tensor")
     if slot.kind == "counter":
         if host.shape not in ((), (1,)) or host.dtype.kind not in "iu" or int(host.reshape(())) < 0:
@@ -176,7 +175,7 @@ def _checked(who: str, slot: Slot, value: Any) -> Any:
         raise ShapeError(f"{what} has shape {tuple(host.shape)}, expected {shape}")
     if host.dtype.kind != "f":
         raise DTypeError(f"{what} has dtype {host.dtype}, expected a floating-point array")
-    return np.ascontiguousarray(host.T) if slot.transposed else host
+    return host.T.copy() if slot.transposed else host  # a host (NumPy) array: C order
 
 
 def _assign(slot: Slot, host: Any) -> None:
