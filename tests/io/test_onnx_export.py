@@ -139,3 +139,25 @@ def test_without_onnx_the_error_names_the_extra(tmp_path: Path, monkeypatch: Any
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(MissingDependencyError, match=r"export_onnx needs onnx.*pip install 'xpnn\[io\]'"):
         xpnn.io.export_onnx(hs.small_model(), np.ones((2, 4), np.float32), tmp_path / "m.onnx")
+
+
+class Tokens(xpnn.Module):
+    """An embedding lookup written as ``weight[ids]`` (integer input), pooled, then a Dense."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(4)
+        self.table = xpnn.Parameter(rng.standard_normal((20, 6)).astype(np.float32), name="table")
+        self.head = xpnn.Dense(6, 3)
+
+    def forward(self, ids: Any) -> Any:
+        return self.head(self.table[ids].mean(axis=1))
+
+
+def test_integer_token_ids_are_the_graphs_input(tmp_path: Path) -> None:
+    model = Tokens()
+    ids = np.random.default_rng(5).integers(0, 20, (7, 5))
+    proto = xpnn.io.export_onnx(model, ids[:1], tmp_path / "t.onnx")
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    with xpnn.no_grad():  # predict takes images (floats, or uint8 it scales): call the model
+        expected = model(ids).value
+    np.testing.assert_allclose(_run(tmp_path / "t.onnx", ids), expected, rtol=1e-6, atol=1e-7)

@@ -24,6 +24,7 @@ from typing import Any
 from xpnn import backend
 from xpnn.autograd.graph import Node, enable_grad
 from xpnn.autograd.tensor import Tensor
+from xpnn.checks import is_floating
 from xpnn.errors import ExportError
 from xpnn.io import archive
 from xpnn.io.onnx_graph import Call, OnnxGraph
@@ -44,7 +45,7 @@ def _trace(model: Model, example: Any) -> tuple[Tensor, Tensor]:
         model.eval()
         for p in params:
             p.requires_grad = True
-        x = Tensor(example, requires_grad=True)
+        x = Tensor(example, requires_grad=is_floating(example))  # token ids: a constant
         with enable_grad():
             out = model(x)
     finally:
@@ -106,11 +107,12 @@ def _write_nodes(graph: OnnxGraph, x: Tensor, out: Tensor, names: dict[str, str]
 def _model_proto(onnx: Any, graph: OnnxGraph, x: Tensor, out: Tensor, names: dict[str, str]) -> Any:
     helper = onnx.helper
     kind = helper.np_dtype_to_tensor_dtype(graph.dtype)
+    input_kind = helper.np_dtype_to_tensor_dtype(backend.to_host(x.value[:0, ...]).dtype)
     batch = x.shape[0]
     out_dims: list[Any] = list(out.shape)
     if out_dims and out_dims[0] == batch:
         out_dims[0] = "batch"
-    inputs = [helper.make_tensor_value_info(names["input"], kind, ["batch", *x.shape[1:]])]
+    inputs = [helper.make_tensor_value_info(names["input"], input_kind, ["batch", *x.shape[1:]])]
     outputs = [helper.make_tensor_value_info(names["output"], kind, out_dims)]
     body = helper.make_graph(graph.nodes, "xpnn", inputs, outputs, initializer=graph.initializers)
     opsets = [helper.make_opsetid("", graph.opset)]
@@ -130,7 +132,8 @@ def export_onnx(
 ) -> Any:
     """Write ``model`` (a Sequential or any Module of built-in layers and Tensor operations) as
     an ONNX file at ``path``, traced on ``example_input`` (an array of the model's backend and
-    dtype, batch first: at most two of its samples are run); returns the ``onnx.ModelProto``.
+    dtype, or integer token ids; batch first: at most two of its samples are run); returns the
+    ``onnx.ModelProto``.
 
     The batch axis is free; the model is left as it was. Raises :class:`ExportError` naming an
     operation without an ONNX form, a BatchNorm without running statistics, or a constant the
@@ -142,9 +145,11 @@ def export_onnx(
     example = example_input.value if isinstance(example_input, Tensor) else example_input
     x, out = _trace(model, example[:2, ...])
     known = {id(value): name for name, value in model.named_buffers()}
-    dtype = backend.to_host(x.value[:0, ...]).dtype
+    floats = [p.value for p in model.parameters()] + [x.value]
+    dtype = next(backend.to_host(v[:0, ...]).dtype for v in floats if is_floating(v))
     graph = OnnxGraph(onnx, dtype, opset, known)
     names = {"input": graph.fresh(input_name)}
+    graph.stored[id(x.value)] = names["input"]  # read as a constant (token ids): the input
     result = _write_nodes(graph, x, out, names, model)
     names["output"] = graph.add("Identity", [result], output_name)
     proto = _model_proto(onnx, graph, x, out, names)

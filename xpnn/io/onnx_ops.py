@@ -151,6 +151,13 @@ def _reduce(op: str) -> Converter:
     return convert
 
 
+def take(g: OnnxGraph, call: Call) -> str:
+    """``t[indices]`` along one axis (an embedding lookup ``weight[ids]``): Gather; indices that
+    are the model's input (token ids) read the graph's input."""
+    indices = g.array(call.options["indices"], "indices")
+    return g.add("Gather", [call.input(0), indices], axis=int(call.options.get("axis", 0)))
+
+
 def concat(g: OnnxGraph, call: Call) -> str:
     inputs = [call.input(i) for i in range(len(call.inputs))]
     return g.add("Concat", inputs, axis=int(call.options.get("axis", 0)))
@@ -199,4 +206,5 @@ ONNX_OPS: dict[str, Converter] = {
     "max": _reduce("ReduceMax"),
     "min": _reduce("ReduceMin"),
     "concat": concat,
+    "take": take,
 }
