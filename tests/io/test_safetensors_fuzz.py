@@ -17,6 +17,7 @@ import pytest
 
 import xpnn
 from tests.helpers import hostile_safetensors as hs
+from tests.helpers import mutations
 from xpnn.errors import CheckpointError
 
 pytest.importorskip("safetensors.numpy", reason="safetensors is not installed (pip install 'xpnn[io]')")
@@ -24,7 +25,7 @@ pytest.importorskip("safetensors.numpy", reason="safetensors is not installed (p
 CASES = 300
 PEAK = 16e6  # bytes: the file is ~1 KB; a forged size must not turn into an allocation
 DTYPES = ["F32", "F64", "F16", "BF16", "I64", "I32", "U8", "BOOL", "F8_E5M2", "", 7, None]
-JUNK = [None, -1, 0, 10**12, 2**64, 2.5, "x", [], {}, [1, 2], {"a": 1}, True, [[[[[]]]]]]
+JUNK = [*mutations.REPLACEMENTS, 2**64]
 
 
 def _entry_edit(header: dict[str, Any], rng: random.Random) -> str:
@@ -55,42 +56,20 @@ def _entry_edit(header: dict[str, Any], rng: random.Random) -> str:
     return kind
 
 
-def _json_edit(header: Any, rng: random.Random) -> Any:
-    """Replace one random node of the JSON header by a value of another kind."""
-    path: list[Any] = []
-    node = header
-    while isinstance(node, dict | list) and node and rng.random() < 0.75:
-        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
-        path.append(key)
-        node = node[key]
-    if not path:
-        return rng.choice(JUNK)
-    parent = header
-    for key in path[:-1]:
-        parent = parent[key]
-    parent[path[-1]] = rng.choice(JUNK)
-    return header
-
-
 def _mutate(raw: bytes, rng: random.Random) -> tuple[str, bytes]:
     header, data = hs.split(raw)
     kind = rng.choice(["truncate", "flip", "overwrite", "length", "entry", "json"])
     if kind == "truncate":
         return kind, raw[: rng.randrange(len(raw))]
     if kind == "flip":
-        out = bytearray(raw)
-        for _ in range(rng.randint(1, 8)):
-            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
-        return kind, bytes(out)
+        return kind, mutations.flip(raw, rng)
     if kind == "overwrite":
-        start = rng.randrange(len(raw))
-        span = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
-        return kind, raw[:start] + span + raw[start + len(span) :]
+        return kind, mutations.overwrite(raw, rng)
     if kind == "length":
         return kind, hs.join(header, data, length=rng.choice([0, 1, 2**63, 10**11, len(raw), len(raw) - 9]))
     if kind == "entry":
         return f"entry-{_entry_edit(header, rng)}", hs.join(header, data)
-    return kind, hs.join(_json_edit(header, rng), data)
+    return kind, hs.join(mutations.json_edit(header, rng, JUNK), data)
 
 
 def _shapes(model: Any) -> list[Any]:
