@@ -39,7 +39,8 @@ def tests_cpu(session: nox.Session) -> None:
     """The whole suite on every CPU backend: numpy, array-api-strict and torch (CPU); then once
     more on NumPy with every fast path off (``XPNN_KERNELS=off``: the plain equations alone)."""
     specs = backends.for_session("cpu")
-    session.install("-e", ".[test,examples,mpi,fast]", *_requirements(specs))  # mpi: distributed; fast: numba
+    # mpi: distributed; fast: numba; io: safetensors, onnx, onnxruntime
+    session.install("-e", ".[test,examples,mpi,fast,io]", *_requirements(specs))
     _run_tests(session, [spec["name"] for spec in specs])
     session.log("the plain equations: every fast path off (xpnn.kernels.enabled(False))")
     session.run(*PYTEST, *session.posargs, env={"XPNN_TEST_BACKENDS": "numpy", "XPNN_KERNELS": "off"})

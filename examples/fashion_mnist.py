@@ -6,6 +6,7 @@
     python examples/fashion_mnist.py --checkpoint runs/fm --resume   # continue an interrupted run
     mpiexec -n 2 python examples/fashion_mnist.py --distributed      # data-parallel over MPI
     python examples/fashion_mnist.py --lr-find --plot fm.png   # peak rate from the range test
+    python examples/fashion_mnist.py --export fm.onnx          # the trained model for ONNX Runtime
 
 The data come from $XPNN_DATA, /usr/share/datasets/fashion-mnist (apt-get install -y
 dataset-fashion-mnist) or the user cache dir (downloaded there when the network allows).
@@ -112,6 +113,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the learning-rate range test first (plotted to FILE-lr_find.png) and use its "
         "suggestion as the peak learning rate",
     )
+    parser.add_argument(
+        "--export",
+        metavar="FILE.onnx",
+        default=None,
+        help="write the trained model as ONNX (input: float32 images scaled to [0, 1], (batch, 784) "
+        "for the MLPs, (batch, 1, 28, 28) for the cnn; output: logits)",
+    )
     args = parser.parse_args(argv)
     if args.resume and not args.checkpoint:
         parser.error("--resume needs --checkpoint DIR")
@@ -212,6 +220,14 @@ def find_lr(args: argparse.Namespace, data: Any, target: str) -> None:
           f"suggestion {result.suggestion:.3g}; peak learning rate {args.lr}")  # fmt: skip
 
 
+def export(model: xpnn.Sequential, data: Any, path: str) -> None:
+    """The trained model as ONNX, traced on two test images as the model sees them."""
+    _, (x_test, _) = data
+    example = backend.from_host(x_test[:2].astype(np.float32) / 255.0, backend.resolve(model.backend))
+    xpnn.io.export_onnx(model, example, path)
+    print(f"ONNX model written to {path} (opset 17, input 'input', output 'output': logits)")
+
+
 def report(model: xpnn.Sequential, history: Any, data: Any, args: argparse.Namespace) -> None:
     _, (x_test, y_test) = data
     result = model.evaluate(x_test, y_test, loss=xpnn.SoftmaxCrossEntropy())
@@ -304,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     (x, y), (x_test, y_test) = xpnn.load_fashion_mnist()
     shape = (1, 28, 28) if args.model == "cnn" else (-1,)  # NCHW images for the CNN
     data = ((x.reshape(len(x), *shape), y), (x_test.reshape(len(x_test), *shape), y_test))
-    print(xpnn.Sequential.summary(build_model(args.model, args.seed)))
+    print(build_model(args.model, args.seed).summary(input_shape=data[1][0].shape[1:]))
     if args.lr_find:
         find_lr(args, data, target)
     if args.compare_optimizers:
@@ -322,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         model, history = train(args, args.optimizer, data, target, checkpoint=True)
     if args.checkpoint and rank == 0:
         model.save(os.path.join(args.checkpoint, "model.npz"))
+    if args.export and rank == 0:
+        export(model, data, args.export)
     report(model, history, data, args)
     return 0
 

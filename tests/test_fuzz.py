@@ -15,12 +15,12 @@ import random
 import tracemalloc
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.helpers import hostile_files as hf
+from tests.helpers import mutations
 from xpnn.data import idx
 from xpnn.errors import CheckpointError, DataFormatError
 from xpnn.io import serialization
@@ -29,51 +29,19 @@ CASES = 240
 PEAK = 32e6  # bytes: the files are a few KB; a forged size must not turn into an allocation
 
 
-def _flip(data: bytes, rng: random.Random) -> bytes:
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 8)):
-        i = rng.randrange(len(out))
-        out[i] ^= 1 << rng.randrange(8)
-    return bytes(out)
-
-
-def _overwrite(data: bytes, rng: random.Random) -> bytes:
-    start = rng.randrange(len(data))
-    span = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
-    return data[:start] + span + data[start + len(span) :]
-
-
-def _json_edit(header: Any, rng: random.Random) -> Any:
-    """Replace one random node of the JSON header by a value of another kind."""
-    replacements = [None, -1, 0, 10**12, 2.5, "x", [], {}, [1, 2], {"a": 1}, True, [[[[[]]]]]]
-    path: list[Any] = []
-    node = header
-    while isinstance(node, dict | list) and node and rng.random() < 0.75:
-        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
-        path.append(key)
-        node = node[key]
-    if not path:
-        return rng.choice(replacements)
-    parent = header
-    for key in path[:-1]:
-        parent = parent[key]
-    parent[path[-1]] = rng.choice(replacements)
-    return header
-
-
 def _mutate_checkpoint(raw: bytes, files: dict[str, bytes], rng: random.Random, where: Path) -> str:
     kind = rng.choice(["truncate", "flip", "overwrite", "member", "member-shape", "header"])
     if kind == "truncate":
         where.write_bytes(raw[: rng.randrange(len(raw))])
     elif kind == "flip":
-        where.write_bytes(_flip(raw, rng))
+        where.write_bytes(mutations.flip(raw, rng))
     elif kind == "overwrite":
-        where.write_bytes(_overwrite(raw, rng))
+        where.write_bytes(mutations.overwrite(raw, rng))
     elif kind in ("member", "member-shape"):
         name = rng.choice([n for n in files if n != "__header__.npy"])
         data = files[name]
         if kind == "member":  # anywhere in the .npy, header included, CRC recomputed
-            data = _flip(data, rng) if rng.random() < 0.5 else data[: rng.randrange(len(data))]
+            data = mutations.flip(data, rng) if rng.random() < 0.5 else data[: rng.randrange(len(data))]
         else:  # a plausible header edit: another shape or dtype text
             data = data.replace(
                 b"'shape': (", rng.choice([b"'shape': (1, ", b"'shape': (999999999, ", b"'shape': (0, "])
@@ -81,7 +49,7 @@ def _mutate_checkpoint(raw: bytes, files: dict[str, bytes], rng: random.Random, 
             data = data.replace(b"<f4", rng.choice([b"<f4", b"<i1", b"|O", b">f8", b"<c8"]))
         hf.write_members(where, {**files, name: data})
     else:
-        header = _json_edit(hf.header_of(files), rng)
+        header = mutations.json_edit(hf.header_of(files), rng)
         hf.write_members(where, hf.with_header(files, json.dumps(header).encode()))
     return kind
 
@@ -133,11 +101,11 @@ def test_mutated_idx_files_read_or_raise_data_format_error(tmp_path: Path, gz: b
         if kind == "truncate":
             data = raw[: rng.randrange(len(raw))]
         elif kind == "flip":
-            data = _flip(raw, rng)
+            data = mutations.flip(raw, rng)
         elif kind == "overwrite":
-            data = _overwrite(raw, rng)
+            data = mutations.overwrite(raw, rng)
         else:  # the header edited inside an intact (re-)compressed stream
-            edited = _overwrite(body[:16], rng) + body[16:]
+            edited = mutations.overwrite(body[:16], rng) + body[16:]
             data = gzip.compress(edited) if gz else edited
         path.write_bytes(data)
         tracemalloc.start()

@@ -69,6 +69,11 @@ class MissingDependencyError(XpnnError, ImportError):
     """An optional dependency (matplotlib, tensorboardX, ...) is not installed; names the extra."""
 
 
+class ExportError(XpnnError, ValueError):
+    """A model cannot be written in another format (ONNX): an operation without an ONNX form,
+    a layer in training mode, a value the recorded graph does not hold; names the culprit."""
+
+
 class ForwardFirstError(XpnnError, RuntimeError):
     """``backward`` was called on a layer or loss before any ``forward`` gave it something to
     differentiate."""

@@ -5,7 +5,8 @@ arrays, keeping in ``ctx.saved`` what its backward needs) and ``backward(ctx, g)
 (one per array input, None where ``ctx.needs`` says none is wanted). ``apply`` runs it on
 tensors or arrays and records ONE node per call: what a call saved belongs to that call
 (DeZero's ``Function``, PyTorch's ``autograd.Function``), so a layer used twice in a graph
-gets both gradients. Options (kernel size, training mode, ...) are keywords, never recorded.
+gets both gradients. Options (kernel size, training mode, ...) are keywords, kept on the
+node for exporters only.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Function:
     @classmethod
     def _run(cls, tensors: tuple[Any, ...], values: list[Any], options: dict[str, Any], live: bool) -> Tensor:
         ctx = Node(cls.backward, tensors, None, cls.name, cls.fresh_grads)
+        ctx.options = options
         out = Tensor.__new__(Tensor)
         out.value = cls.forward(ctx, *values, **options)
         out.grad, out.node, out.requires_grad = None, None, False

@@ -63,10 +63,12 @@ class Node:
 
     ``inputs`` are the tensors the call read that require a gradient (None for the others);
     ``needs[i]``: whether input ``i``'s gradient is wanted (backward may narrow it, see
-    ``exclude``). ``name`` says what the node is, for error messages and for exporters.
+    ``exclude``). ``name`` says what the node is, for error messages and for exporters;
+    ``options``: the call's keyword options (kernel size, eps, a constant operand), which the
+    backward never reads: an exporter (ONNX) does.
     """
 
-    __slots__ = ("fresh", "grad", "inputs", "name", "needs", "owned", "saved", "seq", "vjp")
+    __slots__ = ("fresh", "grad", "inputs", "name", "needs", "options", "owned", "saved", "seq", "vjp")
 
     def __init__(
         self, vjp: Vjp, inputs: tuple[Any, ...], saved: Any = None, name: str = "", fresh: bool = False
@@ -75,6 +77,7 @@ class Node:
         self.inputs = inputs
         self.saved = saved
         self.name = name
+        self.options: dict[str, Any] | None = None
         self.needs: tuple[bool, ...] = tuple(t is not None for t in inputs)
         self.grad: Array | None = None
         self.fresh = fresh  # its vjp returns new arrays that nothing else holds

@@ -328,9 +328,16 @@ class Tensor:
 
 
 # -- recording ------------------------------------------------------------------------------------
-def record(value: Array, vjp: Any, inputs: tuple[Any, ...], saved: Any, name: str) -> Tensor:
+def record(
+    value: Array,
+    vjp: Any,
+    inputs: tuple[Any, ...],
+    saved: Any,
+    name: str,
+    options: dict[str, Any] | None = None,
+) -> Tensor:
     """The result tensor of an operation; a node is recorded where grad mode is on and an input
-    requires grad (``inputs``: tensors, or None for constants)."""
+    requires grad (``inputs``: tensors, or None for constants; ``options``: kept for exporters)."""
     out = Tensor.__new__(Tensor)
     out.value, out.grad, out.node, out.requires_grad = value, None, None, False
     if _mode[0]:
@@ -338,6 +345,7 @@ def record(value: Array, vjp: Any, inputs: tuple[Any, ...], saved: Any, name: st
             if t is not None and t.requires_grad:
                 out.node = Node(vjp, tuple(t if t is not None and t.requires_grad else None for t in inputs),
                                 saved, name)  # fmt: skip
+                out.node.options = options
                 out.requires_grad = True
                 break
     return out
@@ -429,7 +437,11 @@ def _arith(x: Any, y: Any, op: str) -> Tensor:
             f"Tensor {op}: shapes {ops._shape(a)} and {ops._shape(b)} do not fit ({error})"
         ) from None
     saved = (ops._shape(a), ops._shape(b)) if op in _SAVES_SHAPES else (a, b)
-    return record(value, _VJP[op], (ta, tb), saved, op)
+    constants = None  # a constant operand, kept for exporters (the backward reads only shapes)
+    const_a, const_b = ta is None or not ta.requires_grad, tb is None or not tb.requires_grad
+    if const_a or const_b:
+        constants = {"constants": (a if const_a else None, b if const_b else None)}
+    return record(value, _VJP[op], (ta, tb), saved, op, constants)
 
 
 def reshape(t: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -485,7 +497,7 @@ def apply(name: str, *operands: Any, **options: Any) -> Tensor:
     except (ValueError, TypeError, IndexError, RuntimeError) as error:
         shapes = ", ".join(str(ops._shape(v)) for v in values)
         raise ShapeError(f"{name}: operands of shapes {shapes} do not fit ({error})") from None
-    return record(value, vjp, tuple(tensors), saved, name)
+    return record(value, vjp, tuple(tensors), saved, name, options)
 
 
 OPERATIONS: dict[str, tuple[Any, Any]] = {

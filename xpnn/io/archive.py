@@ -15,6 +15,7 @@ import os
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from typing import IO, Any, NamedTuple
 
 import numpy as np
@@ -65,14 +66,21 @@ def _write_npz(file: IO[bytes], arrays: dict[str, np.ndarray]) -> None:
 
 def write(path: str | os.PathLike[str], header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write ``header`` (JSON) and ``arrays`` to ``path`` atomically: temp file, fsync, rename."""
-    path = os.fspath(path)
     arrays = {**arrays, HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    write_atomically(path, lambda file: _write_npz(file, arrays))
+
+
+def write_atomically(path: str | os.PathLike[str], fill: Callable[[IO[bytes]], Any]) -> None:
+    """``fill(file)`` writes the contents; they replace ``path`` only once complete and on disk
+    (a temporary file in the same directory, fsync'd, renamed over the target): a crash
+    mid-save leaves the previous file intact."""
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            _write_npz(file, arrays)
+            fill(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -118,7 +126,7 @@ class Archive:
         try:
             with zipfile.ZipFile(self.path) as archive, archive.open(f"{name}.npy") as file:
                 file.read(entry.offset)
-                data = _read_exactly(file, size)
+                data = read_exactly(file, size)
         except ZIP_ERRORS as error:
             raise CheckpointError(f"{self.path}: entry {name!r} is corrupt: {error}") from None
         if len(data) != size:
@@ -130,7 +138,7 @@ class Archive:
         return flat.reshape(entry.shape, order="F" if entry.fortran else "C")
 
 
-def _read_exactly(file: IO[bytes], size: int) -> bytes:
+def read_exactly(file: IO[bytes], size: int) -> bytes:
     """Up to ``size`` bytes in 1 MiB reads: memory grows with the bytes really there."""
     chunks, total = [], 0
     while total < size:

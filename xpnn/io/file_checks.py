@@ -128,8 +128,13 @@ def check_arrays(path: str, archive: Archive, model: Model) -> None:
     stray = sorted(n for n in archive.entries if n.startswith(("param/", "buffer/")) and n not in expected)
     if stray:
         raise CheckpointError(f"{path}: arrays {stray[:5]} belong to no parameter or buffer of the model")
+    check_counters(path, archive.header.get("counters", {}), model)
+
+
+def check_counters(path: str, saved: dict[str, dict[str, int]], model: Model) -> None:
+    """Each saved module's counters are among that module's own (a checked header's)."""
     modules = dict(model.named_modules())
-    for where, counters in archive.header.get("counters", {}).items():
+    for where, counters in saved.items():
         module = modules.get(where)
         own = set() if module is None else set(module.counters())
         if module is None or not set(counters) <= own:

@@ -98,7 +98,7 @@ def _saved_elements(archive: Archive, index: int) -> int:
     return sum(math.prod(e.shape) for name, e in archive.entries.items() if name.startswith(prefixes))
 
 
-def _build_one(path: str, index: int, name: str, config: dict[str, Any] | None, archive: Archive) -> Layer:
+def _build_one(path: str, index: int, name: str, config: dict[str, Any] | None, elements: int) -> Layer:
     classes = _layer_classes()
     if name not in classes or config is None:
         raise CheckpointError(
@@ -111,23 +111,29 @@ def _build_one(path: str, index: int, name: str, config: dict[str, Any] | None, 
     if unknown or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
         raise CheckpointError(f"{path}: layer {index} ({name}) has config keys {unknown} it does not take")
     try:  # the layer may draw initial weights only as large as what the file holds for it
-        with init.size_limit(_saved_elements(archive, index)):
+        with init.size_limit(elements):
             return classes[name](**config)
     except (XpnnError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: layer {index} cannot be built as {name}({config}): {error}") from None
 
 
-def build_layers(path: str, archive: Archive) -> list[Layer]:
-    """Fresh layers of the saved architecture (their values still the initial ones)."""
-    if archive.header.get("architecture") is None or archive.header.get("kind", "Sequential") != "Sequential":
+def build_architecture(path: str, header: dict[str, Any], elements: Callable[[int], int]) -> list[Layer]:
+    """Fresh layers of the architecture a (checked) header records; layer ``i`` may draw initial
+    weights of at most ``elements(i)`` numbers, what the file holds for it."""
+    if header.get("architecture") is None or header.get("kind", "Sequential") != "Sequential":
         raise CheckpointError(
-            f"{path}: holds the weights of a {archive.header.get('kind')!s} (not a Sequential of built-in "
+            f"{path}: holds the weights of a {header.get('kind')!s} (not a Sequential of built-in "
             "layers), so it is not rebuilt from the file: build the model and use xpnn.load(path, into=model)"
         )
     return [
-        _build_one(path, i, name, config, archive)
-        for i, (name, config) in enumerate(archive.header["architecture"])
+        _build_one(path, i, name, config, elements(i))
+        for i, (name, config) in enumerate(header["architecture"])
     ]
+
+
+def build_layers(path: str, archive: Archive) -> list[Layer]:
+    """Fresh layers of the saved architecture (their values still the initial ones)."""
+    return build_architecture(path, archive.header, lambda i: _saved_elements(archive, i))
 
 
 def read_arrays(archive: Archive, model: Model) -> dict[str, HostArray]:

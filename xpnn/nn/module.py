@@ -208,24 +208,51 @@ class Module:
         return None
 
     # -- state ------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Array]:
-        """Every parameter's and buffer's array by dotted name (the arrays, not copies)."""
+    def state_dict(self, *, to_torch: bool = False) -> dict[str, Array]:
+        """Every parameter's and buffer's array by dotted name (the arrays, not copies).
+        ``to_torch``: the names and layouts a torch module of the same shape loads
+        (:mod:`xpnn.nn.torch_layout`: Dense weights transposed, BatchNorm's
+        ``num_batches_tracked`` a 0-d int64 array), still on this module's backend."""
+        if to_torch:
+            from xpnn.nn.torch_layout import torch_state
+
+            return torch_state(self)
         state = {name: p.value for name, p in self.named_parameters()}
         state.update(self.named_buffers())
         return state
 
     def load_state_dict(
-        self, state: Mapping[str, Any], *, strict: bool = True
+        self, state: Mapping[str, Any], *, strict: bool = True, from_torch: bool = False
     ) -> tuple[list[str], list[str]]:
         """Copy arrays (any backend; each moved onto the parameter's backend, device and dtype) into
         the parameters and buffers named by ``state``. The whole dict is checked first (names,
         shapes, floating dtypes), so a refused dict changes nothing. ``strict=False`` loads the
-        names that match and returns ``(missing, unexpected)`` keys, as torch's."""
+        names that match and returns ``(missing, unexpected)`` keys, as torch's. ``from_torch``:
+        a torch module's state dict (torch tensors or arrays) of the same architecture, in
+        torch's names and layouts (:mod:`xpnn.nn.torch_layout`)."""
+        if from_torch:
+            from xpnn.nn.torch_layout import load_torch_state
+
+            return load_torch_state(self, state, strict=strict)
         from xpnn.nn.state import load_state
 
         return load_state(self, state, strict=strict)
 
     # -- reading it ---------------------------------------------------------------------------------
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
+        """A table of the modules (nested ones by dotted name), their output shapes for inputs of
+        ``input_shape`` (no batch axis: one probe forward in eval mode under ``no_grad``, which
+        changes nothing), their parameters, and the trainable / frozen totals
+        (:mod:`xpnn.nn.summary`)."""
+        from xpnn.nn.summary import summary
+
+        return summary(self, input_shape)
+
+    def __str__(self) -> str:
+        """``print(model)``: the :meth:`summary` table of a model (without output shapes: call
+        ``summary(input_shape=...)`` for them); a single layer prints as its ``repr``."""
+        return self.summary() if any(True for _ in self.named_children()) else repr(self)
+
     def who(self) -> str:
         """How error messages name this module (``Dense(784 -> 128)``, ``Sequential(3 layers)``)."""
         return type(self).__name__

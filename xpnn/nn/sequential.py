@@ -106,21 +106,11 @@ class Sequential(Module):
                 return width
         return None
 
-    def summary(self) -> str:
-        """A table of layers and parameter counts."""
-        rows = [("#", "layer", "parameters")]
-        total = 0
-        for i, layer in enumerate(self.layers):
-            count = sum(p.size for p in layer.parameters())
-            total += count
-            rows.append((str(i), repr(layer), f"{count:,}"))
-        widths = [max(len(row[k]) for row in rows) for k in range(3)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-        lines.insert(1, "-" * len(lines[0]))
-        params = self.parameters()
-        dtype = backend.dtype_name(params[0].value.dtype) if params else "-"
-        lines.append(f"total parameters: {total:,} ({dtype}, backend {self.backend})")
-        return "\n".join(lines)
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
+        """A table of layers, output shapes and parameters (:func:`xpnn.nn.summary.summary`)."""
+        from xpnn.nn.summary import summary
+
+        return summary(self, input_shape)
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)

@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from xpnn import nn
-from xpnn.io import serialization
+from xpnn.io import safetensors_model, serialization
 from xpnn.io.file_checks import check_arrays
+from xpnn.io.safetensors_file import is_safetensors
 from xpnn.train import evaluation, loop
 from xpnn.train.lr_find import LRFinderResult
 from xpnn.train.lr_find import lr_find as range_test
@@ -131,7 +132,11 @@ def save(model: Any, path: str | os.PathLike[str], *, optimizer: Any = None) -> 
     """Save ``model``'s weights (and optionally an optimizer's state) atomically to an ``.npz``
     file: data and a JSON header, never pickle. A Sequential of built-in layers also records
     its architecture, so :func:`load` rebuilds it; any module loads back into an instance with
-    ``load(path, into=model)``."""
+    ``load(path, into=model)``. A path ending in ``.safetensors`` writes that format instead
+    (:mod:`xpnn.io.safetensors_model`: torch's names and layouts, no optimizer state)."""
+    if is_safetensors(path):
+        safetensors_model.save(path, model, optimizer=optimizer)
+        return
     serialization.save(path, model, optimizer=optimizer)
 
 
@@ -139,7 +144,13 @@ def load(path: str | os.PathLike[str], *, backend: str = "numpy", into: Any = No
     """Rebuild a saved Sequential on ``backend`` (NumPy by default, whatever it was saved on),
     or, with ``into=model``, load the file's weights into that module (checked whole first;
     a refused file changes nothing) and return it. Nothing named in a file is imported or
-    called: only built-in layers are rebuilt from a file."""
+    called: only built-in layers are rebuilt from a file. The suffix picks the format
+    (``.safetensors``, else the ``.npz`` of :func:`save`)."""
+    if is_safetensors(path):
+        if into is None:
+            return safetensors_model.load(path, Sequential, backend)
+        safetensors_model.load_into(path, into)
+        return into
     if into is not None:
         serialization.load_into(path, into)
         return into
