@@ -19,7 +19,8 @@ from xpnn.autograd.graph import run_backward
 from xpnn.autograd.tensor import Tensor
 from xpnn.checks import check_seed, is_floating
 from xpnn.errors import ForwardFirstError, NotALayerError
-from xpnn.nn.module import Module
+from xpnn.nn.module import Module, attribute_members
+from xpnn.nn.parameter import Parameter
 
 Array = Any
 
@@ -37,9 +38,15 @@ class Sequential(Module):
         self.loss: Any = None  # set by fit(); evaluate() falls back to it
         self.reset_parameters(seed)
 
-    def named_children(self) -> Iterator[tuple[str, Module]]:
-        for i, layer in enumerate(self.layers):
-            yield str(i), layer
+    def members(self) -> Iterator[tuple[str, Parameter | Module]]:
+        """The layers by position (``"0"``, ``"1"``, as torch's ``nn.Sequential``), then whatever
+        else a subclass assigns, in assignment order."""
+        for name, value in vars(self).items():
+            if name == "layers":
+                for i, layer in enumerate(value):
+                    yield str(i), layer
+            else:
+                yield from attribute_members(name, value)
 
     def reset_parameters(self, seed: Any = None) -> None:  # type: ignore[override]
         """Re-draw every layer's initial parameters from one host generator seeded by ``seed``
@@ -90,12 +97,17 @@ class Sequential(Module):
     def who(self) -> str:
         return f"Sequential({len(self.layers)} layers)"
 
-    def regularization_loss(self) -> Any:
+    def regularization_loss(self, seen: set[int] | None = None) -> Any:
+        """The layers' penalties, each layer once (``Sequential([d, Tanh(), d])`` counts ``d``'s
+        once): a plain loop over ``layers``, as fit and ``backward`` ask at every step."""
+        seen = {id(self)} if seen is None else seen
         total: Any = 0.0
-        for layer in self.layers:  # a plain loop: fit calls this at every step
-            penalty = layer.regularization_loss()
-            if penalty is not None and not (isinstance(penalty, float) and penalty == 0.0):
-                total = penalty if isinstance(total, float) else total + penalty
+        for layer in self.layers:
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                penalty = layer.regularization_loss(seen)
+                if not (isinstance(penalty, float) and penalty == 0.0):
+                    total = penalty if isinstance(total, float) else total + penalty
         return total
 
     def output_width(self) -> int | None:
@@ -105,22 +117,6 @@ class Sequential(Module):
             if width is not None:
                 return width
         return None
-
-    def summary(self) -> str:
-        """A table of layers and parameter counts."""
-        rows = [("#", "layer", "parameters")]
-        total = 0
-        for i, layer in enumerate(self.layers):
-            count = sum(p.size for p in layer.parameters())
-            total += count
-            rows.append((str(i), repr(layer), f"{count:,}"))
-        widths = [max(len(row[k]) for row in rows) for k in range(3)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-        lines.insert(1, "-" * len(lines[0]))
-        params = self.parameters()
-        dtype = backend.dtype_name(params[0].value.dtype) if params else "-"
-        lines.append(f"total parameters: {total:,} ({dtype}, backend {self.backend})")
-        return "\n".join(lines)
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)
