@@ -14,19 +14,21 @@ from xpnn.errors import CheckpointError, DTypeError, ShapeError
 Array = Any
 
 
-def _targets(module: Any) -> dict[str, tuple[Any, str, Array]]:
-    """Every loadable name: (owner, attribute, current array); a parameter's owner is itself."""
-    targets: dict[str, tuple[Any, str, Array]] = {
+def targets(module: Any) -> dict[str, tuple[Any, str, Array]]:
+    """Every parameter and buffer by dotted name: (owner, attribute, current array), so that
+    ``setattr(owner, attribute, new)`` replaces it; a parameter's owner is itself."""
+    found: dict[str, tuple[Any, str, Array]] = {
         name: (p, "value", p.value) for name, p in module.named_parameters()
     }
     for prefix, sub in module.named_modules():
         for name, value in sub.own_buffers().items():
-            targets[f"{prefix}.{name}" if prefix else name] = (sub, name, value)
-    return targets
+            found[f"{prefix}.{name}" if prefix else name] = (sub, name, value)
+    return found
 
 
 def _check(who: str, name: str, value: Any, like: Array) -> Array:
-    """The entry as an array of ``like``'s shape, floating like it (any backend)."""
+    """The entry as a host array of ``like``'s shape: floating where ``like`` is (any float
+    dtype: it is cast), else of ``like``'s own dtype (an integer or boolean buffer)."""
     value = value.value if isinstance(value, Tensor) else value
     if not (hasattr(value, "shape") and hasattr(value, "dtype")):
         raise DTypeError(f"{who}: {name!r} is a {type(value).__name__}, expected an array")
@@ -35,8 +37,10 @@ def _check(who: str, name: str, value: Any, like: Array) -> Array:
             f"{who}: {name!r} has shape {tuple(value.shape)}, the module's is {tuple(like.shape)}"
         )
     host = backend.to_host(value)
-    if host.dtype.kind != "f" and is_floating(like):
+    if is_floating(like) and host.dtype.kind != "f":
         raise DTypeError(f"{who}: {name!r} has dtype {host.dtype}, expected a floating-point array")
+    if not is_floating(like) and backend.dtype_name(host.dtype) != backend.dtype_name(like.dtype):
+        raise DTypeError(f"{who}: {name!r} has dtype {host.dtype}, expected {backend.dtype_name(like.dtype)}")
     return host
 
 
@@ -45,17 +49,17 @@ def load_state(module: Any, state: Mapping[str, Any], *, strict: bool = True) ->
     who = f"{type(module).__name__}.load_state_dict"
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{who}: expected a mapping of names to arrays, got {type(state).__name__}")
-    targets = _targets(module)
-    missing = [name for name in targets if name not in state]
-    unexpected = [name for name in state if name not in targets]
+    places = targets(module)
+    missing = [name for name in places if name not in state]
+    unexpected = [name for name in state if name not in places]
     if strict and (missing or unexpected):
         raise CheckpointError(
             f"{who}: missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected keys "
             f"{unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
         )
-    checked = {name: _check(who, name, state[name], targets[name][2]) for name in targets if name in state}
+    checked = {name: _check(who, name, state[name], places[name][2]) for name in places if name in state}
     for name, host in checked.items():
-        owner, attribute, like = targets[name]
+        owner, attribute, like = places[name]
         value = backend.assign(like, backend.move_like(host, like))
         setattr(owner, attribute, value)
         if isinstance(owner, Tensor):
