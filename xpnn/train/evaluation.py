@@ -18,10 +18,10 @@ from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.parallel import data_parallel
 from xpnn.distributed.sharding import Shards
-from xpnn.errors import LabelError
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.train.checks import check_data
+from xpnn.train.preflight import model_backend, modes_of, rehearse, restore_modes, validate_labels
 from xpnn.train.record import Model
 
 Array = Any
@@ -60,7 +60,7 @@ def evaluate_loader(
 ) -> dict[str, float]:
     """Mean loss (without regularisation) and accuracy over a loader, in eval mode; one sync.
     With ``shards`` each rank evaluates its share of every batch and the sums are all-reduced."""
-    was_training = model.training
+    modes = modes_of(model)
     model.eval()
     loss_sum: Any = 0.0
     correct: Any = 0
@@ -76,7 +76,7 @@ def evaluate_loader(
                     loss_sum = loss_sum + loss_value(loss, pred, yb) * float(n)
             correct, seen = correct + correct_count(pred.value, yb), seen + n
     finally:
-        model.train(was_training)
+        restore_modes(modes)
     loss_total, hits = host_float(loss_sum), host_float(correct)
     if shards is not None:
         loss_total, hits, total = shards.sum_over_ranks(loss_total, hits, seen)
@@ -85,29 +85,6 @@ def evaluate_loader(
     if loss is not None:
         logs["loss"] = loss_total / max(seen, 1)
     return logs
-
-
-def validate_labels(model: Model, loss: Loss, y: Array) -> None:
-    """Check every integer label once, up front (one host sync), so steps can skip it."""
-    classes = model.output_width()
-    if not getattr(loss, "takes_labels", False) or classes is None or y.ndim != 1:
-        return
-    xp = backend.namespace(y)
-    if not xp.isdtype(y.dtype, "integral") or y.shape[0] == 0:
-        return
-    low, high = (int(v) for v in backend.to_host(xp.stack([xp.min(y), xp.max(y)])))
-    if low < 0 or high >= classes:
-        raise LabelError(
-            f"{type(loss).__name__}: labels must be in [0, {classes}) (the model's output width), "
-            f"got values in [{low}, {high}]"
-        )
-
-
-def model_backend(model: Model) -> tuple[backend.Backend, str]:
-    """The model's resolved backend and parameter dtype name."""
-    params = model.parameters()
-    dtype = backend.dtype_name(params[0].value.dtype) if params else "float32"
-    return backend.resolve(model.backend), dtype
 
 
 def evaluate(
@@ -124,11 +101,12 @@ def evaluate(
     of several ranks, each evaluates its share of every batch and the sums are all-reduced."""
     check_data("evaluate", x, y)
     check_count("evaluate", "batch_size", batch_size)
+    loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
+    classes = rehearse(model, x, y, loss)
     bk, dtype = model_backend(model)
     loader = DataLoader(x, y, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
-    loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
     if loss is not None:
-        validate_labels(model, loss, loader.y)
+        validate_labels(model, loss, loader.y, classes)
     parallel = data_parallel(communicator, model, None)
     return evaluate_loader(model, loader, loss, None if parallel is None else parallel.shards)
 
@@ -137,13 +115,14 @@ def predict(model: Model, x: Array, *, batch_size: int = 256) -> Array:
     """The model's outputs for ``x`` in eval mode, batch by batch, as one array on its device."""
     check_data("predict", x)
     check_count("predict", "batch_size", batch_size)
+    rehearse(model, x)
     bk, dtype = model_backend(model)
     loader = DataLoader(x, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
-    was_training = model.training
+    modes = modes_of(model)
     model.eval()
     try:
         with no_grad():
             outputs = [model(Tensor(xb)).value for xb, _ in loader.batches(0)]
     finally:
-        model.train(was_training)
+        restore_modes(modes)
     return bk.xp.concat(outputs, axis=0)

@@ -26,14 +26,8 @@ from xpnn.nn.metrics import correct_count
 from xpnn.optim.base import Optimizer
 from xpnn.train.checkpoint import load_training
 from xpnn.train.checks import check_epoch_loss, check_fit, raise_not_scalar
-from xpnn.train.evaluation import (
-    batches,
-    evaluate_loader,
-    has_accuracy,
-    host_float,
-    model_backend,
-    validate_labels,
-)
+from xpnn.train.evaluation import batches, evaluate_loader, has_accuracy, host_float
+from xpnn.train.preflight import model_backend, modes_of, rehearse, restore_modes, validate_labels
 from xpnn.train.record import Callback, History, Model, TrainingRun, as_callbacks
 
 Array = Any
@@ -105,8 +99,8 @@ def _split(x: Array, y: Array, fraction: float) -> tuple[tuple[Array, Array], tu
     """Keras' validation_split: the last ``fraction`` of the samples, before any shuffling."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fit: validation_split must be in (0, 1), got {fraction}")
-    cut = int(x.shape[0]) - round(int(x.shape[0]) * fraction)
-    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+    cut = int(x.shape[0]) - round(int(x.shape[0]) * fraction)  # `...`: the standard's whole axes
+    return (x[:cut, ...], y[:cut, ...]), (x[cut:, ...], y[cut:, ...])
 
 
 def _lr(optimizer: Optimizer) -> float:
@@ -153,10 +147,13 @@ def fit(
               callbacks=callbacks)  # fmt: skip
     if validation_split and validation_data is None:
         (x, y), validation_data = _split(x, y, validation_split)
+    classes = rehearse(model, x, y, loss)  # one sample, nothing changed: errors found before any step
+    if validation_data is not None:
+        rehearse(model, *validation_data, loss)  # not after a whole epoch of training
     if seed is None:
         seed = getattr(model, "seed", None)
         seed = seed if seed is not None else secrets.randbits(31)
-    run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size))
+    run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size), classes=classes)
     parallel = data_parallel(communicator, model, optimizer)
     run.rank = 0 if communicator is None else communicator.rank
     model.loss = loss  # evaluate() uses it when given none, as Keras' compiled loss
@@ -187,11 +184,11 @@ def _loaders(
     train = DataLoader(
         x, y, batch_size=batch_size, shuffle=shuffle, seed=run.seed, target=bk, dtype=dtype, copy=False
     )
-    validate_labels(run.model, run.loss, train.y)
+    validate_labels(run.model, run.loss, train.y, run.classes)
     if validation_data is None:
         return train, None
     val = DataLoader(*validation_data, batch_size=max(batch_size, 256), shuffle=False, target=bk, dtype=dtype)
-    validate_labels(run.model, run.loss, val.y)
+    validate_labels(run.model, run.loss, val.y, run.classes)
     return train, val
 
 
@@ -228,7 +225,7 @@ def _loop(
     verbose: int,
     parallel: DataParallel | None = None,
 ) -> None:
-    was_training = run.model.training
+    modes = modes_of(run.model)
     for hook in hooks:
         hook.on_train_begin(run)
     try:
@@ -244,4 +241,4 @@ def _loop(
         for hook in hooks:
             hook.on_train_end(run)
     finally:
-        run.model.train(was_training)
+        restore_modes(modes)
