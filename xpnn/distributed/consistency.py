@@ -100,17 +100,19 @@ def _broadcast_into(communicator: Communicator, array: Array, root: int) -> Arra
 def broadcast_parameters(model_or_params: Any, communicator: Communicator, root: int = 0) -> None:
     """Give every rank rank ``root``'s parameter values (and a model's buffers), in place.
 
-    ``model_or_params``: a model (anything with ``parameters()``; its layers' ``buffers()``
-    too, such as BatchNorm's running statistics) or an iterable of :class:`~xpnn.Parameter`.
+    ``model_or_params``: a model (any Module: its ``parameters()`` and every sub-module's own
+    buffers, such as BatchNorm's running statistics, wherever it sits in the tree) or an
+    iterable of :class:`~xpnn.Parameter`.
     """
     params: Iterable[Parameter] = (
         model_or_params.parameters() if hasattr(model_or_params, "parameters") else model_or_params
     )
     for p in params:
         p.value = _broadcast_into(communicator, p.value, root)
-    for layer in getattr(model_or_params, "layers", ()):
-        for name, value in layer.buffers().items():
-            setattr(layer, name, _broadcast_into(communicator, value, root))
+    modules = model_or_params.modules() if hasattr(model_or_params, "modules") else ()
+    for module in modules:  # the order of named_buffers(), the same on every rank (checked)
+        for name, value in module.own_buffers().items():
+            setattr(module, name, _broadcast_into(communicator, value, root))
 
 
 def broadcast_optimizer_state(optimizer: Optimizer, communicator: Communicator, root: int = 0) -> None:
