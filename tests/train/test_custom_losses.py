@@ -105,3 +105,31 @@ def test_a_loss_function_returning_no_0d_tensor_is_refused_before_anything_chang
         np.testing.assert_array_equal(value, before[key])
     assert (model.drop.counters(), model.norm.counters()) == counters and optimizer.t == 0
     assert getattr(model, "loss", None) is None  # evaluate() would otherwise fall back to it
+
+
+def test_a_loss_that_is_a_module_with_parameters_does_not_join_the_models_tree() -> None:
+    class Weighted(xpnn.Module):  # a learned loss, as torch users write losses: a Module
+        def __init__(self) -> None:
+            self.log_scale = xpnn.Parameter(np.zeros((), np.float32), "log_scale")
+
+        def forward(self, pred: Tensor, y: Any) -> Tensor:
+            return F.cross_entropy(pred, y) * F.sigmoid(self.log_scale)
+
+    model = Classifier()
+    names = [name for name, _ in model.named_parameters()]
+    model.fit(X.astype(np.float32), Y, loss=Weighted(), optimizer=xpnn.SGD(model.parameters(), lr=0.1),
+              verbose=0)  # fmt: skip
+    assert [name for name, _ in model.named_parameters()] == names
+    assert "loss" not in dict(model.named_modules())
+
+
+def test_fit_keeps_a_loss_method_of_the_users_module_and_evaluate_uses_the_fits_loss() -> None:
+    class WithLossMethod(Classifier):
+        def loss(self, pred: Tensor, y: Any) -> Tensor:
+            return F.cross_entropy(pred, y)
+
+    model = WithLossMethod()
+    optimizer = xpnn.SGD(model.parameters(), lr=0.1)
+    model.fit(X.astype(np.float32), Y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=optimizer, verbose=0)
+    assert model.loss.__func__ is WithLossMethod.loss  # type: ignore[attr-defined]
+    assert "loss" in model.evaluate(X.astype(np.float32), Y)

@@ -171,3 +171,16 @@ def test_a_sequential_of_built_in_layers_is_still_rebuilt_from_its_file(tmp_path
     model = xpnn.Sequential([xpnn.Dense(6, 4), xpnn.BatchNorm(4), xpnn.ReLU(), xpnn.Dense(4, 2)], seed=2)
     xpnn.save(model, tmp_path / "m.npz")
     np.testing.assert_array_equal(xpnn.load(tmp_path / "m.npz").predict(X), model.predict(X))
+
+
+def test_a_module_whose_seed_attribute_is_no_integer_saves_and_trains(tmp_path: Path) -> None:
+    net = Net()
+    net.seed = np.int64(4)  # a user's attribute: not the seed of a Sequential, not written as one
+    xpnn.save(net, tmp_path / "net.npz")
+    np.testing.assert_array_equal(
+        xpnn.load(tmp_path / "net.npz", into=Net(seed=9)).predict(X), net.predict(X)
+    )
+    y = np.arange(6) % 3
+    history = net.fit(X, y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=xpnn.SGD(net.parameters(), lr=0.1),
+                      batch_size=2, verbose=0)  # fmt: skip
+    assert len(history["loss"]) == 1

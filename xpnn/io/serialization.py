@@ -78,7 +78,7 @@ def save(
         "parameters": params,
         "buffers": buffers,
         "counters": {k: v for k, v in counters.items() if v},
-        "model_seed": getattr(model, "seed", None),
+        "model_seed": model.seed if sequential else None,  # what a rebuilt Sequential is built with
         "backend": model.backend,
         "optimizer": None
         if optimizer is None

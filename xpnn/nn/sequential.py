@@ -35,7 +35,6 @@ class Sequential(Module):
             if not isinstance(layer, Module):
                 raise NotALayerError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Module")
         self.seed = check_seed("Sequential", seed)
-        self.loss: Any = None  # set by fit(); evaluate() falls back to it
         self.reset_parameters(seed)
 
     def members(self) -> Iterator[tuple[str, Parameter | Module]]:

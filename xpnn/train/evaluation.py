@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from xpnn import backend
 from xpnn.autograd.graph import no_grad
@@ -25,6 +26,10 @@ from xpnn.train.preflight import model_backend, modes_of, rehearse, restore_mode
 from xpnn.train.record import Model
 
 Array = Any
+# the loss of each model's last fit, which evaluate() falls back to (Keras' compiled loss); kept
+# beside the model, not on it: an attribute would shadow a ``loss`` of the user's Module, and a
+# loss that is itself a Module would join the model's tree (its parameters, its state dict)
+LAST_FIT_LOSS: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
 
 
 def has_accuracy(loss: Any, y: Array = None) -> bool:
@@ -101,7 +106,7 @@ def evaluate(
     of several ranks, each evaluates its share of every batch and the sums are all-reduced."""
     check_data("evaluate", x, y)
     check_count("evaluate", "batch_size", batch_size)
-    loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
+    loss = loss if loss is not None else LAST_FIT_LOSS.get(model)  # Keras: the loss of fit()
     classes = rehearse(model, x, y, loss)
     bk, dtype = model_backend(model)
     loader = DataLoader(x, y, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)

@@ -26,8 +26,15 @@ from xpnn.nn.metrics import correct_count
 from xpnn.optim.base import Optimizer
 from xpnn.train.checkpoint import load_training
 from xpnn.train.checks import check_epoch_loss, check_fit, raise_not_scalar
-from xpnn.train.evaluation import batches, evaluate_loader, has_accuracy, host_float
-from xpnn.train.preflight import model_backend, modes_of, rehearse, restore_modes, validate_labels
+from xpnn.train.evaluation import LAST_FIT_LOSS, batches, evaluate_loader, has_accuracy, host_float
+from xpnn.train.preflight import (
+    model_backend,
+    model_seed,
+    modes_of,
+    rehearse,
+    restore_modes,
+    validate_labels,
+)
 from xpnn.train.record import Callback, History, Model, TrainingRun, as_callbacks
 
 Array = Any
@@ -151,12 +158,12 @@ def fit(
     if validation_data is not None:
         rehearse(model, *validation_data, loss)  # not after a whole epoch of training
     if seed is None:
-        seed = getattr(model, "seed", None)
+        seed = model_seed(model)
         seed = seed if seed is not None else secrets.randbits(31)
     run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size), classes=classes)
     parallel = data_parallel(communicator, model, optimizer)
     run.rank = 0 if communicator is None else communicator.rank
-    model.loss = loss  # evaluate() uses it when given none, as Keras' compiled loss
+    LAST_FIT_LOSS[model] = loss  # evaluate() uses it when given none, as Keras' compiled loss
     if resume is not None:
         load_training(resume, run)
     if parallel is not None:  # after a resume too: every rank continues from rank 0's state

@@ -25,7 +25,7 @@ from xpnn.nn.losses import Loss
 from xpnn.optim.base import Optimizer
 from xpnn.optional import require
 from xpnn.train.loop import train_step
-from xpnn.train.preflight import model_backend, rehearse, validate_labels
+from xpnn.train.preflight import model_backend, model_seed, rehearse, validate_labels
 from xpnn.train.record import Model
 
 Array = Any
@@ -189,8 +189,8 @@ def lr_find(
     _check(start, end, steps, batch_size, int(x.shape[0]))
     classes = rehearse(model, x, y, loss)
     bk, dtype = model_backend(model)
-    model_seed = getattr(model, "seed", None)
-    shuffle_seed = seed if seed is not None else (model_seed if model_seed is not None else 0)
+    own = model_seed(model)
+    shuffle_seed = seed if seed is not None else (own if own is not None else 0)
     loader = DataLoader(x, y, batch_size=batch_size, shuffle=True, seed=shuffle_seed, target=bk, dtype=dtype)
     validate_labels(model, loss, loader.y, classes)
     rates = geometric_rates(float(start), float(end), int(steps))

@@ -37,6 +37,13 @@ def model_backend(model: Model) -> tuple[backend.Backend, str]:
     return backend.resolve(model.backend), dtype
 
 
+def model_seed(model: Model) -> int | None:
+    """The seed a Sequential was built with (fit shuffles by it when given none), or None: a
+    ``seed`` attribute of a user's Module may be anything, so only an int counts."""
+    seed = getattr(model, "seed", None)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def modes_of(model: Model) -> list[tuple[Any, bool]]:
     """Each module's train/eval mode, to be put back by :func:`restore_modes` (``model.train(m)``
     would set one mode for all: a sub-module the user put in eval mode would be lost)."""
