@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+import xpnn
 from tests.distributed.test_batchnorm_parallel import buffers
 from tests.distributed.test_data_parallel import assert_ranks_bit_equal, assert_same_run, launch
+from xpnn.distributed.consistency import describe, first_difference
 
 
 def test_a_residual_module_on_two_ranks_reproduces_one_process_and_ends_bit_equal(tmp_path: Path) -> None:
@@ -36,3 +38,13 @@ def test_a_module_holding_batchnorm_reproduces_one_process_with_identical_runnin
         np.testing.assert_allclose(ranks[0][name], value, rtol=1e-12, atol=1e-14)
         assert np.array_equal(ranks[0][name], ranks[1][name])
     assert_ranks_bit_equal(ranks)
+
+
+def test_ranks_that_freeze_different_parameters_are_told_apart() -> None:
+    # they would average a gradient on one rank with none on the other: refused like other models
+    model, frozen = xpnn.Sequential([xpnn.Dense(4, 2)]), xpnn.Sequential([xpnn.Dense(4, 2)])
+    frozen[0].weight.requires_grad = False
+    assert first_difference(describe(model), describe(frozen), 1) == (
+        "rank 0 has 'parameter 0.weight: shape (4, 2), dtype float32', "
+        "rank 1 has 'parameter 0.weight: shape (4, 2), dtype float32, frozen'"
+    )

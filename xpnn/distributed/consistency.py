@@ -30,9 +30,14 @@ def _spec(array: Array) -> str:
 
 
 def describe(model: Any, optimizer: Optimizer | None = None, extra: Sequence[str] = ()) -> list[str]:
-    """One line per parameter, buffer and optimizer state array (name, shape, dtype), then ``extra``."""
+    """One line per parameter, buffer and optimizer state array (name, shape, dtype; a frozen
+    parameter says so: ranks that freeze different ones would average unrelated gradients),
+    then ``extra``."""
     lines = [f"{len(model.parameters())} parameters"]
-    lines += [f"parameter {name}: {_spec(p.value)}" for name, p in model.named_parameters()]
+    lines += [
+        f"parameter {name}: {_spec(p.value)}{'' if p.requires_grad else ', frozen'}"
+        for name, p in model.named_parameters()
+    ]
     lines += [f"buffer {name}: {_spec(value)}" for name, value in getattr(model, "buffers", dict)().items()]
     if optimizer is not None:
         lines.append(f"optimizer {type(optimizer).__name__}")
