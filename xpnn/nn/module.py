@@ -22,10 +22,9 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.autograd.tensor import Tensor, constant
-from xpnn.checks import check_float_dtype, is_floating
 from xpnn.errors import ArgumentTypeError, CheckpointError, MissingForwardError
 from xpnn.nn.parameter import Parameter
-from xpnn.nn.state import load_state
+from xpnn.nn.state import load_state, move_to
 from xpnn.nn.summary import module_repr, summary_table
 
 Array = Any
@@ -143,12 +142,8 @@ class Module:
     def own_buffers(self) -> dict[str, Array]:
         """This module's buffers (not its sub-modules'), by name; a buffer set to None is left out."""
         names = (*self.buffer_names, *vars(self).get("_buffer_names", ()))
-        found = {}
-        for name in names:
-            value = getattr(self, name)
-            if value is not None:
-                found[name] = value
-        return found
+        values = {name: getattr(self, name) for name in names}
+        return {name: value for name, value in values.items() if value is not None}
 
     def named_buffers(self) -> list[tuple[str, Array]]:
         return [
@@ -194,18 +189,7 @@ class Module:
         ones to ``dtype`` (None: each keeps its own: float64 stays float64; integer and boolean
         buffers are never cast); in place, returns self. Everything is checked before anything
         moves."""
-        resolved = backend.resolve(target) if isinstance(target, str) else target
-        check_float_dtype(f"{self.who()}.to", resolved.xp, dtype)
-
-        def moved(value: Array) -> Array:
-            kind = dtype if dtype is not None and is_floating(value) else backend.dtype_name(value.dtype)
-            return backend.from_host(backend.to_host(value), resolved, backend.dtype_named(resolved.xp, kind))
-
-        for p in self.parameters():
-            p.value, p.grad = moved(p.value), None
-        for module in self.modules():
-            for name, value in module.own_buffers().items():
-                setattr(module, name, moved(value))
+        move_to(self, backend.resolve(target) if isinstance(target, str) else target, dtype)
         return self
 
     @property

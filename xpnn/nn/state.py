@@ -1,5 +1,6 @@
-"""``Module.load_state_dict``: arrays by dotted name into parameters and buffers, checked whole
-before anything changes."""
+"""A module's arrays as a whole: ``Module.load_state_dict`` (arrays by dotted name into
+parameters and buffers, checked whole before anything changes) and ``Module.to`` (every
+array moved to a backend, the floating ones cast)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.autograd.tensor import Tensor
-from xpnn.checks import is_floating
+from xpnn.checks import check_float_dtype, is_floating
 from xpnn.errors import CheckpointError, DTypeError, ShapeError
 
 Array = Any
@@ -65,3 +66,18 @@ def load_state(module: Any, state: Mapping[str, Any], *, strict: bool = True) ->
         if isinstance(owner, Tensor):
             owner.grad = None
     return missing, unexpected
+
+
+def move_to(module: Any, target: backend.Backend, dtype: str | None) -> None:
+    """See :meth:`xpnn.nn.Module.to`: the dtype is checked before anything moves."""
+    check_float_dtype(f"{module.who()}.to", target.xp, dtype)
+
+    def moved(value: Array) -> Array:
+        kind = dtype if dtype is not None and is_floating(value) else backend.dtype_name(value.dtype)
+        return backend.from_host(backend.to_host(value), target, backend.dtype_named(target.xp, kind))
+
+    for p in module.parameters():
+        p.value, p.grad = moved(p.value), None
+    for sub in module.modules():
+        for name, value in sub.own_buffers().items():
+            setattr(sub, name, moved(value))
