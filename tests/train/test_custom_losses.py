@@ -4,6 +4,7 @@ error before anything changes."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -133,3 +134,38 @@ def test_fit_keeps_a_loss_method_of_the_users_module_and_evaluate_uses_the_fits_
     model.fit(X.astype(np.float32), Y, loss=xpnn.SoftmaxCrossEntropy(), optimizer=optimizer, verbose=0)
     assert model.loss.__func__ is WithLossMethod.loss  # type: ignore[attr-defined]
     assert "loss" in model.evaluate(X.astype(np.float32), Y)
+
+
+def test_a_regression_loss_on_a_terminal_shows_no_accuracy_on_the_progress_bar(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    model = xpnn.Sequential([xpnn.Dense(4, 2, seed=0)])
+    targets = RNG.standard_normal((16, 2)).astype(np.float32)
+    model.fit(X.astype(np.float32), targets, loss=xpnn.MSE(), optimizer=xpnn.SGD(model.parameters(), lr=0.1),
+              epochs=1, batch_size=4)  # fmt: skip
+    shown = capsys.readouterr().err
+    assert "loss=" in shown and "acc" not in shown and "nan" not in shown
+
+
+def test_a_sequence_output_with_a_function_loss_trains_and_evaluates_without_accuracy() -> None:
+    # (batch, time, vocabulary) logits and (batch, time) labels, as a character model has:
+    # counting "correct rows" there does not even broadcast, so no accuracy is counted
+    class Tagger(xpnn.Module):
+        def __init__(self) -> None:
+            self.proj = xpnn.Dense(4, 5, seed=0)
+
+        def forward(self, x: Any) -> Any:
+            return self.proj(x)
+
+    def per_step(pred: Tensor, y: Any) -> Tensor:
+        n, t, v = pred.shape
+        return F.cross_entropy(pred.reshape(n * t, v), backend.namespace(y).reshape(y, (n * t,)))
+
+    x, y = RNG.standard_normal((12, 3, 4)).astype(np.float32), RNG.integers(0, 5, (12, 3))
+    model = Tagger()
+    history = model.fit(x, y, loss=per_step, optimizer=xpnn.SGD(model.parameters(), lr=0.5), epochs=3,
+                        batch_size=4, verbose=0)  # fmt: skip
+    assert history["loss"][-1] < history["loss"][0] and np.isnan(history["accuracy"]).all()
+    logs = model.evaluate(x, y)
+    assert np.isnan(logs["accuracy"]) and logs["loss"] > 0.0

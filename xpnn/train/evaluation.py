@@ -32,12 +32,15 @@ Array = Any
 LAST_FIT_LOSS: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
 
 
-def has_accuracy(loss: Any, y: Array = None) -> bool:
-    """Whether accuracy means something: a classifying Loss; for a loss function, integer
-    class labels (batch,)."""
-    if isinstance(loss, Loss) or loss is None:
-        return loss is None or loss.classifies
-    return y is not None and y.ndim == 1 and is_integral(y)
+def has_accuracy(loss: Any, y: Array = None, classes: int | None = None) -> bool:
+    """Whether accuracy means something: a classifying Loss; else (a loss function, or none)
+    a (batch, classes) output (``classes``: its width, as the rehearsal found it) and, for a
+    loss function, integer class labels (batch,). A (batch, time, vocabulary) output with
+    (batch, time) labels has none: counting "correct rows" there would not even broadcast."""
+    if isinstance(loss, Loss):
+        return loss.classifies
+    labels = y is not None and y.ndim == 1 and is_integral(y)
+    return classes is not None and (loss is None or labels)
 
 
 def loss_value(loss: Any, pred: Tensor, y: Array) -> Array:
@@ -61,10 +64,16 @@ def host_float(value: Any) -> float:
 
 
 def evaluate_loader(
-    model: Model, loader: DataLoader, loss: Loss | None, shards: Shards | None = None
+    model: Model,
+    loader: DataLoader,
+    loss: Loss | None,
+    shards: Shards | None = None,
+    classes: int | None = None,
 ) -> dict[str, float]:
     """Mean loss (without regularisation) and accuracy over a loader, in eval mode; one sync.
-    With ``shards`` each rank evaluates its share of every batch and the sums are all-reduced."""
+    With ``shards`` each rank evaluates its share of every batch and the sums are all-reduced.
+    ``classes``: the model's output width (see :func:`has_accuracy`)."""
+    counting = has_accuracy(loss, loader.y, classes)
     modes = modes_of(model)
     model.eval()
     loss_sum: Any = 0.0
@@ -79,14 +88,14 @@ def evaluate_loader(
                 pred = model(Tensor(xb))
                 if loss is not None:
                     loss_sum = loss_sum + loss_value(loss, pred, yb) * float(n)
-            correct, seen = correct + correct_count(pred.value, yb), seen + n
+            correct, seen = (correct + correct_count(pred.value, yb)) if counting else 0, seen + n
     finally:
         restore_modes(modes)
     loss_total, hits = host_float(loss_sum), host_float(correct)
     if shards is not None:
         loss_total, hits, total = shards.sum_over_ranks(loss_total, hits, seen)
         seen = int(total)
-    logs = {"accuracy": hits / max(seen, 1) if has_accuracy(loss, loader.y) else math.nan}
+    logs = {"accuracy": hits / max(seen, 1) if counting else math.nan}
     if loss is not None:
         logs["loss"] = loss_total / max(seen, 1)
     return logs
@@ -113,7 +122,7 @@ def evaluate(
     if loss is not None:
         validate_labels(model, loss, loader.y, classes)
     parallel = data_parallel(communicator, model, None)
-    return evaluate_loader(model, loader, loss, None if parallel is None else parallel.shards)
+    return evaluate_loader(model, loader, loss, None if parallel is None else parallel.shards, classes)
 
 
 def predict(model: Model, x: Array, *, batch_size: int = 256) -> Array:

@@ -40,10 +40,12 @@ from xpnn.train.record import Callback, History, Model, TrainingRun, as_callback
 Array = Any
 
 
-def train_step(model: Model, loss: Any, optimizer: Optimizer, xb: Array, yb: Array) -> tuple[Array, Array]:
+def train_step(
+    model: Model, loss: Any, optimizer: Optimizer, xb: Array, yb: Array, *, count: bool = True
+) -> tuple[Array, Array | int]:
     """One optimisation step on a batch, on the tape: ``loss(model(x), y)`` plus the layers'
-    L1/L2 penalties, backward, step. Returns (that loss, the correct count) as device arrays;
-    never synchronises with the host."""
+    L1/L2 penalties, backward, step. Returns (that loss, the correct count: 0 unless ``count``)
+    as device arrays; never synchronises with the host."""
     pred = model(Tensor(xb))
     value = loss(pred, yb, validate=False) if isinstance(loss, Loss) else loss(pred, yb)
     if not isinstance(value, Tensor) or value.ndim != 0:
@@ -54,7 +56,7 @@ def train_step(model: Model, loss: Any, optimizer: Optimizer, xb: Array, yb: Arr
     value.backward()
     optimizer.step()
     optimizer.zero_grad()
-    return value.value, correct_count(pred.value, yb)
+    return value.value, correct_count(pred.value, yb) if count else 0
 
 
 def _progress(verbose: int, total: int, description: str) -> Any:
@@ -73,6 +75,7 @@ def _train_epoch(
 ) -> dict[str, float]:
     run.model.train(True)
     run.model.start_epoch(epoch)
+    counting = has_accuracy(run.loss, loader.y, run.classes)
     loss_sum: Any = 0.0
     correct: Any = 0
     seen, start = 0, time.perf_counter()
@@ -82,7 +85,7 @@ def _train_epoch(
         if n == 0 and parallel is not None:  # an empty share of a short last batch: no loss to add
             parallel.empty_step(xb)
         else:
-            value, hits = train_step(run.model, run.loss, run.optimizer, xb, yb)
+            value, hits = train_step(run.model, run.loss, run.optimizer, xb, yb, count=counting)
             loss_sum, correct = loss_sum + value * float(n), correct + hits
         seen += n
         if bar is not None:
@@ -90,14 +93,15 @@ def _train_epoch(
             now = time.perf_counter()
             if now - shown >= 0.3:  # each refresh reads two device scalars: a sync, so rarely
                 shown = now
-                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}",
+                shown_acc = {"acc": f"{int(correct) / seen:.4f}"} if counting else {}
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", **shown_acc,
                                 samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
     loss_total, hits = host_float(loss_sum), host_float(correct)  # the epoch's one synchronisation
     if parallel is not None:  # and its one all-reduce
         loss_total, hits, total = parallel.shards.sum_over_ranks(loss_total, hits, seen)
         seen = int(total)
     mean_loss = loss_total / max(seen, 1)
-    accuracy = hits / max(seen, 1) if has_accuracy(run.loss, loader.y) else math.nan
+    accuracy = hits / max(seen, 1) if counting else math.nan
     seconds = time.perf_counter() - start
     return {"loss": mean_loss, "accuracy": accuracy, "seconds": seconds, "samples_per_s": seen / seconds}
 
@@ -213,10 +217,12 @@ def _epoch(
     logs = _train_epoch(run, train, epoch, bar, parallel)
     if val is not None:
         shards = None if parallel is None else parallel.shards
-        logs.update({f"val_{k}": v for k, v in evaluate_loader(run.model, val, run.loss, shards).items()})
+        validated = evaluate_loader(run.model, val, run.loss, shards, run.classes)
+        logs.update({f"val_{k}": v for k, v in validated.items()})
     logs["lr"] = _lr(run.optimizer)
     if bar is not None:
-        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if "loss" in k or "acc" in k})
+        shown = {k: v for k, v in logs.items() if ("loss" in k or "acc" in k) and not math.isnan(v)}
+        bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()})  # no "accuracy=nan" of a regression
         bar.close()
     elif verbose:
         print(_summary(epoch, epochs, logs), flush=True)

@@ -224,7 +224,7 @@ def _search(
         for group in optimizer.param_groups:
             group["lr"] = rate
         xb, yb = next(batches)
-        value, _ = train_step(model, loss, optimizer, xb, yb)
+        value, _ = train_step(model, loss, optimizer, xb, yb, count=False)
         losses.append(_read(value))
         average = beta * average + (1.0 - beta) * losses[-1]
         smoothed.append(average / (1.0 - beta ** (i + 1)))
