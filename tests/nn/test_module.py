@@ -162,6 +162,13 @@ def test_register_buffer_refuses_a_non_array_naming_the_module_and_buffer() -> N
         WithBuffers().register_buffer("scale", [1.0, 2.0])
 
 
+def test_register_buffer_refuses_the_name_of_a_parameter_of_the_module() -> None:
+    module = WithBuffers()
+    with pytest.raises(xpnn.ArgumentError, match=r"'weight' is already a Parameter of this module"):
+        module.dense.register_buffer("weight", np.zeros((3, 2), np.float32))
+    assert [name for name, _ in module.named_parameters()] == ["dense.weight", "dense.bias"]
+
+
 def test_load_state_dict_refuses_a_wrong_entry_before_changing_any_other() -> None:
     module = WithBuffers()
     before = {k: np.array(v, copy=True) for k, v in module.state_dict().items()}

@@ -22,9 +22,9 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.autograd.tensor import Tensor, constant
-from xpnn.errors import ArgumentTypeError, CheckpointError, MissingForwardError
+from xpnn.errors import CheckpointError, MissingForwardError
 from xpnn.nn.parameter import Parameter
-from xpnn.nn.state import load_state, move_to
+from xpnn.nn.state import check_buffer, load_state, move_to
 from xpnn.nn.summary import module_repr, summary_table
 
 Array = Any
@@ -129,11 +129,8 @@ class Module:
     def register_buffer(self, name: str, value: Array | None) -> None:
         """Keep ``value`` (an array, or None: no buffer for now) as non-trained state: an
         attribute, in ``buffers()``, ``state_dict()`` and checkpoints, moved by ``to()``."""
-        if not (isinstance(name, str) and name.isidentifier()) or not (value is None or _is_array(value)):
-            raise ArgumentTypeError(
-                f"{self.who()}.register_buffer: expected an identifier and an array (or None), got "
-                f"{name!r} and a {type(value).__name__}"
-            )
+        taken = vars(self).get(name)
+        check_buffer(self.who(), name, value, taken if isinstance(taken, Parameter | Module) else None)
         names = vars(self).setdefault("_buffer_names", [])
         if name not in names:
             names.append(name)

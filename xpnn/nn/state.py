@@ -1,6 +1,6 @@
 """A module's arrays as a whole: ``Module.load_state_dict`` (arrays by dotted name into
-parameters and buffers, checked whole before anything changes) and ``Module.to`` (every
-array moved to a backend, the floating ones cast)."""
+parameters and buffers, checked whole before anything changes), ``Module.to`` (every array
+moved to a backend, the floating ones cast) and ``register_buffer``'s checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from xpnn import backend
 from xpnn.autograd.tensor import Tensor
 from xpnn.checks import check_float_dtype, is_floating
-from xpnn.errors import CheckpointError, DTypeError, ShapeError
+from xpnn.errors import ArgumentError, ArgumentTypeError, CheckpointError, DTypeError, ShapeError
 
 Array = Any
 
@@ -81,3 +81,19 @@ def move_to(module: Any, target: backend.Backend, dtype: str | None) -> None:
     for sub in module.modules():
         for name, value in sub.own_buffers().items():
             setattr(sub, name, moved(value))
+
+
+def check_buffer(who: str, name: Any, value: Any, taken: Any) -> None:
+    """``register_buffer(name, value)``'s arguments: an identifier and an array (or None), and
+    not the name of a Parameter or Module the module already holds (``taken``)."""
+    is_array = hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, Tensor)
+    if not (isinstance(name, str) and name.isidentifier()) or not (value is None or is_array):
+        raise ArgumentTypeError(
+            f"{who}.register_buffer: expected an identifier and an array (or None), got "
+            f"{name!r} and a {type(value).__name__}"
+        )
+    if taken is not None:
+        raise ArgumentError(
+            f"{who}.register_buffer: {name!r} is already a {type(taken).__name__} of this module; "
+            "a buffer needs a name of its own"
+        )
