@@ -132,3 +132,10 @@ def test_fit_on_device_arrays_indexes_them_as_the_standard_allows(bk: Any, to_bk
     net = Net().to(bk.name)
     optimizer = _fit(net, to_bk(X), to_bk(Y, "int64"), validation_split=0.25, batch_size=5)
     assert optimizer.t == 3  # 15 training samples in batches of 5
+
+
+def test_inputs_given_as_a_tuple_of_arrays_are_refused_saying_how_to_pass_them() -> None:
+    with pytest.raises(
+        xpnn.ArgumentTypeError, match=r"got tuple; a model of several inputs takes them as one"
+    ):
+        _fit(Net(), (X[:, :3], X[:, 3:]), Y)
