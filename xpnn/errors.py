@@ -91,3 +91,7 @@ class ArgumentTypeError(ArgumentError, TypeError):
 class GradientError(XpnnError, RuntimeError):
     """A backward that cannot run: of a tensor that needs no gradient, through a graph already
     consumed (without ``retain_graph``), or of a non-scalar tensor without ``grad``."""
+
+
+class MissingForwardError(XpnnError, NotImplementedError):
+    """A Module subclass was called (directly or by ``fit``) without a ``forward`` of its own."""

@@ -1,9 +1,10 @@
 """Public test helpers: a float64 finite-difference gradient check and a cross-backend assert.
 
-Use them to check your own layers::
+Use them to check your own layers and modules::
 
     layer = MyLayer().to("numpy", dtype="float64")
     xpnn.testing.check_gradients(layer, x64)
+    xpnn.testing.check_gradients(TwoInputNet().to("numpy", dtype="float64"), (a64, b64))
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from xpnn import backend
+from xpnn.autograd.graph import no_grad
+from xpnn.autograd.tensor import Tensor
+from xpnn.nn.layers import Layer
 from xpnn.nn.losses import Loss
 from xpnn.nn.parameter import Parameter
 from xpnn.nn.sequential import Sequential
@@ -38,7 +42,7 @@ def assert_close(
 
 def check_gradients(
     module: Any,
-    x: Array,
+    x: Array | tuple[Array, ...],
     target: Array | None = None,
     *,
     eps: float = 1e-6,
@@ -46,65 +50,117 @@ def check_gradients(
     atol: float = 1e-8,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Compare a module's backward with central finite differences, in float64.
+    """Compare a module's gradients with central finite differences, in float64.
 
-    ``module`` is a Layer, a Sequential or (with ``target``) a Loss. For a layer the
-    scalar checked is ``sum(forward(x) * dy) + regularization_loss()`` with a *random*
-    upstream gradient ``dy`` (a plain ``sum`` would hide errors: softmax's sum has zero
-    gradient). Checks dL/dx and every parameter's gradient; returns the worst relative
-    error of each and raises ``AssertionError`` naming the first one outside
-    ``atol + rtol * |numeric|``.
+    ``module`` is any Module (a built-in layer, a Sequential, a layer or model of your own) or
+    (with ``target``) a Loss; ``x`` one input array, or a tuple of them for a module whose
+    ``forward`` takes several. The scalar checked is ``sum(module(x) * dy) +
+    regularization_loss()`` with a *random* upstream gradient ``dy`` (a plain ``sum`` would
+    hide errors: softmax's sum has zero gradient). A built-in layer and a Sequential are
+    differentiated by their explicit ``backward`` (the hand-written one); any other module
+    by the tape. Checks each input's gradient and every parameter's (by dotted name); returns
+    the worst relative error of each and raises ``AssertionError`` naming the first one
+    outside ``atol + rtol * |numeric|``.
     """
+    inputs = x if isinstance(x, tuple) else (x,)
     is_loss = isinstance(module, Loss)
     params = [] if is_loss else _named_parameters(module)
-    for name, array in [("input", x)] + [(n, p.value) for n, p in params]:
+    for name, array in [*_input_names(inputs), *((n, p.value) for n, p in params)]:
         if backend.dtype_name(array.dtype) != "float64":
             raise TypeError(f"check_gradients needs float64 arrays; {name} is {array.dtype}")
-    target_backend = backend.resolve(backend.backend_name(x))
-    upstream: HostArray = 0.0  # the random dL/dy of a layer (unused for a loss)
+    target_backend = backend.resolve(backend.backend_name(inputs[0]))
+    # the random dL/dy of a module (a loss's own output is the scalar)
+    upstream: HostArray = (
+        0.0 if is_loss else backend.host_rng(seed).standard_normal(_output(module, inputs).shape)
+    )
 
-    def scalar(inp: Array) -> float:
+    def scalar(arrays: tuple[Array, ...]) -> float:
         if is_loss:
-            return float(module.forward(inp, target))
-        out = module.forward(inp)  # backward also adds the L1/L2 penalty's gradient:
-        return float((backend.to_host(out) * upstream).sum()) + float(module.regularization_loss())
+            return float(module.forward(arrays[0], target))
+        out = _output(module, arrays)
+        return float((backend.to_host(out) * upstream).sum()) + float(_value(module.regularization_loss()))
 
-    if not is_loss:
-        out = module.forward(x)
-        upstream = backend.host_rng(seed).standard_normal(tuple(out.shape))
     for _, p in params:
         p.grad = None
     if is_loss:
-        module.forward(x, target)
-        dx = module.backward()
+        module.forward(inputs[0], target)
+        grads = [module.backward()]
     else:
-        module.forward(x)
-        dy = backend.from_host(upstream, target_backend)
-        dx = module.backward(dy, input_grad=True) if isinstance(module, Sequential) else module.backward(dy)
+        grads = _gradients(module, inputs, backend.from_host(upstream, target_backend))
+    errors = {}
+    for k, (name, array) in enumerate(_input_names(inputs)):
 
-    def perturb_input(value: HostArray) -> float:
-        return scalar(backend.from_host(value, target_backend))
+        def perturb_input(value: HostArray, k: int = k) -> float:
+            return scalar((*inputs[:k], backend.from_host(value, target_backend), *inputs[k + 1 :]))
 
-    errors = {
-        "input": _compare("dL/dinput", dx, _numeric(perturb_input, backend.to_host(x), eps), rtol, atol)
-    }
+        errors[name] = _compare(
+            f"dL/d{name}", grads[k], _numeric(perturb_input, backend.to_host(array), eps), rtol, atol
+        )
     for name, p in params:
-        original = p.value
-
-        def perturb_param(value: HostArray, p: Parameter = p) -> float:
-            p.value = backend.from_host(value, target_backend)
-            return scalar(x)
-
-        numeric = _numeric(perturb_param, backend.to_host(original), eps)
-        p.value = original
+        numeric = _numeric_parameter(p, lambda: scalar(inputs), target_backend, eps)
         errors[name] = _compare(f"dL/d{name}", p.grad, numeric, rtol, atol)
     return errors
 
 
-def _named_parameters(module: Any) -> list[tuple[str, Parameter]]:
+def _numeric_parameter(p: Parameter, f: Callable[[], float], bk: backend.Backend, eps: float) -> HostArray:
+    """The finite-difference gradient of ``f()`` with respect to ``p``'s value (put back after)."""
+    original = p.value
+
+    def perturbed(value: HostArray) -> float:
+        p.value = backend.from_host(value, bk)
+        return f()
+
+    try:
+        return _numeric(perturbed, backend.to_host(original), eps)
+    finally:
+        p.value = original
+
+
+def _input_names(inputs: tuple[Array, ...]) -> list[tuple[str, Array]]:
+    """``input`` for one input; ``input0``, ``input1``, ... for several."""
+    return [("input" if len(inputs) == 1 else f"input{k}", a) for k, a in enumerate(inputs)]
+
+
+def _value(out: Any) -> Any:
+    return out.value if isinstance(out, Tensor) else out
+
+
+def _output(module: Any, inputs: tuple[Array, ...]) -> Array:
+    """The module's output array for ``inputs``, recording nothing."""
+    with no_grad():
+        return _value(module.forward(inputs[0]) if _has_explicit_backward(module) else module(*inputs))
+
+
+def _has_explicit_backward(module: Any) -> bool:
+    """A Sequential, or a layer with a hand-written backward (a ``function``, or the NNFS
+    book's own ``forward`` / ``backward`` pair); a layer that writes only ``forward`` has none."""
     if isinstance(module, Sequential):
-        return module.named_parameters()
-    return [(p.name or str(i), p) for i, p in enumerate(module.parameters())]
+        return True
+    return isinstance(module, Layer) and (module.function is not None or module._book_style)
+
+
+def _gradients(module: Any, inputs: tuple[Array, ...], dy: Array) -> list[Array | None]:
+    """dL/dinput for ``L = sum(module(inputs) * dy) + regularization_loss()``, the parameters'
+    gradients added into their ``.grad``: by the explicit ``backward`` where the module has
+    one, else by the tape."""
+    if _has_explicit_backward(module):
+        module.forward(inputs[0])
+        return [
+            module.backward(dy, input_grad=True) if isinstance(module, Sequential) else module.backward(dy)
+        ]
+    tensors = [Tensor(a, requires_grad=True) for a in inputs]
+    total = (module(*tensors) * dy).sum()
+    penalty = module.regularization_loss()
+    (total + penalty if isinstance(penalty, Tensor) else total).backward()
+    return [t.grad for t in tensors]
+
+
+def _named_parameters(module: Any) -> list[tuple[str, Parameter]]:
+    """A built-in layer's parameters by their own names (``weight``), any other module's by
+    dotted name (``blocks.0.weight``)."""
+    if isinstance(module, Layer) and _has_explicit_backward(module):
+        return [(p.name or str(i), p) for i, p in enumerate(module.parameters())]
+    return module.named_parameters()
 
 
 def _numeric(f: Callable[[HostArray], float], value: HostArray, eps: float) -> HostArray:

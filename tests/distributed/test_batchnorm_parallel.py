@@ -17,6 +17,15 @@ def buffers(result: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v for k, v in result.items() if k.startswith("buffer ")}
 
 
+def assert_statistics_reproduced(single: dict[str, np.ndarray], ranks: list[dict[str, np.ndarray]]) -> None:
+    """Rank 0's run is the one-process run, running statistics included; both ranks bit-equal."""
+    assert_same_run(single, ranks[0])
+    for name, value in buffers(single).items():
+        np.testing.assert_allclose(ranks[0][name], value, rtol=1e-12, atol=1e-14)
+        assert np.array_equal(ranks[0][name], ranks[1][name])
+    assert_ranks_bit_equal(ranks)
+
+
 @pytest.mark.parametrize("backend_name", ["numpy", "torch"])
 def test_batchnorm_on_two_ranks_reproduces_one_process_with_identical_running_statistics(
     backend_name: str, tmp_path: Path
@@ -28,8 +37,4 @@ def test_batchnorm_on_two_ranks_reproduces_one_process_with_identical_running_st
     (single,) = launch(0, tmp_path / "one", *options)
     ranks = launch(2, tmp_path / "two", *options)
     assert sorted(buffers(single)) == ["buffer 1.running_mean", "buffer 1.running_var"]
-    assert_same_run(single, ranks[0])
-    for name, value in buffers(single).items():
-        np.testing.assert_allclose(ranks[0][name], value, rtol=1e-12, atol=1e-14)
-        assert np.array_equal(ranks[0][name], ranks[1][name])
-    assert_ranks_bit_equal(ranks)
+    assert_statistics_reproduced(single, ranks)

@@ -11,6 +11,7 @@ import numpy as np
 
 import xpnn
 from xpnn import backend
+from xpnn import functional as F
 from xpnn.distributed.sharding import shard_bounds
 
 
@@ -33,6 +34,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batchnorm", action="store_true", help="BatchNorm after the first layer")
     parser.add_argument("--sgd", action="store_true", help="SGD with momentum instead of Adam")
     parser.add_argument("--no-shared-memory", action="store_true", help="MPI's Allreduce for gradients")
+    parser.add_argument("--module", action="store_true", help="a residual xpnn.Module, not a Sequential")
+    parser.add_argument("--perturb", action="store_true", help="rank 1 starts from other weights and buffers")
     return parser.parse_args()
 
 
@@ -41,8 +44,36 @@ def data(n: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.standard_normal((n, 12)), rng.integers(0, 5, n)
 
 
-def build(comm: xpnn.distributed.Communicator, args: argparse.Namespace) -> xpnn.Sequential:
+class ResidualNet(xpnn.Module):
+    """A residual MLP as a Module (what a Sequential cannot express), BatchNorm optional."""
+
+    def __init__(self, hidden: int, l2: float, batchnorm: bool) -> None:
+        self.inp = xpnn.Dense(12, hidden, weight_regularizer_l2=l2, seed=1)
+        self.norm = xpnn.BatchNorm(hidden) if batchnorm else None
+        self.block = xpnn.Dense(hidden, hidden, seed=2)
+        self.out = xpnn.Dense(hidden, 5, seed=3)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        h = self.inp(x) if self.norm is None else self.norm(self.inp(x))
+        h = F.relu(h)
+        return self.out(h + F.relu(self.block(h)))
+
+
+def build(comm: xpnn.distributed.Communicator, args: argparse.Namespace) -> xpnn.Module:
+    model = _build(comm, args)
+    if args.perturb and comm.rank == 1:  # fit must start every rank from rank 0's state
+        for p in model.parameters():
+            p.value = p.value + 0.5
+        for module in model.modules():
+            for name, value in module.own_buffers().items():
+                setattr(module, name, value + 1.0)
+    return model
+
+
+def _build(comm: xpnn.distributed.Communicator, args: argparse.Namespace) -> xpnn.Module:
     hidden = 17 if args.mismatch and comm.rank == 1 else 16
+    if args.module:
+        return ResidualNet(hidden, args.l2, args.batchnorm).to(args.backend, dtype="float64")
     seed = 1 + (comm.rank if args.hand_loop else 0)  # hand loop: broadcast_parameters must fix it
     layers = [xpnn.Dense(12, hidden, weight_regularizer_l2=args.l2), xpnn.ReLU(), xpnn.Dense(hidden, 5)]
     if args.batchnorm:  # statistics of the global batch: the one-process numbers on N ranks

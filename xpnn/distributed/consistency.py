@@ -30,9 +30,14 @@ def _spec(array: Array) -> str:
 
 
 def describe(model: Any, optimizer: Optimizer | None = None, extra: Sequence[str] = ()) -> list[str]:
-    """One line per parameter, buffer and optimizer state array (name, shape, dtype), then ``extra``."""
+    """One line per parameter, buffer and optimizer state array (name, shape, dtype; a frozen
+    parameter says so: ranks that freeze different ones would average unrelated gradients),
+    then ``extra``."""
     lines = [f"{len(model.parameters())} parameters"]
-    lines += [f"parameter {name}: {_spec(p.value)}" for name, p in model.named_parameters()]
+    lines += [
+        f"parameter {name}: {_spec(p.value)}{'' if p.requires_grad else ', frozen'}"
+        for name, p in model.named_parameters()
+    ]
     lines += [f"buffer {name}: {_spec(value)}" for name, value in getattr(model, "buffers", dict)().items()]
     if optimizer is not None:
         lines.append(f"optimizer {type(optimizer).__name__}")
@@ -100,17 +105,19 @@ def _broadcast_into(communicator: Communicator, array: Array, root: int) -> Arra
 def broadcast_parameters(model_or_params: Any, communicator: Communicator, root: int = 0) -> None:
     """Give every rank rank ``root``'s parameter values (and a model's buffers), in place.
 
-    ``model_or_params``: a model (anything with ``parameters()``; its layers' ``buffers()``
-    too, such as BatchNorm's running statistics) or an iterable of :class:`~xpnn.Parameter`.
+    ``model_or_params``: a model (any Module: its ``parameters()`` and every sub-module's own
+    buffers, such as BatchNorm's running statistics, wherever it sits in the tree) or an
+    iterable of :class:`~xpnn.Parameter`.
     """
     params: Iterable[Parameter] = (
         model_or_params.parameters() if hasattr(model_or_params, "parameters") else model_or_params
     )
     for p in params:
         p.value = _broadcast_into(communicator, p.value, root)
-    for layer in getattr(model_or_params, "layers", ()):
-        for name, value in layer.buffers().items():
-            setattr(layer, name, _broadcast_into(communicator, value, root))
+    modules = model_or_params.modules() if hasattr(model_or_params, "modules") else ()
+    for module in modules:  # the order of named_buffers(), the same on every rank (checked)
+        for name, value in module.own_buffers().items():
+            setattr(module, name, _broadcast_into(communicator, value, root))
 
 
 def broadcast_optimizer_state(optimizer: Optimizer, communicator: Communicator, root: int = 0) -> None:

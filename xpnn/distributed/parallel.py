@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from xpnn import backend
+from xpnn.autograd.tensor import Tensor
 from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.consistency import (
     broadcast_optimizer_state,
@@ -114,10 +115,12 @@ class DataParallel:
 
     def empty_step(self, xb: Array) -> None:
         """A step on this rank's empty share of a last batch smaller than the number of ranks:
-        forward and backward zero samples anyway, so that every collective (the gradient
-        all-reduce, BatchNorm's sums) still meets every rank; the zero gradients weigh 0."""
-        pred = self.model.forward(xb)
-        self.model.backward(backend.namespace(pred).zeros_like(pred))
+        forward and backward zero samples anyway (any Module, on the tape), so that every
+        collective (the gradient all-reduce, BatchNorm's sums) still meets every rank; the zero
+        gradients weigh 0."""
+        pred = self.model(Tensor(xb))
+        if pred.requires_grad:
+            pred.backward(backend.namespace(pred.value).zeros_like(pred.value))
         if self.optimizer is not None:
             self.optimizer.step()
             self.optimizer.zero_grad()

@@ -3,10 +3,11 @@
 The header's entries must be of the types :func:`xpnn.io.serialization.save` writes; each
 array the model names (``param/{name}``, ``buffer/{name}``, by the dotted names of
 ``named_parameters()`` and ``named_buffers()``: ``0.weight`` in a Sequential) must be in the
-file with the model's shape and a float dtype, and no other such entry may be; counters must
-be the modules' own. A Sequential's file also records its architecture (each layer's class and
-``config()``), checked layer by layer. All of it reads only the header and the ``.npy``
-headers, never array data.
+file with the model's shape and a float dtype (an integer or boolean buffer: its own dtype),
+and no other such entry may be; counters must be the modules' own. The file of a built-in
+Sequential also records its architecture (each built-in layer's class and ``config()``; a
+class of the user's has none: it is never rebuilt from a file), checked layer by layer. All
+of it reads only the header and the ``.npy`` headers, never array data.
 """
 
 from __future__ import annotations
@@ -15,18 +16,34 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from xpnn import backend
+from xpnn.checks import is_floating
 from xpnn.errors import CheckpointError
 from xpnn.io.archive import Archive
+from xpnn.nn.sequential import Sequential
 
 Model = Any  # an xpnn Module
 
 
+def is_builtin(cls: type) -> bool:
+    """Whether ``cls`` is xpnn's own class: only those are ever rebuilt from a file. A class of
+    the user's (even one named ``Dense``, or a subclass of a built-in) is not."""
+    return cls.__module__.split(".")[0] == "xpnn"
+
+
+def is_builtin_sequential(model: Any) -> bool:
+    """A Sequential whose file records the architecture (not a user's subclass of it, whose
+    ``forward`` a rebuilt plain Sequential would not run)."""
+    return isinstance(model, Sequential) and is_builtin(type(model))
+
+
 def architecture(layers: Sequence[Any]) -> list[list[Any]]:
-    """``[[class name, config], ...]`` in JSON form (tuples become lists); a module without a
-    ``config`` (a user's class) has ``None``: it loads only into an instance."""
-    return json.loads(
-        json.dumps([[type(m).__name__, m.config() if hasattr(m, "config") else None] for m in layers])
-    )
+    """``[[class name, config], ...]`` in JSON form (tuples become lists); a layer that is not a
+    built-in one with a ``config`` (a user's class) has ``None``: it loads only into an instance."""
+    configs = [m.config() if is_builtin(type(m)) and hasattr(m, "config") else None for m in layers]
+    return json.loads(json.dumps([[type(m).__name__, c] for m, c in zip(layers, configs, strict=True)]))
 
 
 def _describe(entry: list[Any], shapes: list[tuple[int, ...]]) -> str:
@@ -39,20 +56,27 @@ def check_architecture(path: str, opened: Archive, model: Model) -> None:
     """For a Sequential (and a file that records one): raise :class:`CheckpointError` naming the
     first layer (or parameter shape) that differs; the saved shapes are the file's arrays'."""
     saved = opened.header.get("architecture")
-    layers = getattr(model, "layers", None)
-    if saved is None or layers is None or opened.header.get("kind", "Sequential") != "Sequential":
+    sequential_file = opened.header.get("kind", "Sequential") == "Sequential"
+    if saved is None or not sequential_file or not is_builtin_sequential(model):
         return
+    layers = model.layers
     mine = architecture(layers)
     for i in range(max(len(saved), len(mine))):
         ours = [tuple(p.shape) for p in layers[i].parameters()] if i < len(mine) else []
         theirs = [e.shape for n, e in opened.entries.items() if n.startswith(f"param/{i}.")]
-        if i >= len(saved) or i >= len(mine) or saved[i] != mine[i] or theirs != ours:
+        if i >= len(saved) or i >= len(mine) or not _same_layer(saved[i], mine[i]) or theirs != ours:
             there = _describe(saved[i], theirs) if i < len(saved) else "nothing (it has fewer layers)"
             here = _describe(mine[i], ours) if i < len(mine) else "nothing (it has fewer layers)"
             raise CheckpointError(
                 f"{path}: architecture differs at layer {i}: the checkpoint has {there}, "
                 f"the model has {here} (checkpoint: {len(saved)} layers, model: {len(mine)})"
             )
+
+
+def _same_layer(saved: list[Any], mine: list[Any]) -> bool:
+    """Same class name and config; a user's class has no config (older files: ``{}``), so its
+    name and parameter shapes decide."""
+    return saved[0] == mine[0] and (saved[1] == mine[1] or None in (saved[1], mine[1]))
 
 
 def check_header(path: str, header: dict[str, Any]) -> None:
@@ -94,10 +118,15 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
-def expected_entries(model: Model) -> dict[str, tuple[int, ...]]:
-    """Every array the model names: ``param/{name}`` and ``buffer/{name}``."""
-    expected = {f"param/{name}": tuple(p.value.shape) for name, p in model.named_parameters()}
-    expected.update({f"buffer/{name}": tuple(v.shape) for name, v in model.named_buffers()})
+def expected_entries(model: Model) -> dict[str, tuple[tuple[int, ...], str | None]]:
+    """Every array the model names, ``param/{name}`` and ``buffer/{name}``: its shape and, for an
+    integer or boolean buffer, its dtype name (None: any float32 or float64)."""
+    expected: dict[str, tuple[tuple[int, ...], str | None]] = {
+        f"param/{name}": (tuple(p.value.shape), None) for name, p in model.named_parameters()
+    }
+    for name, value in model.named_buffers():
+        kind = None if is_floating(value) else backend.dtype_name(value.dtype)
+        expected[f"buffer/{name}"] = (tuple(value.shape), kind)
     return expected
 
 
@@ -107,7 +136,7 @@ def _culprit(name: str, model: Model) -> str:
     where, _, short = rest.rpartition(".")
     modules = dict(model.named_modules())
     what = "parameter" if kind == "param" else "buffer"
-    label = "layer" if hasattr(model, "layers") else "module"
+    label = "layer" if isinstance(model, Sequential) else "module"
     return f"{label} {where or '(top)'} ({modules.get(where, model)!r}): {what} {short!r}"
 
 
@@ -115,7 +144,7 @@ def check_arrays(path: str, archive: Archive, model: Model) -> None:
     """Every parameter and buffer of ``model`` is in the file with the model's shape and a float
     dtype; no other ``param/`` or ``buffer/`` entry is; the counters are the modules' own."""
     expected = expected_entries(model)
-    for name, shape in expected.items():
+    for name, (shape, kind) in expected.items():
         entry = archive.entries.get(name)
         if entry is None or entry.shape != shape:
             got = "nothing" if entry is None else f"shape {entry.shape}"
@@ -123,7 +152,9 @@ def check_arrays(path: str, archive: Archive, model: Model) -> None:
                 f"{path}: {_culprit(name, model)} expected shape {shape}, the checkpoint has {got} "
                 f"(entry {name!r})"
             )
-        if entry.dtype.kind != "f" or entry.dtype.itemsize not in (4, 8):
+        if kind is not None and entry.dtype != np.dtype(kind):
+            raise CheckpointError(f"{path}: {name!r} has dtype {entry.dtype}, expected {kind} (the module's)")
+        if kind is None and (entry.dtype.kind != "f" or entry.dtype.itemsize not in (4, 8)):
             raise CheckpointError(f"{path}: {name!r} has dtype {entry.dtype}, expected float32 or float64")
     stray = sorted(n for n in archive.entries if n.startswith(("param/", "buffer/")) and n not in expected)
     if stray:

@@ -26,7 +26,15 @@ from xpnn import backend
 from xpnn.errors import CheckpointError, XpnnError
 from xpnn.io import archive
 from xpnn.io.archive import Archive
-from xpnn.io.file_checks import architecture, check_architecture, check_arrays, check_header, expected_entries
+from xpnn.io.file_checks import (
+    architecture,
+    check_architecture,
+    check_arrays,
+    check_header,
+    expected_entries,
+    is_builtin,
+    is_builtin_sequential,
+)
 from xpnn.nn import init
 from xpnn.nn.layers import Layer
 
@@ -61,16 +69,16 @@ def save(
         arrays[f"buffer/{name}"] = backend.to_host(value)
         buffers.append([name, list(value.shape), backend.dtype_name(value.dtype)])
     counters = {name: module.counters() for name, module in model.named_modules()}
-    layers = getattr(model, "layers", None)
+    sequential = is_builtin_sequential(model)  # a user's class is only ever loaded into an instance
     header = {
         "format": archive.FORMAT,
         "version": archive.VERSION,
-        "kind": "Sequential" if layers is not None else type(model).__name__,
-        "architecture": None if layers is None else architecture(layers),
+        "kind": "Sequential" if sequential else type(model).__name__,
+        "architecture": architecture(model.layers) if sequential else None,
         "parameters": params,
         "buffers": buffers,
         "counters": {k: v for k, v in counters.items() if v},
-        "model_seed": getattr(model, "seed", None),
+        "model_seed": model.seed if sequential else None,  # what a rebuilt Sequential is built with
         "backend": model.backend,
         "optimizer": None
         if optimizer is None
@@ -81,12 +89,14 @@ def save(
 
 
 def _layer_classes() -> dict[str, type]:
-    """The built-in layer classes by name (only these are rebuilt from a file: never a user's)."""
+    """The built-in layer classes by name (only these are rebuilt from a file: never a user's
+    subclass of Layer, which a file naming it would otherwise construct)."""
     found: dict[str, type] = {}
     pending: list[type] = [Layer]
     while pending:
         cls = pending.pop()
-        found.setdefault(cls.__name__, cls)
+        if is_builtin(cls):
+            found.setdefault(cls.__name__, cls)
         pending.extend(cls.__subclasses__())
     return found
 
@@ -101,10 +111,10 @@ def _saved_elements(archive: Archive, index: int) -> int:
 def _build_one(path: str, index: int, name: str, config: dict[str, Any] | None, elements: int) -> Layer:
     classes = _layer_classes()
     if name not in classes or config is None:
+        what = "a class of your own" if config is None else "which is not a known xpnn Layer class"
         raise CheckpointError(
-            f"{path}: layer {index} is a {name}, which is not a known xpnn Layer class (nothing named "
-            "in a file is imported or built): build the model yourself and load the weights into it "
-            "with xpnn.load(path, into=model)"
+            f"{path}: layer {index} is a {name}, {what} (nothing named in a file is imported or "
+            "built): build the model yourself and load the weights into it with xpnn.load(path, into=model)"
         )
     accepted = inspect.signature(classes[name]).parameters
     unknown = sorted(set(config) - set(accepted))
@@ -137,8 +147,12 @@ def build_layers(path: str, archive: Archive) -> list[Layer]:
 
 
 def read_arrays(archive: Archive, model: Model) -> dict[str, HostArray]:
-    """Read exactly the entries the model names (after :func:`check_arrays`)."""
-    return {name: archive.array(name) for name in expected_entries(model)}
+    """Read exactly the entries the model names (after :func:`check_arrays`: an integer or
+    boolean buffer's entry is of the module's own dtype)."""
+    return {
+        name: archive.array(name, kinds="f" if kind is None else archive.entries[name].dtype.kind)
+        for name, (_, kind) in expected_entries(model).items()
+    }
 
 
 def fill(model: Model, header: dict[str, Any], arrays: dict[str, HostArray], *, move: bool = True) -> None:

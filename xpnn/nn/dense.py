@@ -35,7 +35,7 @@ class Dense(Layer):
     ``init``: ``"glorot_uniform"`` (default), ``"he_normal"``, ``"he_uniform"`` or ``"nnfs"``
     (the book's ``0.01 * randn``). The NNFS chapter-14 regularizers add
     ``l1 * sum|w| + l2 * sum(w**2)`` (and likewise for the bias) to the loss via
-    :meth:`regularization_loss` (a 0-d Tensor with the book's gradient); a plain-array
+    :meth:`penalty` (a 0-d Tensor with the book's gradient); a plain-array
     ``backward`` adds their gradients itself, as the book's does.
 
     ``fused`` (on by default): NumPy adds the bias in place into the fresh product and writes
@@ -116,13 +116,19 @@ class Dense(Layer):
     def _forward_relu(self, x: Tensor) -> Tensor:
         return LinearReLU.call(x, (self.weight, self.bias), self.options(x.value))
 
-    def regularization_loss(self) -> Any:
-        """``l1 * sum|w| + l2 * sum(w**2)`` (and the bias's) as a 0-d Tensor; 0.0 when none."""
+    def penalty(self) -> Any:
+        """``l1 * sum|w| + l2 * sum(w**2)`` (and the bias's) as a 0-d Tensor; 0.0 when none
+        (``regularization_loss()`` sums it over a model, each layer once)."""
         l1w, l2w, l1b, l2b = self.regularizers
         if not any(self.regularizers):
             return 0.0
         total = Penalty.apply(self.weight, l1=l1w, l2=l2w)
         return total + Penalty.apply(self.bias, l1=l1b, l2=l2b) if (l1b or l2b) else total
+
+    def regularization_loss(self, seen: set[int] | None = None) -> Any:
+        """Its own :meth:`penalty`: a Dense holds no sub-modules, so the tree walk of
+        :meth:`Module.regularization_loss` is skipped (a Sequential asks every layer, every step)."""
+        return self.penalty()
 
     def add_penalty_gradients(self) -> None:
         l1w, l2w, l1b, l2b = self.regularizers

@@ -1,10 +1,13 @@
 """Module: parameters and sub-modules found by assignment, as PyTorch's ``nn.Module``.
 
-A Module's Parameters, Modules, and lists / tuples / dicts of Modules (or of Parameters)
-assigned as attributes are found in assignment order (Python keeps ``vars(self)`` in that
-order), with dotted names: ``"inp.weight"``, ``"blocks.0.bias"``. A parameter reached twice
-(weight tying) is listed once, under its first name. ``module(x)`` takes plain arrays as
-constant Tensors and calls ``forward``, which records on the tape.
+A Module's Parameters, Modules, and lists / tuples / dicts of them (nested too) assigned as
+attributes are found in assignment order (Python keeps ``vars(self)`` in that order), with
+dotted names: ``"inp.weight"``, ``"blocks.0.bias"``, ``"scale"``. Unlike torch, which lists a
+module's own parameters before its children's, a Parameter assigned after a sub-module comes
+after that sub-module's parameters: the order is the order of the code. A parameter or module
+reached twice (weight tying, a shared layer) is listed once, under its first name.
+``module(x)`` takes plain arrays as constant Tensors and calls ``forward``, which records on
+the tape.
 
 Buffers (non-trained state such as BatchNorm's running statistics) are registered by name
 with :meth:`register_buffer`: saved in ``state_dict`` and checkpoints, moved and cast by
@@ -19,11 +22,13 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.autograd.tensor import Tensor, constant
-from xpnn.checks import check_float_dtype
-from xpnn.errors import CheckpointError
+from xpnn.errors import CheckpointError, MissingForwardError
 from xpnn.nn.parameter import Parameter
+from xpnn.nn.state import check_buffer, load_state, move_to
+from xpnn.nn.summary import module_repr, summary
 
 Array = Any
+_CONTAINERS = (list, tuple, dict)  # what may hold members (a tuple of types: faster than a union)
 
 
 def _is_array(x: Any) -> bool:
@@ -41,21 +46,34 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(
+        raise MissingForwardError(
             f"{type(self).__name__}.forward is not written: a Module subclass defines "
             "forward(self, x) -> Tensor (its backward then comes from the tape)"
         )
 
     # -- the tree -----------------------------------------------------------------------------------
-    def named_children(self) -> Iterator[tuple[str, Module]]:
-        """The direct sub-modules, by attribute name (``"blocks.0"`` for a list's items)."""
+    def members(self) -> Iterator[tuple[str, Parameter | Module]]:
+        """The Parameters and Modules this module holds directly, in assignment order, by
+        attribute name (``"blocks.0"`` for a list's items, ``"heads.q"`` for a dict's)."""
         for name, value in vars(self).items():
-            for key, item in _items(name, value):
-                if isinstance(item, Module):
-                    yield key, item
+            yield from attribute_members(name, value)
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """The direct sub-modules, by attribute name."""
+        for key, item in self.members():
+            if isinstance(item, Module):
+                yield key, item
 
     def children(self) -> list[Module]:
-        return [m for _, m in self.named_children()]
+        """The direct sub-modules, in :meth:`named_children`' order (found without their names:
+        ``regularization_loss`` walks the tree at every step)."""
+        found: list[Module] = []
+        for value in vars(self).values():
+            if isinstance(value, Module):
+                found.append(value)
+            elif isinstance(value, _CONTAINERS):
+                _modules_in(value, found)
+        return found
 
     def named_modules(self, prefix: str = "") -> list[tuple[str, Module]]:
         """This module (named ``prefix``) and every sub-module, each once, parents first."""
@@ -73,38 +91,56 @@ class Module:
         return found
 
     def modules(self) -> list[Module]:
-        return [m for _, m in self.named_modules()]
-
-    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        for name, value in vars(self).items():
-            for key, item in _items(name, value):
-                if isinstance(item, Parameter):
-                    yield key, item
+        """This module and every sub-module, each once, in :meth:`named_modules`' order."""
+        found: list[Module] = []
+        seen: set[int] = set()
+        stack: list[Module] = [self]
+        while stack:  # named_modules without the names (see children)
+            module = stack.pop()
+            if id(module) not in seen:
+                seen.add(id(module))
+                found.append(module)
+                stack.extend(reversed(module.children()))
+        return found
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
-        """``(dotted name, parameter)`` in assignment order; a tied parameter once."""
-        found, seen = [], set()
-        for prefix, module in self.named_modules():
-            for name, p in module._own_parameters():
-                if id(p) not in seen and p.value is not None:
-                    seen.add(id(p))
-                    found.append((f"{prefix}.{name}" if prefix else name, p))
+        """``(dotted name, parameter)`` in assignment order, depth first; a tied parameter once."""
+        found: list[tuple[str, Parameter]] = []
+        seen: set[int] = set()
+
+        def visit(prefix: str, module: Module) -> None:
+            seen.add(id(module))
+            for key, item in module.members():
+                if id(item) in seen:
+                    continue
+                name = f"{prefix}.{key}" if prefix else key
+                if isinstance(item, Module):
+                    visit(name, item)
+                elif item.value is not None:  # a Parameter not yet given a value is no parameter
+                    seen.add(id(item))
+                    found.append((name, item))
+
+        visit("", self)
         return found
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
-    def register_buffer(self, name: str, value: Array) -> None:
-        """Keep ``value`` as non-trained state: an attribute, in ``buffers()`` and checkpoints."""
+    def register_buffer(self, name: str, value: Array | None) -> None:
+        """Keep ``value`` (an array, or None: no buffer for now) as non-trained state: an
+        attribute, in ``buffers()``, ``state_dict()`` and checkpoints, moved by ``to()``."""
+        taken = vars(self).get(name)
+        check_buffer(self.who(), name, value, taken if isinstance(taken, Parameter | Module) else None)
         names = vars(self).setdefault("_buffer_names", [])
         if name not in names:
             names.append(name)
         setattr(self, name, value)
 
     def own_buffers(self) -> dict[str, Array]:
-        """This module's buffers (not its sub-modules'), by name."""
+        """This module's buffers (not its sub-modules'), by name; a buffer set to None is left out."""
         names = (*self.buffer_names, *vars(self).get("_buffer_names", ()))
-        return {name: getattr(self, name) for name in names}
+        values = {name: getattr(self, name) for name in names}
+        return {name: value for name, value in values.items() if value is not None}
 
     def named_buffers(self) -> list[tuple[str, Array]]:
         return [
@@ -118,9 +154,18 @@ class Module:
         return dict(self.named_buffers())
 
     def apply(self, fn: Callable[[Module], Any]) -> Module:
-        """Call ``fn`` on every sub-module, then on this one (torch's order); returns self."""
-        for module in reversed(self.modules()):
+        """Call ``fn`` on every sub-module, then on this one (torch's order: each child's whole
+        subtree in turn, children before parents), each module once; returns self."""
+        seen: set[int] = set()
+
+        def visit(module: Module) -> None:
+            seen.add(id(module))
+            for child in module.children():
+                if id(child) not in seen:
+                    visit(child)
             fn(module)
+
+        visit(self)
         return self
 
     # -- modes, placement, gradients ----------------------------------------------------------------
@@ -137,20 +182,11 @@ class Module:
             p.grad = None
 
     def to(self, target: str | backend.Backend, *, dtype: str | None = None) -> Module:
-        """Move (and optionally cast) every parameter and buffer to a backend, e.g. ``"cupy"``;
-        in place, returns self. Everything is checked before anything moves."""
-        resolved = backend.resolve(target) if isinstance(target, str) else target
-        check_float_dtype(f"{self.who()}.to", resolved.xp, dtype)
-
-        def moved(value: Array) -> Array:
-            kind = backend.dtype_name(value.dtype) if dtype is None else dtype
-            return backend.from_host(backend.to_host(value), resolved, backend.dtype_named(resolved.xp, kind))
-
-        for p in self.parameters():
-            p.value, p.grad = moved(p.value), None
-        for module in self.modules():
-            for name, value in module.own_buffers().items():
-                setattr(module, name, moved(value))
+        """Move every parameter and buffer to a backend, e.g. ``"cupy"``, and cast the floating
+        ones to ``dtype`` (None: each keeps its own: float64 stays float64; integer and boolean
+        buffers are never cast); in place, returns self. Everything is checked before anything
+        moves."""
+        move_to(self, backend.resolve(target) if isinstance(target, str) else target, dtype)
         return self
 
     @property
@@ -178,14 +214,23 @@ class Module:
         for child in self.children():
             child.set_communicator(communicator)
 
-    def regularization_loss(self) -> Any:
-        """The sum of the NNFS-style L1/L2 penalties below (0.0 when none): a 0-d Tensor whose
-        gradient is the book's."""
-        total: Any = 0.0
+    def penalty(self) -> Any:
+        """This module's OWN penalty added to the loss (Dense's NNFS L1/L2 terms), not its
+        sub-modules': a 0-d Tensor, or 0.0 for none."""
+        return 0.0
+
+    def regularization_loss(self, seen: set[int] | None = None) -> Any:
+        """The sum of the own :meth:`penalty` of this module and every sub-module (0.0 when
+        none): a 0-d Tensor whose gradient is the book's. A module used twice counts once
+        (``seen``: the ids of the modules already counted by a caller walking the tree)."""
+        seen = {id(self)} if seen is None else seen
+        total = self.penalty()
         for child in self.children():
-            penalty = child.regularization_loss()
-            if not (isinstance(penalty, float) and penalty == 0.0):
-                total = penalty if isinstance(total, float) else total + penalty
+            if id(child) not in seen:
+                seen.add(id(child))
+                penalty = child.regularization_loss(seen)
+                if not (isinstance(penalty, float) and penalty == 0.0):
+                    total = penalty if isinstance(total, float) else total + penalty
         return total
 
     def counters(self) -> dict[str, int]:
@@ -234,8 +279,6 @@ class Module:
             from xpnn.nn.torch_layout import load_torch_state
 
             return load_torch_state(self, state, strict=strict)
-        from xpnn.nn.state import load_state
-
         return load_state(self, state, strict=strict)
 
     # -- reading it ---------------------------------------------------------------------------------
@@ -244,8 +287,6 @@ class Module:
         ``input_shape`` (no batch axis: one probe forward in eval mode under ``no_grad``, which
         changes nothing), their parameters, and the trainable / frozen totals
         (:mod:`xpnn.nn.summary`)."""
-        from xpnn.nn.summary import summary
-
         return summary(self, input_shape)
 
     def __str__(self) -> str:
@@ -262,21 +303,26 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        children = list(self.named_children())
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not children:
-            return head + ")"
-        lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in children]
-        return head + "\n" + "\n".join(lines) + "\n)"
+        return module_repr(self)
 
 
-def _items(name: str, value: Any) -> Iterator[tuple[str, Any]]:
-    """An attribute's value, or the items of a list / tuple / dict of them, with their names."""
-    if isinstance(value, list | tuple):
+def _modules_in(container: list[Any] | tuple[Any, ...] | dict[Any, Any], found: list[Module]) -> None:
+    """Append the Modules in a list / tuple / dict (nested too) to ``found``, in order."""
+    for item in container.values() if isinstance(container, dict) else container:
+        if isinstance(item, Module):
+            found.append(item)
+        elif isinstance(item, _CONTAINERS):
+            _modules_in(item, found)
+
+
+def attribute_members(name: str, value: Any) -> Iterator[tuple[str, Parameter | Module]]:
+    """The Parameter or Module an attribute holds, or those in a list / tuple / dict of them
+    (nested too), with their dotted names; anything else is no member."""
+    if isinstance(value, Parameter | Module):
+        yield name, value
+    elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            yield f"{name}.{i}", item
+            yield from attribute_members(f"{name}.{i}", item)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield f"{name}.{key}", item
-    else:
-        yield name, value
+            yield from attribute_members(f"{name}.{key}", item)

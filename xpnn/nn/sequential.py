@@ -19,7 +19,8 @@ from xpnn.autograd.graph import run_backward
 from xpnn.autograd.tensor import Tensor
 from xpnn.checks import check_seed, is_floating
 from xpnn.errors import ForwardFirstError, NotALayerError
-from xpnn.nn.module import Module
+from xpnn.nn.module import Module, attribute_members
+from xpnn.nn.parameter import Parameter
 
 Array = Any
 
@@ -34,12 +35,17 @@ class Sequential(Module):
             if not isinstance(layer, Module):
                 raise NotALayerError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnn Module")
         self.seed = check_seed("Sequential", seed)
-        self.loss: Any = None  # set by fit(); evaluate() falls back to it
         self.reset_parameters(seed)
 
-    def named_children(self) -> Iterator[tuple[str, Module]]:
-        for i, layer in enumerate(self.layers):
-            yield str(i), layer
+    def members(self) -> Iterator[tuple[str, Parameter | Module]]:
+        """The layers by position (``"0"``, ``"1"``, as torch's ``nn.Sequential``), then whatever
+        else a subclass assigns, in assignment order."""
+        for name, value in vars(self).items():
+            if name == "layers":
+                for i, layer in enumerate(value):
+                    yield str(i), layer
+            else:
+                yield from attribute_members(name, value)
 
     def reset_parameters(self, seed: Any = None) -> None:  # type: ignore[override]
         """Re-draw every layer's initial parameters from one host generator seeded by ``seed``
@@ -90,12 +96,17 @@ class Sequential(Module):
     def who(self) -> str:
         return f"Sequential({len(self.layers)} layers)"
 
-    def regularization_loss(self) -> Any:
+    def regularization_loss(self, seen: set[int] | None = None) -> Any:
+        """The layers' penalties, each layer once (``Sequential([d, Tanh(), d])`` counts ``d``'s
+        once): a plain loop over ``layers``, as fit and ``backward`` ask at every step."""
+        seen = {id(self)} if seen is None else seen
         total: Any = 0.0
-        for layer in self.layers:  # a plain loop: fit calls this at every step
-            penalty = layer.regularization_loss()
-            if penalty is not None and not (isinstance(penalty, float) and penalty == 0.0):
-                total = penalty if isinstance(total, float) else total + penalty
+        for layer in self.layers:
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                penalty = layer.regularization_loss(seen)
+                if not (isinstance(penalty, float) and penalty == 0.0):
+                    total = penalty if isinstance(total, float) else total + penalty
         return total
 
     def output_width(self) -> int | None:

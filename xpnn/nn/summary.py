@@ -1,5 +1,5 @@
-"""``model.summary(input_shape=...)``: a table of a model's modules, as Keras's ``summary`` and
-torchinfo print one.
+"""How a Module reads: ``repr`` (its sub-modules, indented) and ``model.summary(input_shape=...)``,
+a table of a model's modules, as Keras's ``summary`` and torchinfo print one.
 
 Each module by dotted name (nested ones indented under their parent), what it is, its output
 shape and its parameter count; then the totals, split into trainable and frozen parameters
@@ -124,3 +124,13 @@ def _totals(model: Module) -> list[str]:
     if buffers:
         lines.append(f"buffers (not trained: running statistics): {buffers:,} numbers")
     return lines
+
+
+def module_repr(module: Any) -> str:
+    """``Net(\n  (inp): Dense(6 -> 8)\n  ...\n)``: the class, its ``extra_repr`` and each child's repr."""
+    children = list(module.named_children())
+    head = f"{type(module).__name__}({module.extra_repr()}"
+    if not children:
+        return head + ")"
+    lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in children]
+    return head + "\n" + "\n".join(lines) + "\n)"

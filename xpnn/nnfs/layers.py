@@ -13,11 +13,11 @@ from typing import Any
 from xpnn import backend
 from xpnn.backend import move_like
 from xpnn.checks import check_array, is_floating
+from xpnn.data.synthetic import book_randn
 from xpnn.errors import ShapeError
 from xpnn.nn.activations import ReLU, Softmax
 from xpnn.nn.dense import Dense
 from xpnn.nn.parameter import Parameter
-from xpnn.data.synthetic import book_randn
 
 Array = Any
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.errors import ArgumentError
+from xpnn.nn.state import targets
 from xpnn.train.checkpoint import save_training
 from xpnn.train.record import Callback, TrainingRun
 
@@ -34,8 +35,9 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
     ``mode="auto"`` maximises names containing "acc" and minimises the rest.
-    ``restore_best_weights`` copies the weights of the best epoch back at the end (the
-    copies stay on the device: no host transfer).
+    ``restore_best_weights`` copies the weights of the best epoch back at the end, buffers
+    (BatchNorm's running statistics) included, as Keras restores non-trainable weights too
+    (the copies stay on the device: no host transfer).
     """
 
     def __init__(
@@ -63,8 +65,8 @@ class EarlyStopping(Callback):
         if math.isnan(self.best) or _improved(self.mode, self.monitor, value, self.best, self.min_delta):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                params = run.model.parameters()
-                self.best_weights = [backend.namespace(p.value).asarray(p.value, copy=True) for p in params]
+                arrays = [array for _, _, array in targets(run.model).values()]
+                self.best_weights = [backend.namespace(a).asarray(a, copy=True) for a in arrays]
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -72,8 +74,9 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, run: TrainingRun) -> None:
         if self.restore_best_weights and self.best_weights is not None:
-            for p, best in zip(run.model.parameters(), self.best_weights, strict=True):
-                p.value = backend.assign(p.value, best)
+            places = targets(run.model).values()
+            for (owner, attribute, array), best in zip(places, self.best_weights, strict=True):
+                setattr(owner, attribute, backend.assign(array, best))
 
 
 class ModelCheckpoint(Callback):

@@ -30,9 +30,15 @@ def check_data(who: str, x: Any, y: Any = None, names: tuple[str, str] = ("x", "
         try:
             namespace(value)
         except TypeError:
+            several = isinstance(value, tuple | list) and value and all(hasattr(v, "shape") for v in value)
+            hint = (
+                "a model of several inputs takes them as one array, split in its forward (x[:, :k], x[:, k:])"
+                if several
+                else "wrap it with numpy.asarray"
+            )
+            got = type(value).__name__
             raise ArgumentTypeError(
-                f"{who}: expected {name} to be an array (NumPy or of a backend), got "
-                f"{type(value).__name__}; wrap it with numpy.asarray"
+                f"{who}: expected {name} to be an array (NumPy or of a backend), got {got}; {hint}"
             ) from None
         if value.ndim < 1:
             raise ShapeError(f"{who}: expected {name} of shape (samples, ...), got a 0-d array")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from xpnn import backend
 from xpnn.autograd.graph import no_grad
@@ -18,21 +19,28 @@ from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.parallel import data_parallel
 from xpnn.distributed.sharding import Shards
-from xpnn.errors import LabelError
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.train.checks import check_data
+from xpnn.train.preflight import model_backend, modes_of, rehearse, restore_modes, validate_labels
 from xpnn.train.record import Model
 
 Array = Any
+# the loss of each model's last fit, which evaluate() falls back to (Keras' compiled loss); kept
+# beside the model, not on it: an attribute would shadow a ``loss`` of the user's Module, and a
+# loss that is itself a Module would join the model's tree (its parameters, its state dict)
+LAST_FIT_LOSS: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
 
 
-def has_accuracy(loss: Any, y: Array = None) -> bool:
-    """Whether accuracy means something: a classifying Loss; for a loss function, integer
-    class labels (batch,)."""
-    if isinstance(loss, Loss) or loss is None:
-        return loss is None or loss.classifies
-    return y is not None and y.ndim == 1 and is_integral(y)
+def has_accuracy(loss: Any, y: Array = None, classes: int | None = None) -> bool:
+    """Whether accuracy means something: a classifying Loss; else (a loss function, or none)
+    a (batch, classes) output (``classes``: its width, as the rehearsal found it) and, for a
+    loss function, integer class labels (batch,). A (batch, time, vocabulary) output with
+    (batch, time) labels has none: counting "correct rows" there would not even broadcast."""
+    if isinstance(loss, Loss):
+        return loss.classifies
+    labels = y is not None and y.ndim == 1 and is_integral(y)
+    return classes is not None and (loss is None or labels)
 
 
 def loss_value(loss: Any, pred: Tensor, y: Array) -> Array:
@@ -56,11 +64,17 @@ def host_float(value: Any) -> float:
 
 
 def evaluate_loader(
-    model: Model, loader: DataLoader, loss: Loss | None, shards: Shards | None = None
+    model: Model,
+    loader: DataLoader,
+    loss: Loss | None,
+    shards: Shards | None = None,
+    classes: int | None = None,
 ) -> dict[str, float]:
     """Mean loss (without regularisation) and accuracy over a loader, in eval mode; one sync.
-    With ``shards`` each rank evaluates its share of every batch and the sums are all-reduced."""
-    was_training = model.training
+    With ``shards`` each rank evaluates its share of every batch and the sums are all-reduced.
+    ``classes``: the model's output width (see :func:`has_accuracy`)."""
+    counting = has_accuracy(loss, loader.y, classes)
+    modes = modes_of(model)
     model.eval()
     loss_sum: Any = 0.0
     correct: Any = 0
@@ -74,40 +88,17 @@ def evaluate_loader(
                 pred = model(Tensor(xb))
                 if loss is not None:
                     loss_sum = loss_sum + loss_value(loss, pred, yb) * float(n)
-            correct, seen = correct + correct_count(pred.value, yb), seen + n
+            correct, seen = (correct + correct_count(pred.value, yb)) if counting else 0, seen + n
     finally:
-        model.train(was_training)
+        restore_modes(modes)
     loss_total, hits = host_float(loss_sum), host_float(correct)
     if shards is not None:
         loss_total, hits, total = shards.sum_over_ranks(loss_total, hits, seen)
         seen = int(total)
-    logs = {"accuracy": hits / max(seen, 1) if has_accuracy(loss, loader.y) else math.nan}
+    logs = {"accuracy": hits / max(seen, 1) if counting else math.nan}
     if loss is not None:
         logs["loss"] = loss_total / max(seen, 1)
     return logs
-
-
-def validate_labels(model: Model, loss: Loss, y: Array) -> None:
-    """Check every integer label once, up front (one host sync), so steps can skip it."""
-    classes = model.output_width()
-    if not getattr(loss, "takes_labels", False) or classes is None or y.ndim != 1:
-        return
-    xp = backend.namespace(y)
-    if not xp.isdtype(y.dtype, "integral") or y.shape[0] == 0:
-        return
-    low, high = (int(v) for v in backend.to_host(xp.stack([xp.min(y), xp.max(y)])))
-    if low < 0 or high >= classes:
-        raise LabelError(
-            f"{type(loss).__name__}: labels must be in [0, {classes}) (the model's output width), "
-            f"got values in [{low}, {high}]"
-        )
-
-
-def model_backend(model: Model) -> tuple[backend.Backend, str]:
-    """The model's resolved backend and parameter dtype name."""
-    params = model.parameters()
-    dtype = backend.dtype_name(params[0].value.dtype) if params else "float32"
-    return backend.resolve(model.backend), dtype
 
 
 def evaluate(
@@ -124,26 +115,28 @@ def evaluate(
     of several ranks, each evaluates its share of every batch and the sums are all-reduced."""
     check_data("evaluate", x, y)
     check_count("evaluate", "batch_size", batch_size)
+    loss = loss if loss is not None else LAST_FIT_LOSS.get(model)  # Keras: the loss of fit()
+    classes = rehearse(model, x, y, loss)
     bk, dtype = model_backend(model)
     loader = DataLoader(x, y, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
-    loss = loss if loss is not None else getattr(model, "loss", None)  # Keras: the loss of fit()
     if loss is not None:
-        validate_labels(model, loss, loader.y)
+        validate_labels(model, loss, loader.y, classes)
     parallel = data_parallel(communicator, model, None)
-    return evaluate_loader(model, loader, loss, None if parallel is None else parallel.shards)
+    return evaluate_loader(model, loader, loss, None if parallel is None else parallel.shards, classes)
 
 
 def predict(model: Model, x: Array, *, batch_size: int = 256) -> Array:
     """The model's outputs for ``x`` in eval mode, batch by batch, as one array on its device."""
     check_data("predict", x)
     check_count("predict", "batch_size", batch_size)
+    rehearse(model, x)
     bk, dtype = model_backend(model)
     loader = DataLoader(x, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
-    was_training = model.training
+    modes = modes_of(model)
     model.eval()
     try:
         with no_grad():
             outputs = [model(Tensor(xb)).value for xb, _ in loader.batches(0)]
     finally:
-        model.train(was_training)
+        restore_modes(modes)
     return bk.xp.concat(outputs, axis=0)

@@ -26,12 +26,13 @@ from xpnn.nn.metrics import correct_count
 from xpnn.optim.base import Optimizer
 from xpnn.train.checkpoint import load_training
 from xpnn.train.checks import check_epoch_loss, check_fit, raise_not_scalar
-from xpnn.train.evaluation import (
-    batches,
-    evaluate_loader,
-    has_accuracy,
-    host_float,
+from xpnn.train.evaluation import LAST_FIT_LOSS, batches, evaluate_loader, has_accuracy, host_float
+from xpnn.train.preflight import (
     model_backend,
+    model_seed,
+    modes_of,
+    rehearse,
+    restore_modes,
     validate_labels,
 )
 from xpnn.train.record import Callback, History, Model, TrainingRun, as_callbacks
@@ -39,10 +40,12 @@ from xpnn.train.record import Callback, History, Model, TrainingRun, as_callback
 Array = Any
 
 
-def train_step(model: Model, loss: Any, optimizer: Optimizer, xb: Array, yb: Array) -> tuple[Array, Array]:
+def train_step(
+    model: Model, loss: Any, optimizer: Optimizer, xb: Array, yb: Array, *, count: bool = True
+) -> tuple[Array, Array | int]:
     """One optimisation step on a batch, on the tape: ``loss(model(x), y)`` plus the layers'
-    L1/L2 penalties, backward, step. Returns (that loss, the correct count) as device arrays;
-    never synchronises with the host."""
+    L1/L2 penalties, backward, step. Returns (that loss, the correct count: 0 unless ``count``)
+    as device arrays; never synchronises with the host."""
     pred = model(Tensor(xb))
     value = loss(pred, yb, validate=False) if isinstance(loss, Loss) else loss(pred, yb)
     if not isinstance(value, Tensor) or value.ndim != 0:
@@ -53,7 +56,7 @@ def train_step(model: Model, loss: Any, optimizer: Optimizer, xb: Array, yb: Arr
     value.backward()
     optimizer.step()
     optimizer.zero_grad()
-    return value.value, correct_count(pred.value, yb)
+    return value.value, correct_count(pred.value, yb) if count else 0
 
 
 def _progress(verbose: int, total: int, description: str) -> Any:
@@ -72,6 +75,7 @@ def _train_epoch(
 ) -> dict[str, float]:
     run.model.train(True)
     run.model.start_epoch(epoch)
+    counting = has_accuracy(run.loss, loader.y, run.classes)
     loss_sum: Any = 0.0
     correct: Any = 0
     seen, start = 0, time.perf_counter()
@@ -81,7 +85,7 @@ def _train_epoch(
         if n == 0 and parallel is not None:  # an empty share of a short last batch: no loss to add
             parallel.empty_step(xb)
         else:
-            value, hits = train_step(run.model, run.loss, run.optimizer, xb, yb)
+            value, hits = train_step(run.model, run.loss, run.optimizer, xb, yb, count=counting)
             loss_sum, correct = loss_sum + value * float(n), correct + hits
         seen += n
         if bar is not None:
@@ -89,14 +93,15 @@ def _train_epoch(
             now = time.perf_counter()
             if now - shown >= 0.3:  # each refresh reads two device scalars: a sync, so rarely
                 shown = now
-                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.4f}",
+                shown_acc = {"acc": f"{int(correct) / seen:.4f}"} if counting else {}
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", **shown_acc,
                                 samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
     loss_total, hits = host_float(loss_sum), host_float(correct)  # the epoch's one synchronisation
     if parallel is not None:  # and its one all-reduce
         loss_total, hits, total = parallel.shards.sum_over_ranks(loss_total, hits, seen)
         seen = int(total)
     mean_loss = loss_total / max(seen, 1)
-    accuracy = hits / max(seen, 1) if has_accuracy(run.loss, loader.y) else math.nan
+    accuracy = hits / max(seen, 1) if counting else math.nan
     seconds = time.perf_counter() - start
     return {"loss": mean_loss, "accuracy": accuracy, "seconds": seconds, "samples_per_s": seen / seconds}
 
@@ -105,8 +110,8 @@ def _split(x: Array, y: Array, fraction: float) -> tuple[tuple[Array, Array], tu
     """Keras' validation_split: the last ``fraction`` of the samples, before any shuffling."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fit: validation_split must be in (0, 1), got {fraction}")
-    cut = int(x.shape[0]) - round(int(x.shape[0]) * fraction)
-    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+    cut = int(x.shape[0]) - round(int(x.shape[0]) * fraction)  # `...`: the standard's whole axes
+    return (x[:cut, ...], y[:cut, ...]), (x[cut:, ...], y[cut:, ...])
 
 
 def _lr(optimizer: Optimizer) -> float:
@@ -153,13 +158,16 @@ def fit(
               callbacks=callbacks)  # fmt: skip
     if validation_split and validation_data is None:
         (x, y), validation_data = _split(x, y, validation_split)
+    classes = rehearse(model, x, y, loss)  # one sample, nothing changed: errors found before any step
+    if validation_data is not None:
+        rehearse(model, *validation_data, loss)  # not after a whole epoch of training
     if seed is None:
-        seed = getattr(model, "seed", None)
+        seed = model_seed(model)
         seed = seed if seed is not None else secrets.randbits(31)
-    run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size))
+    run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size), classes=classes)
     parallel = data_parallel(communicator, model, optimizer)
     run.rank = 0 if communicator is None else communicator.rank
-    model.loss = loss  # evaluate() uses it when given none, as Keras' compiled loss
+    LAST_FIT_LOSS[model] = loss  # evaluate() uses it when given none, as Keras' compiled loss
     if resume is not None:
         load_training(resume, run)
     if parallel is not None:  # after a resume too: every rank continues from rank 0's state
@@ -187,11 +195,11 @@ def _loaders(
     train = DataLoader(
         x, y, batch_size=batch_size, shuffle=shuffle, seed=run.seed, target=bk, dtype=dtype, copy=False
     )
-    validate_labels(run.model, run.loss, train.y)
+    validate_labels(run.model, run.loss, train.y, run.classes)
     if validation_data is None:
         return train, None
     val = DataLoader(*validation_data, batch_size=max(batch_size, 256), shuffle=False, target=bk, dtype=dtype)
-    validate_labels(run.model, run.loss, val.y)
+    validate_labels(run.model, run.loss, val.y, run.classes)
     return train, val
 
 
@@ -209,10 +217,12 @@ def _epoch(
     logs = _train_epoch(run, train, epoch, bar, parallel)
     if val is not None:
         shards = None if parallel is None else parallel.shards
-        logs.update({f"val_{k}": v for k, v in evaluate_loader(run.model, val, run.loss, shards).items()})
+        validated = evaluate_loader(run.model, val, run.loss, shards, run.classes)
+        logs.update({f"val_{k}": v for k, v in validated.items()})
     logs["lr"] = _lr(run.optimizer)
     if bar is not None:
-        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if "loss" in k or "acc" in k})
+        shown = {k: v for k, v in logs.items() if ("loss" in k or "acc" in k) and not math.isnan(v)}
+        bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()})  # no "accuracy=nan" of a regression
         bar.close()
     elif verbose:
         print(_summary(epoch, epochs, logs), flush=True)
@@ -228,7 +238,7 @@ def _loop(
     verbose: int,
     parallel: DataParallel | None = None,
 ) -> None:
-    was_training = run.model.training
+    modes = modes_of(run.model)
     for hook in hooks:
         hook.on_train_begin(run)
     try:
@@ -244,4 +254,4 @@ def _loop(
         for hook in hooks:
             hook.on_train_end(run)
     finally:
-        run.model.train(was_training)
+        restore_modes(modes)

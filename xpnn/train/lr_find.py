@@ -24,8 +24,8 @@ from xpnn.errors import OptimizerError
 from xpnn.nn.losses import Loss
 from xpnn.optim.base import Optimizer
 from xpnn.optional import require
-from xpnn.train.evaluation import model_backend, validate_labels
 from xpnn.train.loop import train_step
+from xpnn.train.preflight import model_backend, model_seed, rehearse, validate_labels
 from xpnn.train.record import Model
 
 Array = Any
@@ -187,11 +187,12 @@ def lr_find(
     raised. ``seed`` (default: the model's, else 0) fixes the shuffling.
     """
     _check(start, end, steps, batch_size, int(x.shape[0]))
+    classes = rehearse(model, x, y, loss)
     bk, dtype = model_backend(model)
-    model_seed = getattr(model, "seed", None)
-    shuffle_seed = seed if seed is not None else (model_seed if model_seed is not None else 0)
+    own = model_seed(model)
+    shuffle_seed = seed if seed is not None else (own if own is not None else 0)
     loader = DataLoader(x, y, batch_size=batch_size, shuffle=True, seed=shuffle_seed, target=bk, dtype=dtype)
-    validate_labels(model, loss, loader.y)
+    validate_labels(model, loss, loader.y, classes)
     rates = geometric_rates(float(start), float(end), int(steps))
     snapshot = _Snapshot(model, optimizer)
     try:
@@ -223,7 +224,7 @@ def _search(
         for group in optimizer.param_groups:
             group["lr"] = rate
         xb, yb = next(batches)
-        value, _ = train_step(model, loss, optimizer, xb, yb)
+        value, _ = train_step(model, loss, optimizer, xb, yb, count=False)
         losses.append(_read(value))
         average = beta * average + (1.0 - beta) * losses[-1]
         smoothed.append(average / (1.0 - beta ** (i + 1)))

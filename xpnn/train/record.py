@@ -53,7 +53,9 @@ class History:
 class TrainingRun:
     """What callbacks see: the model, loss, optimizer, seed, epochs completed and the history.
     A callback sets ``stop = True`` to end training after the current epoch. ``rank`` is this
-    process's rank under data-parallel training (0 otherwise): only rank 0 writes files."""
+    process's rank under data-parallel training (0 otherwise): only rank 0 writes files.
+    ``classes``: the model's output width, where fit's rehearsal (:mod:`xpnn.train.preflight`)
+    found one; labels are checked against it."""
 
     model: Model
     loss: Any  # a Loss, or a function (pred, y) -> 0-d Tensor
@@ -64,6 +66,7 @@ class TrainingRun:
     batch_size: int = 32
     stop: bool = False
     rank: int = 0
+    classes: int | None = None  # the model's output width, where fit's rehearsal found one
 
 
 class Callback:
