@@ -18,6 +18,7 @@ from typing import Any
 from xpnn import backend
 from xpnn.autograd.graph import no_grad
 from xpnn.errors import ArgumentError
+from xpnn.nn.parameter import Parameter
 
 Module = Any  # an xpnn.nn.Module (duck-typed: this file is imported by nn.module)
 PROBE_BATCH = 2  # the first axis is shown as "batch" where it has this size
@@ -97,11 +98,13 @@ def summary(model: Module, input_shape: tuple[int, ...] | None = None) -> str:
     modules = model.named_modules()
     depths = _depths([name for name, _ in modules])
     rows = [("name", "layer", "output shape", "parameters")]
-    for name, module in modules[1:]:
-        leaf = not any(True for _ in module.named_children())
-        what = repr(module) if leaf else type(module).__name__
-        shape = "-" if shapes is None else shapes.get(name, "(not called)")
-        rows.append(("  " * depths[name] + name, what, shape, f"{_count(module):,}"))
+    for name, module in modules:
+        if name:
+            leaf = not any(True for _ in module.named_children())
+            what = repr(module) if leaf else type(module).__name__
+            shape = "-" if shapes is None else shapes.get(name, "(not called)")
+            rows.append(("  " * depths[name] + name, what, shape, f"{_count(module):,}"))
+        rows += _own_parameter_rows(name, module, depths[name] + 1)
     columns = [0, 1, 2, 3] if shapes is not None else [0, 1, 3]
     widths = {k: max(len(row[k]) for row in rows) for k in columns}
     lines = ["  ".join(row[k].ljust(widths[k]) for k in columns).rstrip() for row in rows]
@@ -109,6 +112,19 @@ def summary(model: Module, input_shape: tuple[int, ...] | None = None) -> str:
     if shapes is not None and input_shape is not None:
         lines.insert(0, f"input: {_describe((PROBE_BATCH, *input_shape))}; output: {shapes.get('', '-')}")
     return "\n".join([*lines, *_totals(model)])
+
+
+def _own_parameter_rows(prefix: str, module: Module, depth: int) -> list[tuple[str, str, str, str]]:
+    """Rows for the Parameters a module holds itself (a user's ``self.scale``), not in a layer."""
+    if not any(True for _ in module.named_children()):
+        return []  # a layer: its parameters are its row
+    rows = []
+    for key, item in module.members():
+        if not isinstance(item, Parameter) or item.value is None:
+            continue
+        name = f"{prefix}.{key}" if prefix else key
+        rows.append(("  " * depth + name, f"Parameter{tuple(item.shape)}", "-", f"{item.size:,}"))
+    return rows
 
 
 def _totals(model: Module) -> list[str]:

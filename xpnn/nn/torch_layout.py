@@ -24,6 +24,7 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.errors import CheckpointError, DTypeError, ShapeError
+from xpnn.nn.parameter import Parameter
 
 Array = Any
 HostArray = Any  # a host NumPy array (backend.to_host's)
@@ -97,7 +98,8 @@ def _join(prefix: str, name: str) -> str:
 def _own_state(module: Module, whole: bool) -> list[tuple[str, Any, str, str]]:
     """``(xpnn name, owner, attribute, kind)`` of the module's own parameters and buffers (its
     whole subtree's where ``whole``), parameters first, as torch's ``state_dict`` orders them."""
-    params = module.named_parameters() if whole else list(module._own_parameters())
+    own = [(name, item) for name, item in module.members() if isinstance(item, Parameter)]
+    params = module.named_parameters() if whole else own
     found = [(name, p, "value", "parameter") for name, p in params if p.value is not None]
     modules = module.named_modules() if whole else [("", module)]
     for prefix, sub in modules:
