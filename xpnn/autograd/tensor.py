@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from collections.abc import Iterator
 from typing import Any
 
@@ -353,8 +354,9 @@ def record(value: Array, vjp: Any, inputs: tuple[Any, ...], saved: Any, name: st
     if _mode[0]:
         for t in inputs:
             if t is not None and t.requires_grad:
-                out.node = Node(vjp, tuple(t if t is not None and t.requires_grad else None for t in inputs),
-                                saved, name)  # fmt: skip
+                kept = inputs if len(inputs) == 1 else tuple([u if u is not None and u.requires_grad else None
+                                                              for u in inputs])  # fmt: skip
+                out.node = Node(vjp, kept, saved, name)
                 out.requires_grad = True
                 break
     return out
@@ -416,11 +418,11 @@ def _matched(who: str, value: Array, like: Array) -> Array:
 
 
 _FORWARD = {
-    "add": lambda a, b: a + b,
-    "sub": lambda a, b: a - b,
-    "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / b,
-    "matmul": lambda a, b: a @ b,
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "div": operator.truediv,
+    "matmul": operator.matmul,
 }
 _VJP = {
     "add": ops.add_vjp,
