@@ -53,9 +53,10 @@ class Linear(xpnn.Module):
 
 
 def sigmoid(x: xpnn.Tensor) -> xpnn.Tensor:
-    """``1 / (1 + exp(-x))`` as the course writes it: four recorded operations. (``F.sigmoid``
-    is the same function as one node, and stays finite for any ``x``; this one overflows
-    ``exp`` below about -88 in float32, far from what these small networks see.)"""
+    """``1 / (1 + exp(-x))`` as the course writes it: four recorded operations. ``F.sigmoid`` is
+    the same function as one node that stays finite for any ``x``; here ``exp(-x)`` overflows
+    in float32 for ``x`` below about -88 (then the gradient is NaN), far from what these small
+    networks see."""
     return 1 / (1 + (-x).exp())
 
 
@@ -94,6 +95,8 @@ def sgd_by_hand(params: list[xpnn.Parameter], lr: float) -> Callable[[], None]:
 
 
 def with_optimizer(optimizer: xpnn.Optimizer) -> Callable[[], None]:
+    """One of xpnn's optimizers as an update: ``step`` then ``zero_grad``."""
+
     def step() -> None:
         optimizer.step()
         optimizer.zero_grad()
@@ -190,6 +193,7 @@ def xor_solved(run: Run) -> bool:
 
 
 def verdict(run: Run) -> str:
+    """The summary line's end: XOR solved or not (with its outputs), or how far the sine loss fell."""
     if run.problem.name == "xor":
         outputs = ", ".join(f"{v:.3f}" for v in predict(run, run.x).ravel())
         return f"{'solved' if xor_solved(run) else 'NOT solved'} (outputs {outputs})"

@@ -48,7 +48,7 @@ def test_resnet_maps_a_batch_of_images_to_ten_logits_at_any_size() -> None:
 
 def test_the_seed_fixes_the_initial_weights() -> None:
     first, again, other = fm.ResNet(seed=1), fm.ResNet(seed=1), fm.ResNet(seed=2)
-    for a, b, c in zip(first.parameters(), again.parameters(), other.parameters(), strict=True):
+    for a, b in zip(first.parameters(), again.parameters(), strict=True):
         np.testing.assert_array_equal(a.value, b.value)
     assert not np.array_equal(first.head.weight.value, other.head.weight.value)
 
@@ -82,8 +82,9 @@ def test_resnet_forward_and_gradients_equal_pytorchs_for_the_same_weights() -> N
     model = fm.ResNet(widths=(4, 6, 8), seed=0).to("numpy", dtype="float64")
 
     def block(c_in: int, c_out: int, stride: int) -> Any:
-        main = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-                             nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))  # fmt: skip
+        main = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+                             nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
+                             nn.BatchNorm2d(c_out))  # fmt: skip
         short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
         return main, (short if stride != 1 or c_in != c_out else nn.Identity())
 
