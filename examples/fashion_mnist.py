@@ -2,6 +2,7 @@
 
     python examples/fashion_mnist.py                      # MLP, AdamW + warmup/cosine, 15 epochs
     python examples/fashion_mnist.py --model cnn          # 2 conv + BatchNorm blocks, 15 epochs
+    python examples/fashion_mnist.py --model resnet       # a small residual CNN (an xpnn.Module)
     python examples/fashion_mnist.py --backend cupy --checkpoint runs/fm --plot fm.png
     python examples/fashion_mnist.py --checkpoint runs/fm --resume   # continue an interrupted run
     mpiexec -n 2 python examples/fashion_mnist.py --distributed      # data-parallel over MPI
@@ -27,6 +28,7 @@ import numpy as np
 
 import xpnn
 from xpnn import backend
+from xpnn import functional as F
 from xpnn.data import FASHION_MNIST_CLASSES
 from xpnn.nn.metrics import confusion_matrix, per_class_accuracy, predicted_classes
 from xpnn.optim import optimizers, schedules
@@ -55,10 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default="mlp",
-        choices=["mlp", "deep", "cnn"],
+        choices=["mlp", "deep", "cnn", "resnet"],
         help="mlp: 784-256-128-10 ReLU with dropout 0.2; "
         "deep: the course's 784-350-250-150-50-10 Kaiming-initialised ReLU MLP; "
-        "cnn: (conv3x3, BatchNorm, ReLU, maxpool 2) x 2 with 32 and 64 channels, dropout, 3136-128-10",
+        "cnn: (conv3x3, BatchNorm, ReLU, maxpool 2) x 2 with 32 and 64 channels, dropout, 3136-128-10; "
+        "resnet: stem conv 16, residual blocks of 16, 32 and 64 channels (stride 2 with 1x1 "
+        "projections), global average pooling, dense 10",
     )
     parser.add_argument("--optimizer", default="adamw", choices=sorted(OPTIMIZERS), help="update rule")
     parser.add_argument(
@@ -152,7 +156,64 @@ def cnn_layers() -> list[xpnn.Layer]:
             xpnn.Dropout(0.3), xpnn.Dense(128, 10)]  # fmt: skip
 
 
-def build_model(kind: str, seed: int) -> xpnn.Sequential:
+class ResidualBlock(xpnn.Module):
+    """Two conv 3x3 + BatchNorm, added to the input (He et al. 2016, "basic block"), then ReLU.
+
+    Where the block changes the width or the resolution, the shortcut is a 1x1 convolution
+    of that stride with its own BatchNorm (the projection shortcut); else the identity. The
+    convolutions have no bias: the BatchNorm after each one adds its own.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = xpnn.Conv2D(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = xpnn.BatchNorm(c_out)
+        self.conv2 = xpnn.Conv2D(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = xpnn.BatchNorm(c_out)
+        self.shortcut: list[xpnn.Layer] = []
+        if stride != 1 or c_in != c_out:
+            self.shortcut = [xpnn.Conv2D(c_in, c_out, 1, stride=stride, bias=False), xpnn.BatchNorm(c_out)]
+
+    def forward(self, x: xpnn.Tensor) -> xpnn.Tensor:
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        for layer in self.shortcut:
+            x = layer(x)
+        return F.relu(h + x)
+
+
+class ResNet(xpnn.Module):
+    """A small residual CNN for 28x28 images: stem conv 3x3 (16) + BatchNorm + ReLU, a 16-channel
+    block at 28x28, blocks of stride 2 to 32 (14x14) and 64 channels (7x7), global average
+    pooling, Dense(64, 10). ``seed`` fixes the initial weights (drawn on the host)."""
+
+    def __init__(
+        self, widths: tuple[int, ...] = (16, 32, 64), classes: int = 10, *, seed: int | None = None
+    ) -> None:
+        super().__init__()
+        self.stem = [
+            xpnn.Conv2D(1, widths[0], 3, padding=1, bias=False),
+            xpnn.BatchNorm(widths[0]),
+            xpnn.ReLU(),
+        ]
+        self.blocks = [ResidualBlock(widths[0], widths[0])]
+        self.blocks += [ResidualBlock(a, b, stride=2) for a, b in itertools.pairwise(widths)]
+        self.pool = xpnn.GlobalAvgPool2D()
+        self.head = xpnn.Dense(widths[-1], classes)
+        self.seed = seed
+        self.reset_parameters(backend.host_rng(seed))
+
+    def forward(self, x: xpnn.Tensor) -> xpnn.Tensor:
+        for layer in self.stem:
+            x = layer(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.pool(x))
+
+
+def build_model(kind: str, seed: int) -> xpnn.Module:
+    if kind == "resnet":
+        return ResNet(seed=seed)
     if kind == "cnn":
         layers = cnn_layers()
     elif kind == "mlp":
@@ -167,9 +228,7 @@ def build_model(kind: str, seed: int) -> xpnn.Sequential:
     return xpnn.Sequential(layers, seed=seed)
 
 
-def build_optimizer(
-    args: argparse.Namespace, name: str, model: xpnn.Sequential, steps: int, warmup: int
-) -> Any:
+def build_optimizer(args: argparse.Namespace, name: str, model: xpnn.Module, steps: int, warmup: int) -> Any:
     """The optimizer with a one-epoch linear warmup then cosine decay to 1% of the peak rate."""
     cls, default_lr = OPTIMIZERS[name]
     peak = args.lr if args.lr is not None and name == args.optimizer else default_lr
@@ -220,7 +279,7 @@ def find_lr(args: argparse.Namespace, data: Any, target: str) -> None:
           f"suggestion {result.suggestion:.3g}; peak learning rate {args.lr}")  # fmt: skip
 
 
-def export(model: xpnn.Sequential, data: Any, path: str) -> None:
+def export(model: xpnn.Module, data: Any, path: str) -> None:
     """The trained model as ONNX, traced on two test images as the model sees them."""
     _, (x_test, _) = data
     example = backend.from_host(x_test[:2].astype(np.float32) / 255.0, backend.resolve(model.backend))
@@ -228,7 +287,7 @@ def export(model: xpnn.Sequential, data: Any, path: str) -> None:
     print(f"ONNX model written to {path} (opset 17, input 'input', output 'output': logits)")
 
 
-def report(model: xpnn.Sequential, history: Any, data: Any, args: argparse.Namespace) -> None:
+def report(model: xpnn.Module, history: Any, data: Any, args: argparse.Namespace) -> None:
     _, (x_test, y_test) = data
     result = model.evaluate(x_test, y_test, loss=xpnn.SoftmaxCrossEntropy())
     predicted = backend.to_host(predicted_classes(model.predict(x_test)))
@@ -318,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     target = pick_backend(args.backend)
     print(f"backend: {target}; model: {args.model}; optimizer: {args.optimizer}; seed: {args.seed}")
     (x, y), (x_test, y_test) = xpnn.load_fashion_mnist()
-    shape = (1, 28, 28) if args.model == "cnn" else (-1,)  # NCHW images for the CNN
+    shape = (1, 28, 28) if args.model in ("cnn", "resnet") else (-1,)  # NCHW images for the CNNs
     data = ((x.reshape(len(x), *shape), y), (x_test.reshape(len(x_test), *shape), y_test))
     print(build_model(args.model, args.seed).summary(input_shape=data[1][0].shape[1:]))
     if args.lr_find:

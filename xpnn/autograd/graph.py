@@ -78,7 +78,7 @@ class Node:
         self.saved = saved
         self.name = name
         self.options: dict[str, Any] | None = None
-        self.needs: tuple[bool, ...] = tuple(t is not None for t in inputs)
+        self.needs: tuple[bool, ...] = tuple([t is not None for t in inputs])
         self.grad: Array | None = None
         self.fresh = fresh  # its vjp returns new arrays that nothing else holds
         self.owned = False  # backward: ``grad`` is an array only this node holds (it may write into it)

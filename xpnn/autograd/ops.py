@@ -75,6 +75,22 @@ def neg_vjp(node: Any, g: Array) -> Grads:
     return (-g,)
 
 
+# -- with a Python number c (saved: c): one input, the number's shape never stretches it ----------
+def identity_vjp(node: Any, g: Array) -> Grads:
+    """``t + c``, ``t - c``."""
+    return (g,)
+
+
+def scale_vjp(node: Any, g: Array) -> Grads:
+    """``t * c``, ``c * t``."""
+    return (g * node.saved,)
+
+
+def divide_by_vjp(node: Any, g: Array) -> Grads:
+    """``t / c``: ``g / c``, as the two-operand rule computes it (not ``g * (1 / c)``)."""
+    return (g / node.saved,)
+
+
 def pow_vjp(node: Any, g: Array) -> Grads:
     """``d(x**p)/dx = p * x**(p - 1)`` for a Python-number exponent ``p``."""
     x, p = node.saved

@@ -111,6 +111,12 @@ def _binary(op: str) -> Converter:
     """``a op b``; a constant operand (a number or an array) becomes an initializer."""
 
     def convert(g: OnnxGraph, call: Call) -> str:
+        number = call.options.get("number")
+        if number is not None:  # a Python number on one side: a one-input node
+            left, right = number
+            return g.add(
+                op, [g.constant(left), call.input(0)] if right is None else [call.input(0), g.constant(right)]
+            )
         constants = call.options.get("constants", (None, None))
         names = []
         for i in range(2):
