@@ -168,23 +168,17 @@ class Tensor:
     # The number is kept in the node's options (``number``: left, right) for exporters.
     def __add__(self, other: Any) -> Tensor:
         if type(other) is float or type(other) is int:
-            return record(
-                self.value + other, ops.identity_vjp, (self,), None, "add", {"number": (None, other)}
-            )
+            return _number_op(self.value + other, ops.identity_vjp, self, None, "add", (None, other))
         return _arith(self, other, "add")
 
     def __radd__(self, other: Any) -> Tensor:
         if type(other) is float or type(other) is int:
-            return record(
-                other + self.value, ops.identity_vjp, (self,), None, "add", {"number": (other, None)}
-            )
+            return _number_op(other + self.value, ops.identity_vjp, self, None, "add", (other, None))
         return _arith(other, self, "add")
 
     def __sub__(self, other: Any) -> Tensor:
         if type(other) is float or type(other) is int:
-            return record(
-                self.value - other, ops.identity_vjp, (self,), None, "sub", {"number": (None, other)}
-            )
+            return _number_op(self.value - other, ops.identity_vjp, self, None, "sub", (None, other))
         return _arith(self, other, "sub")
 
     def __rsub__(self, other: Any) -> Tensor:
@@ -204,9 +198,7 @@ class Tensor:
 
     def __truediv__(self, other: Any) -> Tensor:
         if type(other) is float or type(other) is int:
-            return record(
-                self.value / other, ops.divide_by_vjp, (self,), other, "div", {"number": (None, other)}
-            )
+            return _number_op(self.value / other, ops.divide_by_vjp, self, other, "div", (None, other))
         return _arith(self, other, "div")
 
     def __rtruediv__(self, other: Any) -> Tensor:
