@@ -1,0 +1,236 @@
+"""Optional one-pass kernels for a transformer's elementwise work, compiled by numba.
+
+A small GPT step spends as much time in the elementwise work between its GEMMs as in the
+GEMMs themselves when that work runs as NumPy calls: every call makes a temporary and walks
+an array that the last GEMM pushed out of the cache (GELU-tanh alone is nine passes forward
+and twelve back over the (batch * time, 4 * dim) activations). The loops here make one pass
+each and keep NumPy's own SIMD ``tanh`` and ``exp`` between them (numba calls the scalar libm
+functions, several times slower):
+
+- GELU-tanh: the polynomial ``u = sqrt(2/pi) (x + 0.044715 x**3)``, NumPy's ``tanh``, then
+  ``0.5 x (1 + t)``; backward in one pass. The same operations in the same order as the plain
+  equations in :mod:`xpnn.functional.gelu`, scalars cast to the array's dtype first (as NumPy
+  casts a Python float), no fused multiply-add: the same bits.
+- LayerNorm: each row's mean, variance, ``xhat`` and ``y`` in one kernel, ``dx`` in another.
+- Attention: the scores scaled and masked with their row maxima subtracted in one pass,
+  NumPy's ``exp`` in place, then each row normalized; softmax's backward in one pass.
+
+LayerNorm and softmax sum each row from left to right where NumPy adds pairwise, so they
+equal the plain equations to float rounding, not bit for bit (tests compare at 1e-6 in float32).
+
+Every function returns None where it does not apply (numba absent or
+:data:`xpnn.backend.numba_fast.enabled` off, not NumPy float arrays of one dtype in the layout
+the loop needs, a mask of another shape) and then changes nothing: the caller runs its plain code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from xpnn.backend import numba_fast
+
+Array = Any
+
+_compiled: dict[str, Any] | None = None
+_FLOATS = (np.float32, np.float64)
+_C = math.sqrt(2.0 / math.pi)
+_KAPPA = 0.044715
+
+
+# -- the loops (plain Python here; compiled at first use) ----------------------------------------
+def _gelu_inner_loop(x: Array, out: Array, c: Any, kappa: Any) -> None:
+    for i in range(x.shape[0]):  # SQRT_2_OVER_PI * (x + KAPPA * (x * x * x))
+        xi = x[i]
+        out[i] = c * (xi + kappa * (xi * xi * xi))
+
+
+def _gelu_out_loop(x: Array, t: Array, out: Array, half: Any, one: Any) -> None:
+    for i in range(x.shape[0]):  # 0.5 * x * (1.0 + t)
+        out[i] = half * x[i] * (one + t[i])
+
+
+def _gelu_grad_loop(x: Array, t: Array, g: Array, out: Array, c: Any, k3: Any, half: Any, one: Any) -> None:
+    for i in range(x.shape[0]):  # g * (0.5 (1 + t) + (0.5 x) (1 - t t) SQRT_2_OVER_PI (1 + 3 KAPPA x x))
+        xi, ti = x[i], t[i]
+        inner = c * (one + k3 * (xi * xi))
+        out[i] = g[i] * (half * (one + ti) + (half * xi) * (one - ti * ti) * inner)
+
+
+def _layer_norm_loop(x: Array, w: Array, b: Array, affine: int, eps: Any, y: Array, xhat: Array,
+                     rstd: Array) -> None:  # fmt: skip
+    n, count, one = x.shape[1], x.dtype.type(x.shape[1]), x.dtype.type(1)
+    for r in range(x.shape[0]):
+        total = x.dtype.type(0)
+        for j in range(n):
+            total += x[r, j]
+        mean = total / count
+        square = x.dtype.type(0)
+        for j in range(n):
+            c = x[r, j] - mean
+            square += c * c
+        s = one / np.sqrt(square / count + eps)
+        rstd[r, 0] = s
+        for j in range(n):
+            h = (x[r, j] - mean) * s
+            xhat[r, j] = h
+            y[r, j] = h * w[j] + b[j] if affine == 2 else (h * w[j] if affine == 1 else h)
+
+
+def _layer_norm_grad_loop(g: Array, xhat: Array, rstd: Array, w: Array, scaled: bool, dx: Array) -> None:
+    n, count = g.shape[1], g.dtype.type(g.shape[1])
+    for r in range(g.shape[0]):
+        sum_d = g.dtype.type(0)
+        sum_dx = g.dtype.type(0)
+        for j in range(n):
+            d = g[r, j] * w[j] if scaled else g[r, j]
+            sum_d += d
+            sum_dx += d * xhat[r, j]
+        mean_d, mean_dx, s = sum_d / count, sum_dx / count, rstd[r, 0]
+        for j in range(n):
+            d = g[r, j] * w[j] if scaled else g[r, j]
+            dx[r, j] = s * (d - mean_d - xhat[r, j] * mean_dx)
+
+
+def _shift_loop(s: Array, mask: Array, masked: bool, scale: Any, ninf: Any) -> None:
+    rows, n = mask.shape[0], s.shape[1]
+    for r in range(s.shape[0]):  # scores * scale, -inf where masked out, minus the row maximum
+        m = ninf
+        i = r % rows
+        for j in range(n):
+            v = s[r, j] * scale
+            if masked and not mask[i, j]:
+                v = ninf
+            s[r, j] = v
+            m = max(m, v)
+        for j in range(n):
+            s[r, j] = s[r, j] - m
+
+
+def _normalize_loop(e: Array) -> None:
+    for r in range(e.shape[0]):
+        total = e.dtype.type(0)
+        for j in range(e.shape[1]):
+            total += e[r, j]
+        for j in range(e.shape[1]):
+            e[r, j] = e[r, j] / total
+
+
+def _softmax_grad_loop(p: Array, dp: Array, scale: Any) -> None:
+    for r in range(p.shape[0]):  # in place into dp: p * (dp - sum(dp * p)) * scale
+        total = p.dtype.type(0)
+        for j in range(p.shape[1]):
+            total += dp[r, j] * p[r, j]
+        for j in range(p.shape[1]):
+            dp[r, j] = p[r, j] * (dp[r, j] - total) * scale
+
+
+def _kernels() -> dict[str, Any]:
+    global _compiled
+    if _compiled is None:
+        loops = {
+            "gelu_inner": _gelu_inner_loop,
+            "gelu_out": _gelu_out_loop,
+            "gelu_grad": _gelu_grad_loop,
+            "layer_norm": _layer_norm_loop,
+            "layer_norm_grad": _layer_norm_grad_loop,
+            "shift": _shift_loop,
+            "normalize": _normalize_loop,
+            "softmax_grad": _softmax_grad_loop,
+        }
+        _compiled = {name: numba_fast.jit(loop) for name, loop in loops.items()}
+    return _compiled
+
+
+# -- the entry points: the result, or None where a loop does not apply ---------------------------
+def _dense(*arrays: Array) -> bool:
+    """C-contiguous NumPy float arrays of one dtype, numba available."""
+    first = arrays[0]
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != first.dtype or not a.flags.c_contiguous:
+            return False
+    return first.dtype in _FLOATS and first.size > 0 and numba_fast.available()
+
+
+def gelu_tanh(x: Array) -> tuple[Array, Array] | None:
+    """``(0.5 x (1 + t), t)`` with ``t = tanh(sqrt(2/pi) (x + 0.044715 x**3))``."""
+    if not _dense(x):
+        return None
+    kernels, flat, dt = _kernels(), x.reshape(-1), x.dtype.type
+    t = np.empty_like(x)
+    kernels["gelu_inner"](flat, t.reshape(-1), dt(_C), dt(_KAPPA))
+    np.tanh(t, out=t)
+    y = np.empty_like(x)
+    kernels["gelu_out"](flat, t.reshape(-1), y.reshape(-1), dt(0.5), dt(1.0))
+    return y, t
+
+
+def gelu_tanh_backward(x: Array, t: Array, g: Array) -> Array | None:
+    """GELU-tanh's ``dx`` from its input, the saved ``t`` and ``g``, into a fresh array."""
+    if not _dense(x, t, g) or not x.shape == t.shape == g.shape:
+        return None
+    dt, out = x.dtype.type, np.empty_like(g)
+    _kernels()["gelu_grad"](x.reshape(-1), t.reshape(-1), g.reshape(-1), out.reshape(-1), dt(_C),
+                            dt(3.0 * _KAPPA), dt(0.5), dt(1.0))  # fmt: skip
+    return out
+
+
+def layer_norm(
+    x: Array, weight: Array | None, bias: Array | None, eps: float
+) -> tuple[Array, Array, Array] | None:
+    """``(y, xhat, rstd)`` of layer normalization over the last axis (``rstd``: (..., 1))."""
+    params = [p for p in (weight, bias) if p is not None]
+    if not _dense(x, *params) or x.ndim < 1 or (bias is not None and weight is None):
+        return None
+    n = x.shape[-1]
+    if any(p.shape != (n,) for p in params):
+        return None
+    rows = x.reshape(-1, n)
+    y, xhat = np.empty_like(x), np.empty_like(x)
+    rstd = np.empty((*x.shape[:-1], 1), dtype=x.dtype)
+    w = weight if weight is not None else rows[0]
+    b = bias if bias is not None else rows[0]
+    _kernels()["layer_norm"](rows, w, b, len(params), x.dtype.type(eps), y.reshape(-1, n),
+                             xhat.reshape(-1, n), rstd.reshape(-1, 1))  # fmt: skip
+    return y, xhat, rstd
+
+
+def layer_norm_backward(g: Array, xhat: Array, rstd: Array, weight: Array | None) -> Array | None:
+    """LayerNorm's ``dx`` (see :mod:`xpnn.functional.layer_norm`) into a fresh array."""
+    if not _dense(g, xhat, rstd, *([] if weight is None else [weight])) or g.shape != xhat.shape:
+        return None
+    n = g.shape[-1]
+    rows, dx = g.reshape(-1, n), np.empty_like(g)
+    w = weight if weight is not None else rows[0]
+    _kernels()["layer_norm_grad"](rows, xhat.reshape(-1, n), rstd.reshape(-1, 1), w, weight is not None,
+                                  dx.reshape(-1, n))  # fmt: skip
+    return dx
+
+
+def masked_softmax(scores: Array, mask: Array | None, scale: float) -> Array | None:
+    """``softmax(where(mask, scale * scores, -inf))`` over the last axis, IN PLACE into the
+    fresh ``scores`` (a matmul's output: nothing else holds it); ``mask`` None or boolean
+    ``(time_q, time_k)``, broadcast over the leading axes."""
+    if not _dense(scores) or scores.ndim < 2:
+        return None
+    if mask is not None and (type(mask) is not np.ndarray or mask.dtype != np.bool_
+                             or mask.shape != scores.shape[-2:] or not mask.flags.c_contiguous):  # fmt: skip
+        return None
+    kernels, rows = _kernels(), scores.reshape(-1, scores.shape[-1])
+    dt = scores.dtype.type
+    plain = np.ones((1, 1), dtype=np.bool_) if mask is None else mask
+    kernels["shift"](rows, plain, mask is not None, dt(scale), dt(-np.inf))
+    np.exp(rows, out=rows)
+    kernels["normalize"](rows)
+    return scores
+
+
+def softmax_backward(p: Array, dp: Array, scale: float) -> Array | None:
+    """``p * (dp - sum(dp * p)) * scale`` over the last axis, IN PLACE into the fresh ``dp``."""
+    if not _dense(p, dp) or p.shape != dp.shape or p.ndim < 2:
+        return None
+    n = p.shape[-1]
+    _kernels()["softmax_grad"](p.reshape(-1, n), dp.reshape(-1, n), p.dtype.type(scale))
+    return dp
