@@ -67,7 +67,7 @@ class GPT(xpnn.Module):
 
     def forward(self, ids: Any) -> xpnn.Tensor:
         batch, time = ids.shape
-        x = self.tok(ids) + self.pos.weight[:time]
+        x = self.tok(ids) + self.pos.weight[:time, :]
         for block in self.blocks:
             x = block(x)
         h = self.ln(x).reshape(batch * time, -1)

@@ -16,7 +16,7 @@ that ``where`` would drop (or that a recorded gradient would multiply by zero).
 
 Fast path (``fused``, NumPy float arrays, numba installed): the tanh form's polynomial and
 its backward in one pass each around NumPy's own ``tanh``
-(:mod:`xpnn.backend.numba_transformer`; equal to the plain path to float rounding).
+(:mod:`xpnn.backend.numba_transformer`; the same bits as the plain equations).
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def _exp_minus_square(y: Array) -> Array:
     """``exp(-y**2)`` as ``exp(-s**2) exp(-(y - s)(y + s))``, ``s = trunc(16 y) / 16``."""
     xp = namespace(y)
     s = xp.trunc(y * 16.0) * (1.0 / 16.0)
-    return xp.exp(-(s * s)) * xp.exp(-((y - s) * (y + s)))
+    # y's factor first: on Tensors, s (from trunc) is a plain array, and a strict array refuses
+    # a Tensor on its right instead of handing the product over (the same product either way)
+    return xp.exp(-((y - s) * (y + s))) * xp.exp(-(s * s))
 
 
 def erf(x: Array) -> Array:
