@@ -58,10 +58,17 @@ def combined_mask(
     return lower if mask is None else xp.logical_and(mask, lower)
 
 
+def _product(a: Array, b: Array, out: Array | None) -> Array:
+    """``a @ b``, written into ``out`` where one is given and the fast path takes it."""
+    written = numba_transformer.matmul_into(a, b, out) if out is not None else None
+    return a @ b if written is None else written
+
+
 def attend(
-    q: Array, k: Array, v: Array, mask: Array | None, scale: float, fused: bool
+    q: Array, k: Array, v: Array, mask: Array | None, scale: float, fused: bool, out: Array | None = None
 ) -> tuple[Array, Array]:
-    """``(softmax(scale q k^T masked) @ v, the probabilities)``."""
+    """``(softmax(scale q k^T masked) @ v, the probabilities)``; the product written into
+    ``out`` (a view of the merged heads) where the fast path can."""
     xp = namespace(q)
     scores = q @ xp.matrix_transpose(k)
     p = numba_transformer.masked_softmax(scores, mask, scale) if fused else None
@@ -71,23 +78,26 @@ def attend(
             scores = xp.where(mask, scores, -float("inf"))
         e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
         p = e / xp.sum(e, axis=-1, keepdims=True)
-    return p @ v, p
+    return _product(p, v, out if fused else None), p
 
 
 def attend_backward(
-    q: Array, k: Array, v: Array, p: Array, g: Array, scale: float, needs: tuple[bool, ...], fused: bool
-) -> tuple[Array | None, Array | None, Array | None]:
-    """``(dq, dk, dv)`` of :func:`attend` (None where ``needs`` says none is wanted)."""
+    q: Array, k: Array, v: Array, p: Array, g: Array, scale: float, needs: tuple[bool, ...], fused: bool,
+    out: tuple[Array | None, ...] = (None, None, None),
+) -> tuple[Array | None, Array | None, Array | None]:  # fmt: skip
+    """``(dq, dk, dv)`` of :func:`attend` (None where ``needs`` says none is wanted), each
+    written into its ``out`` (views of the packed gradient) where the fast path can."""
     xp = namespace(g)
-    dv = xp.matrix_transpose(p) @ g if needs[2] else None
+    out = out if fused else (None, None, None)
+    dv = _product(xp.matrix_transpose(p), g, out[2]) if needs[2] else None
     if not (needs[0] or needs[1]):
         return None, None, dv
     dp = g @ xp.matrix_transpose(v)
     ds = numba_transformer.softmax_backward(p, dp, scale) if fused else None
     if ds is None:
         ds = p * (dp - xp.sum(dp * p, axis=-1, keepdims=True)) * scale
-    dq = ds @ k if needs[0] else None
-    dk = xp.matrix_transpose(ds) @ q if needs[1] else None
+    dq = _product(ds, k, out[0]) if needs[0] else None
+    dk = _product(xp.matrix_transpose(ds), q, out[1]) if needs[1] else None
     return dq, dk, dv
 
 
@@ -133,9 +143,13 @@ class HeadsAttention(Function):
         q, k, v = split[0, ...], split[1, ...], split[2, ...]
         scale = (dim // heads) ** -0.5
         mask = combined_mask(xp, qkv, mask, causal, time, time)
-        out, p = attend(q, k, v, mask, scale, fused)
+        merged = numba_transformer.empty_for(qkv, (batch, time, heads, dim // heads)) if fused else None
+        target = None if merged is None else xp.permute_dims(merged, (0, 2, 1, 3))
+        out, p = attend(q, k, v, mask, scale, fused, target)
         ctx.saved = (q, k, v, p, scale, fused)
-        return xp.reshape(xp.permute_dims(out, (0, 2, 1, 3)), (batch, time, dim))
+        if merged is None or out is not target:
+            merged = xp.permute_dims(out, (0, 2, 1, 3))
+        return xp.reshape(merged, (batch, time, dim))
 
     @staticmethod
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
@@ -143,6 +157,9 @@ class HeadsAttention(Function):
         xp = namespace(g)
         batch, heads, time, d = q.shape
         g_heads = xp.permute_dims(xp.reshape(g, (batch, time, heads, d)), (0, 2, 1, 3))
-        dq, dk, dv = attend_backward(q, k, v, p, g_heads, scale, (True, True, True), fused)
-        packed = xp.stack([dq, dk, dv], axis=0)  # (3, batch, heads, time, d)
-        return (xp.reshape(xp.permute_dims(packed, (1, 3, 0, 2, 4)), (batch, time, 3 * heads * d)),)
+        packed = numba_transformer.empty_for(g, (batch, time, 3, heads, d)) if fused else None
+        views = (None,) * 3 if packed is None else tuple(xp.permute_dims(packed, (2, 0, 3, 1, 4)))
+        grads = attend_backward(q, k, v, p, g_heads, scale, (True, True, True), fused, views)
+        if packed is None or any(a is not b for a, b in zip(grads, views, strict=True)):
+            packed = xp.permute_dims(xp.stack(grads, axis=0), (1, 3, 0, 2, 4))  # (batch, time, 3, heads, d)
+        return (xp.reshape(packed, (batch, time, 3 * heads * d)),)

@@ -6,8 +6,9 @@ Backward, with ``d = g * weight``: ``dx = r (d - mean(d) - xhat mean(d xhat))`` 
 ``dweight = sum over rows of g xhat``, ``dbias = sum over rows of g``.
 
 Fast path (``fused``, C-contiguous NumPy float arrays, numba installed): each row's
-statistics, ``xhat`` and ``y`` in one pass, and ``dx`` with its two row means in one pass
-(:mod:`xpnn.backend.numba_transformer`; equal to the plain path to float rounding: the row
+statistics, ``xhat`` and ``y`` in one pass, and ``dx`` with its two row means and the
+``dweight``/``dbias`` column sums in one pass (:mod:`xpnn.backend.numba_transformer`; the
+column sums are NumPy's bits, the rest equal to the plain path to float rounding: the row
 sums add in another order).
 """
 
@@ -51,16 +52,19 @@ class LayerNorm(Function):
     @staticmethod
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
         xhat, rstd, weight, fused = ctx.saved
-        xp = namespace(g)
         needs = ctx.needs
-        dweight = xp.sum(g * xhat, axis=_leading(g)) if len(needs) > 1 and needs[1] else None
-        dbias = xp.sum(g, axis=_leading(g)) if len(needs) > 2 and needs[2] else None
+        want_weight, want_bias = len(needs) > 1 and needs[1], len(needs) > 2 and needs[2]
+        fast = numba_transformer.layer_norm_backward(g, xhat, rstd, weight) if fused and needs[0] else None
+        if fast is not None:
+            dx, dweight, dbias = fast
+            return (dx, dweight if want_weight else None, dbias if want_bias else None)
+        xp = namespace(g)
+        dweight = xp.sum(g * xhat, axis=_leading(g)) if want_weight else None
+        dbias = xp.sum(g, axis=_leading(g)) if want_bias else None
         dx = None
         if needs[0]:
-            dx = numba_transformer.layer_norm_backward(g, xhat, rstd, weight) if fused else None
-            if dx is None:
-                d = g if weight is None else g * weight
-                mean_d = xp.mean(d, axis=-1, keepdims=True)
-                mean_dx = xp.mean(d * xhat, axis=-1, keepdims=True)
-                dx = rstd * (d - mean_d - xhat * mean_dx)
+            d = g if weight is None else g * weight
+            mean_d = xp.mean(d, axis=-1, keepdims=True)
+            mean_dx = xp.mean(d * xhat, axis=-1, keepdims=True)
+            dx = rstd * (d - mean_d - xhat * mean_dx)
         return (dx, dweight, dbias)

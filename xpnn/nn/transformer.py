@@ -95,7 +95,8 @@ class LayerNorm(Layer):
 class Embedding(Layer):
     """A lookup table: integer ids of any shape ``(...)`` -> rows of ``weight``
     (num_embeddings, dim), ``(..., dim)``; ``weight`` drawn from N(0, 1) as torch's. Repeated
-    ids add their gradients. The ids get no gradient (``input_grad`` is False)."""
+    ids add their gradients. The ids get no gradient (``input_grad`` is False). ``fused``: the
+    gradient's scatter-add in one numba loop (the same bits as NumPy's ``add.at``)."""
 
     function = EmbeddingFunction
     input_grad = False
@@ -123,7 +124,7 @@ class Embedding(Layer):
         w = self.weight.value
         if type(x) is not type(w) or backend.device_of(x) != backend.device_of(w):
             check_like(name, x, w, "ids")  # its named backend or device error
-        return {}
+        return {"fused": self.fused}
 
     def check_dout(self, dout: Array, expected: tuple[int, ...]) -> None:
         super().check_dout(dout, expected)
