@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=128, help="embedding width (the MLP is 4x)")
     p.add_argument("--context", type=int, default=64, help="characters the model sees")
     p.add_argument("--gelu", default="tanh", choices=["tanh", "none"], help="GELU form of the MLP")
-    p.add_argument("--batch-size", type=int, default=16, help="windows per step (the global batch)")
+    p.add_argument("--batch-size", type=int, default=24, help="windows per step (the global batch)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW")
     p.add_argument("--iters", type=int, default=3000, help="training iterations")
     p.add_argument("--seed", type=int, default=0, help="fixes initial weights and batches")

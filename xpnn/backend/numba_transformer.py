@@ -1,21 +1,27 @@
-"""Optional one-pass kernels for a transformer's elementwise work, compiled by numba.
+"""Optional fast paths for a transformer's work between its GEMMs: loops compiled by numba,
+and NumPy products written in place.
 
-A small GPT step spends as much time in the elementwise work between its GEMMs as in the
-GEMMs themselves when that work runs as NumPy calls: every call makes a temporary and walks
-an array that the last GEMM pushed out of the cache (GELU-tanh alone is nine passes forward
-and twelve back over the (batch * time, 4 * dim) activations). The loops here make one pass
-each and keep NumPy's own SIMD ``tanh`` and ``exp`` between them (numba calls the scalar libm
-functions, several times slower):
+A small GPT step spends a third of its time between its GEMMs when that work runs as NumPy
+calls: every call makes a temporary and walks an array that the last GEMM pushed out of the
+cache (GELU-tanh alone is nine passes forward and twelve back over the (batch * time, 4 * dim)
+activations). The loops here make one pass each and keep NumPy's own SIMD ``tanh`` and ``exp``
+between them (numba calls the scalar libm functions, several times slower):
 
 - GELU-tanh: the polynomial ``u = sqrt(2/pi) (x + 0.044715 x**3)``, NumPy's ``tanh``, then
   ``0.5 x (1 + t)``; backward in one pass. The same operations in the same order as the plain
   equations in :mod:`xpnn.functional.gelu`, scalars cast to the array's dtype first (as NumPy
   casts a Python float), no fused multiply-add: the same bits.
-- LayerNorm: each row's mean, variance, ``xhat`` and ``y`` in one kernel, ``dx`` in another.
+- LayerNorm: each row's mean, variance, ``xhat`` and ``y`` in one kernel; ``dx`` and the
+  ``dweight``/``dbias`` column sums (NumPy's order: the same bits) in another.
 - Attention: the scores scaled and masked with their row maxima subtracted in one pass,
-  NumPy's ``exp`` in place, then each row normalized; softmax's backward in one pass.
+  NumPy's ``exp`` in place, then each row normalized; softmax's backward in one pass; the
+  products written by ``np.matmul(..., out=)`` into strided views of the merged heads and the
+  packed gradient (BLAS takes the leading dimension: no stack, no copy).
+- Embedding: the gradient's scatter-add as one loop, ``np.add.at``'s additions in its order
+  (the same bits) without its per-index cost.
 
-LayerNorm and softmax sum each row from left to right where NumPy adds pairwise, so they
+The row sums of LayerNorm and softmax may be reordered (the loops are compiled with LLVM's
+``reassoc`` flag, so they vectorise instead of waiting on one chain of additions), so they
 equal the plain equations to float rounding, not bit for bit (tests compare at 1e-6 in float32).
 
 Every function returns None where it does not apply (numba absent or
@@ -157,20 +163,10 @@ def _kernels() -> dict[str, Any]:
             "softmax_grad": _softmax_grad_loop,
         }
         _compiled = {name: numba_fast.jit(loop) for name, loop in exact.items()}
-        _compiled.update({name: _jit_reassociating(loop) for name, loop in summing.items()})
+        # LLVM's reassoc and nsz flags only: no approximate functions, no fused multiply-add
+        reorder = {"fastmath": {"reassoc", "nsz"}}
+        _compiled.update({name: numba_fast.jit(loop, **reorder) for name, loop in summing.items()})
     return _compiled
-
-
-def _jit_reassociating(loop: Any) -> Any:
-    """``loop`` compiled as :func:`xpnn.backend.numba_fast.jit` does, but free to reorder its sums
-    (LLVM's ``reassoc`` and ``nsz`` flags only: no approximate functions, no fused multiply-add)."""
-    import numba
-
-    options = {**numba_fast.OPTIONS, "fastmath": {"reassoc", "nsz"}}
-    try:
-        return numba.njit(cache=True, **options)(loop)
-    except RuntimeError:  # no writeable cache directory
-        return numba.njit(**options)(loop)
 
 
 # -- the entry points: the result, or None where a loop does not apply ---------------------------

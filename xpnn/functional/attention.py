@@ -17,8 +17,10 @@ projection is split into q, k and v (in that order) of ``heads`` heads each, att
 the heads merged back to ``(batch, time, dim)``; its backward stacks dq, dk, dv the same way.
 
 Fast path (``fused``, NumPy float arrays, numba installed): the scale, mask and softmax in
-one pass over the scores, and softmax's backward in one (:mod:`xpnn.backend.numba_transformer`;
-equal to the plain path to float rounding).
+two passes over the scores around NumPy's ``exp``, softmax's backward in one
+(:mod:`xpnn.backend.numba_transformer`; equal to the plain path to float rounding), and the
+products written straight into the merged heads (forward) and the packed gradient (backward)
+by NumPy's ``matmul(..., out=)`` into strided views: no stack, no copy.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def scaled_dot_product_attention(
             f"same leading axes, got q {tuple(qv.shape)}, k {tuple(kv.shape)}, v {tuple(vv.shape)}"
         )
     scores = (*lead, qv.shape[-2], kv.shape[-2])
-    _check_mask(who, _value(mask) if mask is not None else None, qv, scores)
+    check_mask(who, _value(mask) if mask is not None else None, qv, scores)
     if scale is not None:
         scale = check_number(who, "scale", scale)
     if not isinstance(causal, bool):
@@ -108,7 +108,7 @@ def scaled_dot_product_attention(
                                            causal=causal, scale=scale)  # fmt: skip
 
 
-def _check_mask(who: str, mask: Array | None, like: Array, scores: tuple[int, ...]) -> None:
+def check_mask(who: str, mask: Array | None, like: Array, scores: tuple[int, ...]) -> None:
     """A boolean array of ``like``'s namespace and device, broadcastable to ``scores``."""
     if mask is None:
         return

@@ -16,7 +16,7 @@ from xpnn.autograd.tensor import Tensor
 from xpnn.checks import check_array, check_count, check_floating, check_seed
 from xpnn.errors import ArgumentError, ForwardFirstError, ShapeError
 from xpnn.functional.attention import HeadsAttention
-from xpnn.functional.transformer import _check_mask
+from xpnn.functional.transformer import check_mask
 from xpnn.nn.dense import Dense
 from xpnn.nn.layers import Layer
 
@@ -60,7 +60,7 @@ class MultiHeadAttention(Layer):
         options = self.options(x.value)
         if mask is not None:
             value = mask.value if isinstance(mask, Tensor) else mask
-            _check_mask(repr(self), value, x.value, (x.shape[0], self.heads, x.shape[1], x.shape[1]))
+            check_mask(repr(self), value, x.value, (x.shape[0], self.heads, x.shape[1], x.shape[1]))
             options["mask"] = value
         packed = self.qkv(x)
         return self.out(HeadsAttention.call(packed, (), options))
