@@ -83,8 +83,21 @@ def scaled_dot_product_attention(
     a query may attend to a key, broadcastable to (..., time_q, time_k); ``causal``: query ``i``
     attends to keys ``j <= i`` (combined with ``mask`` where both are given); ``scale``
     defaults to ``1 / sqrt(d)``."""
-    qv, kv, vv = _value(q), _value(k), _value(v)
     who = "scaled_dot_product_attention"
+    qv = _value(q)
+    scores = _check_qkv(who, qv, _value(k), _value(v))
+    plain_mask = _value(mask) if mask is not None else None
+    check_mask(who, plain_mask, qv, scores)
+    if scale is not None:
+        scale = check_number(who, "scale", scale)
+    if not isinstance(causal, bool):
+        raise ArgumentTypeError(f"{who}: expected causal to be a bool, got {type(causal).__name__}")
+    return ScaledDotProductAttention.apply(q, k, v, mask=plain_mask, causal=causal, scale=scale)
+
+
+def _check_qkv(who: str, qv: Array, kv: Array, vv: Array) -> tuple[int, ...]:
+    """q, k, v floating, of one namespace, device and dtype, with fitting shapes; returns the
+    scores' shape (..., time_q, time_k)."""
     check_floating_input(who, qv, "q")
     for name, a in (("k", kv), ("v", vv)):
         check_like(who, a, qv, name)
@@ -92,20 +105,13 @@ def scaled_dot_product_attention(
         if a.ndim < 2:
             raise ShapeError(f"{who}: expected {name} of shape (..., time, dim), got {tuple(a.shape)}")
     lead = tuple(qv.shape[:-2])
-    if tuple(kv.shape[:-2]) != lead or tuple(vv.shape[:-2]) != lead or kv.shape[-1] != qv.shape[-1] \
-            or vv.shape[-2] != kv.shape[-2]:  # fmt: skip
+    same_lead = tuple(kv.shape[:-2]) == lead and tuple(vv.shape[:-2]) == lead
+    if not same_lead or kv.shape[-1] != qv.shape[-1] or vv.shape[-2] != kv.shape[-2]:
         raise ShapeError(
             f"{who}: expected q (..., time_q, d), k (..., time_k, d) and v (..., time_k, d_v) with the "
             f"same leading axes, got q {tuple(qv.shape)}, k {tuple(kv.shape)}, v {tuple(vv.shape)}"
         )
-    scores = (*lead, qv.shape[-2], kv.shape[-2])
-    check_mask(who, _value(mask) if mask is not None else None, qv, scores)
-    if scale is not None:
-        scale = check_number(who, "scale", scale)
-    if not isinstance(causal, bool):
-        raise ArgumentTypeError(f"{who}: expected causal to be a bool, got {type(causal).__name__}")
-    return ScaledDotProductAttention.apply(q, k, v, mask=_value(mask) if mask is not None else None,
-                                           causal=causal, scale=scale)  # fmt: skip
+    return (*lead, qv.shape[-2], kv.shape[-2])
 
 
 def check_mask(who: str, mask: Array | None, like: Array, scores: tuple[int, ...]) -> None:
