@@ -222,6 +222,7 @@ def test_fast_paths_equal_the_plain_equations(dtype):
     rtol = 1e-6 if dtype == "float32" else 1e-13
     cases = [
         (Gelu, [x], {"approximate": "tanh"}, 0.0),  # the same bits
+        (Gelu, [x * 3], {"approximate": "none"}, rtol),
         (LayerNorm, [x, w, b], {"eps": 1e-5}, rtol),
         (LayerNorm, [x, None, None], {"eps": 1e-5}, rtol),
         (HeadsAttention, [packed], {"heads": 3, "causal": True}, rtol),
@@ -236,7 +237,7 @@ def test_fast_paths_equal_the_plain_equations(dtype):
             dy = np.random.default_rng(0).standard_normal(y.shape).astype(dtype)
             results.append((y, function.backward(ctx, dy)))
         (y1, g1), (y2, g2) = results
-        np.testing.assert_allclose(y1, y2, rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(y1, y2, rtol=tolerance, atol=tolerance * np.abs(y2).max())
         for a, b_ in zip(g1, g2, strict=True):
             if a is not None:
                 np.testing.assert_allclose(a, b_, rtol=tolerance, atol=tolerance * np.abs(b_).max())

@@ -41,6 +41,7 @@ from xpnn.backend import numba_fast
 Array = Any
 
 _compiled: dict[str, Any] | None = None
+_COEFFICIENTS: dict[tuple[int, Any], list[Array]] = {}  # (id of a coefficient tuple, dtype) -> arrays
 _FLOATS = (np.float32, np.float64)
 _C = math.sqrt(2.0 / math.pi)
 _KAPPA = 0.044715
@@ -63,6 +64,45 @@ def _gelu_grad_loop(x: Array, t: Array, g: Array, out: Array, c: Any, k3: Any, h
         xi, ti = x[i], t[i]
         inner = c * (one + k3 * (xi * xi))
         out[i] = g[i] * (half * (one + ti) + (half * xi) * (one - ti * ti) * inner)
+
+
+def _gelu_erf_loop(x: Array, e: Array, cdf: Array, y: Array, a: Array, b: Array, c: Array, d: Array, p: Array,
+                   q: Array, k: Array) -> None:  # fmt: skip
+    # Cody's erf of z = x / sqrt(2) from its three rationals (each on its argument clamped into
+    # its range, all computed and one chosen, so the loop vectorises), exp(-z**2) from NumPy (e)
+    sqrt_half, near, middle, far, sqrt_pi_inv = k[0], k[1], k[2], k[3], k[4]
+    a4, c8, p5, half, one = k[5], k[6], k[7], k[8], k[9]
+    for i in range(x.shape[0]):
+        xi = x[i]
+        z = xi * sqrt_half
+        v = abs(z)
+        vn = min(v, near)
+        zz = vn * vn
+        top, bottom = a4 * zz, zz
+        for j in range(3):
+            top, bottom = (top + a[j]) * zz, (bottom + b[j]) * zz
+        small = vn * (top + a[3]) / (bottom + b[3])
+        vm = min(max(v, near), middle)
+        top, bottom = c8 * vm, vm
+        for j in range(7):
+            top, bottom = (top + c[j]) * vm, (bottom + d[j]) * vm
+        erfc_middle = e[i] * ((top + c[7]) / (bottom + d[7]))
+        vf = min(max(v, middle), far)
+        w = one / (vf * vf)
+        top, bottom = p5 * w, w
+        for j in range(4):
+            top, bottom = (top + p[j]) * w, (bottom + q[j]) * w
+        erfc_far = e[i] * ((sqrt_pi_inv - w * (top + p[4]) / (bottom + q[4])) / vf)
+        erfc = erfc_middle if v <= middle else erfc_far
+        magnitude = small if v <= near else (half - erfc) + half
+        phi = half * (one + (-magnitude if z < 0 else magnitude))
+        cdf[i] = phi
+        y[i] = xi * phi
+
+
+def _gelu_erf_grad_loop(x: Array, e: Array, cdf: Array, g: Array, out: Array, scale: Any) -> None:
+    for i in range(x.shape[0]):  # g * (cdf + x * exp(-x**2 / 2) / sqrt(2 pi))
+        out[i] = g[i] * (cdf[i] + x[i] * (e[i] * scale))
 
 
 def _layer_norm_loop(x: Array, w: Array, b: Array, eps: Any, y: Array, xhat: Array, rstd: Array) -> None:
@@ -153,6 +193,8 @@ def _kernels() -> dict[str, Any]:
             "gelu_inner": _gelu_inner_loop,
             "gelu_out": _gelu_out_loop,
             "gelu_grad": _gelu_grad_loop,
+            "gelu_erf": _gelu_erf_loop,
+            "gelu_erf_grad": _gelu_erf_grad_loop,
             "shift": _shift_loop,
             "embedding_grad": _embedding_grad_loop,
         }
@@ -199,6 +241,37 @@ def gelu_tanh_backward(x: Array, t: Array, g: Array) -> Array | None:
     dt, out = x.dtype.type, np.empty_like(g)
     _kernels()["gelu_grad"](x.reshape(-1), t.reshape(-1), g.reshape(-1), out.reshape(-1), dt(_C),
                             dt(3.0 * _KAPPA), dt(0.5), dt(1.0))  # fmt: skip
+    return out
+
+
+def gelu_erf(x: Array, coefficients: tuple[Any, ...]) -> tuple[Array, Array, Array] | None:
+    """``(x * cdf, cdf, exp(-x**2 / 2))`` with ``cdf = (1 + erf(x / sqrt 2)) / 2`` from Cody's
+    ``coefficients`` (:mod:`xpnn.functional.gelu` owns them: ``(A, B, C, D, P, Q, scalars)``):
+    one NumPy ``exp`` of ``-x**2 / 2`` (no splitting of the square: a few ulps from the plain
+    path, whose ``erf`` splits it) between two vectorised passes."""
+    if not _dense(x):
+        return None
+    dt, flat = x.dtype.type, x.reshape(-1)
+    e = np.multiply(flat, flat, dtype=x.dtype)
+    e *= dt(-0.5)
+    np.exp(e, out=e)
+    cdf, y = np.empty_like(flat), np.empty_like(flat)
+    key = (id(coefficients), x.dtype)
+    arrays = _COEFFICIENTS.get(key)
+    if arrays is None:
+        arrays = _COEFFICIENTS[key] = [np.asarray(c, dtype=x.dtype) for c in coefficients]
+    _kernels()["gelu_erf"](flat, e, cdf, y, *arrays)
+    return y.reshape(x.shape), cdf.reshape(x.shape), e.reshape(x.shape)
+
+
+def gelu_erf_backward(x: Array, cdf: Array, e: Array, g: Array, scale: float) -> Array | None:
+    """Exact GELU's ``dx = g * (cdf + x * e * scale)`` (``e = exp(-x**2 / 2)``, ``scale =
+    1 / sqrt(2 pi)``) in one pass into a fresh array."""
+    if not _dense(x, cdf, e, g) or not x.shape == cdf.shape == e.shape == g.shape:
+        return None
+    out = np.empty_like(g)
+    flat = [a.reshape(-1) for a in (x, e, cdf, g, out)]
+    _kernels()["gelu_erf_grad"](*flat, x.dtype.type(scale))
     return out
 
 
