@@ -108,24 +108,9 @@ class Gelu(Function):
 
     @staticmethod
     def forward(ctx: Node, x: Array, *, approximate: str = "none", fused: bool = True) -> Array:
-        xp = namespace(x)
-        if approximate == "tanh":
-            fast = numba_transformer.gelu_tanh(x) if fused else None
-            if fast is not None:
-                y, t = fast
-            else:
-                t = xp.tanh(SQRT_2_OVER_PI * (x + KAPPA * (x * x * x)))
-                y = 0.5 * x * (1.0 + t)
-            ctx.saved = (x, t, approximate, fused)
-            return y
-        fast = numba_transformer.gelu_erf(x, CODY) if fused else None
-        if fast is not None:
-            y, cdf, gauss = fast
-            ctx.saved = (x, (cdf, gauss), approximate, fused)
-            return y
-        cdf = 0.5 * (1.0 + erf(x * SQRT_HALF))
-        ctx.saved = (x, (cdf, None), approximate, fused)
-        return x * cdf
+        y, saved = _tanh_form(x, fused) if approximate == "tanh" else _erf_form(x, fused)
+        ctx.saved = (x, saved, approximate, fused)
+        return y
 
     @staticmethod
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
@@ -145,3 +130,22 @@ class Gelu(Function):
             return (fast,)
         pdf = namespace(x).exp(-0.5 * (x * x)) * INV_SQRT_2PI
         return (g * (cdf + x * pdf),)
+
+
+def _tanh_form(x: Array, fused: bool) -> tuple[Array, Array]:
+    """``(0.5 x (1 + t), t)``, ``t = tanh(sqrt(2/pi) (x + 0.044715 x**3))``."""
+    fast = numba_transformer.gelu_tanh(x) if fused else None
+    if fast is not None:
+        return fast
+    t = namespace(x).tanh(SQRT_2_OVER_PI * (x + KAPPA * (x * x * x)))
+    return 0.5 * x * (1.0 + t), t
+
+
+def _erf_form(x: Array, fused: bool) -> tuple[Array, tuple[Array, Array | None]]:
+    """``(x cdf, (cdf, exp(-x**2 / 2) where the fast path kept it, else None))``."""
+    fast = numba_transformer.gelu_erf(x, CODY) if fused else None
+    if fast is not None:
+        y, cdf, gauss = fast
+        return y, (cdf, gauss)
+    cdf = 0.5 * (1.0 + erf(x * SQRT_HALF))
+    return x * cdf, (cdf, None)
