@@ -12,8 +12,11 @@ wall and CPU time (the process's, all threads: on a shared machine, where others
 the cores, CPU time stays near the uncontended figure while wall time does not), and xpnn's
 time over PyTorch's in the same run. Each thread count runs in its own process pinned to that
 many cores (``sched_setaffinity``: one thread is ``taskset -c 0``); BLAS through threadpoolctl,
-torch through ``set_num_threads``. JAX is left out, saying so (not written: it was not
-installed where this was made, so a JAX row could not be tested).
+torch through ``set_num_threads``, XLA through its one-thread flags. Where JAX is installed,
+a third row times the same model's whole training step under one ``jax.jit``
+(``benchmarks/_jax_gpt.py``: AdamW written out with torch's equations, optax not needed).
+The last column is each framework's loss at its last timed step: all three train the same
+model on the same batches, so they agree (up to float rounding).
 
 ``--compare-loss`` trains both for ``--iters`` iterations with the example's schedule (warmup,
 cosine to a tenth) and prints the loss over the whole validation text of each, side by side.
@@ -42,8 +45,11 @@ import char_lm
 from gpt import GPT
 
 import xpnn
+from xpnn import backend
 from xpnn.data import TextLoader, load_text
 from xpnn.optim import decay_groups
+
+ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 def parse_args() -> argparse.Namespace:
@@ -113,40 +119,49 @@ class Pair:
         return loss.detach()
 
 
-def time_blocks(pair: Pair, args: argparse.Namespace) -> dict[str, tuple[list[float], list[float]]]:
-    """Seconds per iteration (wall, CPU) of each block, alternating the frameworks."""
-    steps = {"xpnn": pair.xpnn_step, "torch": pair.torch_step}
+Timings = dict[str, tuple[list[float], list[float], float]]  # name -> (wall, CPU per block, last loss)
+
+
+def time_blocks(steps: dict[str, Any], args: argparse.Namespace) -> Timings:
+    """Seconds per iteration (wall, CPU) of each block, alternating the frameworks, and each
+    one's loss at its last timed step."""
     for step in range(args.warmup):
         for run in steps.values():
             run(step)
-    found: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in steps}
+    found: Timings = {name: ([], [], math.nan) for name in steps}
     for block in range(args.repeats):
         for name, run in steps.items():
             first = args.warmup + block * args.iters
             wall, cpu = time.perf_counter(), time.process_time()
             for step in range(first, first + args.iters):
                 loss = run(step)
-            float(loss)  # wait for the device (a no-op on the CPU)
+            last = float(loss)  # waits for the device (JAX dispatches asynchronously)
             found[name][0].append((time.perf_counter() - wall) / args.iters)
             found[name][1].append((time.process_time() - cpu) / args.iters)
+            found[name] = (found[name][0], found[name][1], last)
     return found
 
 
-def print_times(
-    found: dict[str, tuple[list[float], list[float]]], args: argparse.Namespace, threads: int
-) -> None:
+LABELS = {"torch": "torch eager (CPU)", "jax": "JAX (jax.jit)"}
+
+
+def print_times(found: Timings, args: argparse.Namespace, threads: int) -> None:
     print(f"\n{threads} thread(s); seconds per iteration over {args.repeats} blocks of {args.iters}:\n")
-    print("| framework | median s/it | min s/it | CPU s/it (median) | xpnn / this (median) | (min) | (CPU) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| framework | median s/it | min s/it | CPU s/it (median) | xpnn / this (median) | (min) | (CPU) "
+          "| last loss |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     mine = found["xpnn"]
-    for name, (wall, cpu) in found.items():
+    for name, (wall, cpu, last) in found.items():
         ratios = (statistics.median(mine[0]) / statistics.median(wall), min(mine[0]) / min(wall),
                   statistics.median(mine[1]) / statistics.median(cpu))  # fmt: skip
-        label = f"xpnn[{args.backend}]" if name == "xpnn" else "torch eager (CPU)"
+        label = LABELS.get(name, f"xpnn[{args.backend}]")
         print(f"| {label} | {statistics.median(wall):.4f} | {min(wall):.4f} | {statistics.median(cpu):.4f} | "
-              + " | ".join(f"{r:.2f}" for r in ratios) + " |")  # fmt: skip
-    ratio = statistics.median(mine[0]) / statistics.median(found["torch"][0])
-    print(f"\nRESULT threads={threads} xpnn/torch median={ratio:.3f}")
+              + " | ".join(f"{r:.2f}" for r in ratios) + f" | {last:.4f} |")  # fmt: skip
+    for name in found:
+        if name != "xpnn":
+            ratio = statistics.median(mine[0]) / statistics.median(found[name][0])
+            print(f"RESULT threads={threads} xpnn/{name} median={ratio:.3f} "
+                  f"min={min(mine[0]) / min(found[name][0]):.3f}")  # fmt: skip
 
 
 def compare_loss(pair: Pair, corpus: Any, args: argparse.Namespace) -> None:
@@ -182,15 +197,22 @@ def compare_loss(pair: Pair, corpus: Any, args: argparse.Namespace) -> None:
     print(f"RESULT xpnn/torch validation loss = {mine / theirs:.4f} ({100 * (mine / theirs - 1):+.2f}%)")
 
 
-def jax_note() -> str:
-    """Why there is no JAX row (it was written where JAX was not installed, so untested)."""
+def jax_peer(pair: Pair, args: argparse.Namespace) -> Any:
+    """The JAX step (``benchmarks/_jax_gpt.py``) from the pair's weights, or None, saying why."""
     try:
         import jax
-    except ImportError:
-        return "JAX: not installed (pip install jax optax): no JAX row"
-    return (
-        f"JAX {jax.__version__} is installed, but this benchmark has no JAX row yet (not written: untested)"
-    )
+        from _jax_gpt import JaxGPT  # beside this script
+    except ImportError as error:
+        print(f"JAX: not installed ({error}; pip install jax): no JAX row")
+        return None
+    print(f"JAX {jax.__version__} on {jax.devices()[0]}; XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
+    model = JaxGPT(pair.model, args.lr)
+
+    def step(index: int) -> Any:
+        x, y = pair.loader.batch(index)
+        return model.step(backend.to_host(x), backend.to_host(y))
+
+    return step
 
 
 def blas() -> str:
@@ -202,14 +224,15 @@ def blas() -> str:
 
 def run_threads(args: argparse.Namespace, threads: int) -> None:
     """Everything for one thread count, in this process pinned to ``threads`` cores."""
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])  # XLA ignores thread limits
+    if threads == 1:  # read once, when JAX's CPU client starts
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {ONE_THREAD_XLA}".strip()
     import torch
     from threadpoolctl import threadpool_limits
 
     corpus = load_text(args.text)
     print(f"xpnn {xpnn.__version__}, torch {torch.__version__}, numpy {np.__version__}; BLAS: {blas()}; "
           f"cores {sorted(os.sched_getaffinity(0))}")  # fmt: skip
-    print(jax_note())
     if os.environ.get("OPENBLAS_CORETYPE"):
         print("OPENBLAS_CORETYPE is set: NumPy's GEMMs run a kernel this CPU would not pick; rerun as "
               "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/char_lm.py`")  # fmt: skip
@@ -220,8 +243,12 @@ def run_threads(args: argparse.Namespace, threads: int) -> None:
         pair = Pair(args, corpus, schedule=args.compare_loss)
         if args.compare_loss:
             compare_loss(pair, corpus, args)
-        else:
-            print_times(time_blocks(pair, args), args, threads)
+            return
+        steps = {"xpnn": pair.xpnn_step, "torch": pair.torch_step}
+        jax_step = jax_peer(pair, args)
+        if jax_step is not None:
+            steps["jax"] = jax_step
+        print_times(time_blocks(steps, args), args, threads)
 
 
 def main() -> None:
