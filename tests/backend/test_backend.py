@@ -19,6 +19,7 @@ HOST_MODULES = {
     "data/idx.py",
     "data/loader.py",
     "data/synthetic.py",
+    "data/text.py",
 }
 ROOT = Path(xpnn.__file__).parent  # subpackages too: xpnn/nnfs/*.py are numeric core
 MODULES = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py"))
