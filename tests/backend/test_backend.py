@@ -22,6 +22,7 @@ HOST_MODULES = {
     "data/synthetic.py",
     "distributed/host_buffers.py",
     "distributed/shared_memory.py",
+    "data/text.py",
 }
 HOST_PACKAGES = ("backend/", "kernels/", "io/")
 ROOT = Path(xpnn.__file__).parent  # subpackages too: xpnn/nnfs/*.py are numeric core

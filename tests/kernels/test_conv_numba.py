@@ -1,4 +1,4 @@
-"""The optional numba loops of MaxPool2D and Conv2D (:mod:`xpnn.backend.numba_conv`): bit for
+"""The optional numba loops of MaxPool2D and Conv2D (:mod:`xpnn.kernels.conv_numba`): bit for
 bit the NumPy fast path of :mod:`xpnn.backend.numpy_conv` (numba switched off) and, for max
 pooling's gradient, the plain equations; odd sizes, padding, ceil_mode, overlapping windows,
 ties, NaN and -inf, float32 and float64, batch 1, contiguous NCHW and channel-major inputs."""

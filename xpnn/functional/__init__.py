@@ -1,7 +1,8 @@
 """The differentiable functions, on Tensors (or arrays, taken as constants): ``from xpnn import
 functional as F``. Each returns a Tensor and records one node whose backward is written by
 hand beside its forward (:mod:`xpnn.functional.linear`, ``activations``, ``conv``, ``pooling``,
-``normalization``, ``dropout``, ``losses``); the layers of :mod:`xpnn.nn` call the same ones.
+``normalization``, ``dropout``, ``losses``; the transformer's: ``transformer``); the layers
+of :mod:`xpnn.nn` call the same ones.
 Inputs are checked first (shapes, dtypes, namespaces), naming the function and the culprit.
 """
 
@@ -29,6 +30,7 @@ from xpnn.functional.linear import Linear
 from xpnn.functional.losses import CrossEntropy, MeanSquaredError
 from xpnn.functional.normalization import BatchNorm, Running
 from xpnn.functional.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from xpnn.functional.transformer import embedding, gelu, layer_norm, scaled_dot_product_attention
 
 Array = Any
 TensorLike = Tensor | Array
@@ -262,7 +264,10 @@ __all__ = [
     "conv2d",
     "cross_entropy",
     "dropout",
+    "embedding",
+    "gelu",
     "global_avg_pool2d",
+    "layer_norm",
     "leaky_relu",
     "linear",
     "log_softmax",
@@ -271,6 +276,7 @@ __all__ = [
     "minimum",
     "mse",
     "relu",
+    "scaled_dot_product_attention",
     "sigmoid",
     "softmax",
     "stack",

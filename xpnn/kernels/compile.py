@@ -41,11 +41,13 @@ def available() -> bool:
 OPTIONS: dict[str, Any] = dict(error_model="numpy", fastmath=False, nogil=True)
 
 
-def jit(loop: Any) -> Any:
-    """``loop`` compiled lazily (at its first call) with the options every kernel here needs."""
+def jit(loop: Any, **overrides: Any) -> Any:
+    """``loop`` compiled lazily (at its first call) with the options every kernel here needs
+    (``overrides`` replace some, e.g. ``fastmath`` for a kernel whose sums may be reordered)."""
     import numba  # optional: only reached where available() imported it
 
+    options = {**OPTIONS, **overrides}
     try:
-        return numba.njit(cache=True, **OPTIONS)(loop)
+        return numba.njit(cache=True, **options)(loop)
     except RuntimeError:  # no writeable cache directory: compile at every start instead
-        return numba.njit(**OPTIONS)(loop)
+        return numba.njit(**options)(loop)

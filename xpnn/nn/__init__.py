@@ -4,6 +4,7 @@ parameters, the checks and the tree. ``xpnn.Module`` / ``xpnn.Sequential`` add `
 friends on top (:mod:`xpnn.train.model`)."""
 
 from xpnn.nn.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from xpnn.nn.attention import MultiHeadAttention
 from xpnn.nn.conv import Conv2D
 from xpnn.nn.dense import Dense
 from xpnn.nn.layers import Dropout, Flatten, Layer
@@ -13,6 +14,7 @@ from xpnn.nn.normalization import BatchNorm
 from xpnn.nn.parameter import Parameter
 from xpnn.nn.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from xpnn.nn.sequential import Sequential
+from xpnn.nn.transformer import GELU, Embedding, LayerNorm
 
 __all__ = [
     "MAE",
@@ -24,13 +26,17 @@ __all__ = [
     "Conv2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
+    "GELU",
     "GlobalAvgPool2D",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "Loss",
     "MaxPool2D",
     "Module",
+    "MultiHeadAttention",
     "Parameter",
     "ReLU",
     "Sequential",

@@ -30,7 +30,7 @@ _REGULARIZERS = (
 class Dense(Layer):
     """Fully connected layer ``y = x @ weight + bias``: ``(..., n_in) -> (..., n_out)`` (torch's
     Linear convention for the input), weight (n_in, n_out) (the book's; torch's transposed),
-    bias (n_out,).
+    bias (n_out,), or None with ``bias=False``.
 
     ``init``: ``"glorot_uniform"`` (default), ``"he_normal"``, ``"he_uniform"`` or ``"nnfs"``
     (the book's ``0.01 * randn``). The NNFS chapter-14 regularizers add
@@ -55,6 +55,7 @@ class Dense(Layer):
         weight_regularizer_l2: float = 0.0,
         bias_regularizer_l1: float = 0.0,
         bias_regularizer_l2: float = 0.0,
+        bias: bool = True,
         seed: int | None = None,
     ) -> None:
         self.n_in, self.n_out = check_count("Dense", "n_in", n_in), check_count("Dense", "n_out", n_out)
@@ -66,7 +67,7 @@ class Dense(Layer):
         if init not in INITS:
             raise ArgumentError(f"Dense: unknown init {init!r}; expected one of {', '.join(INITS)}")
         self.weight = Parameter(None, "weight")
-        self.bias = Parameter(None, "bias")
+        self.bias = Parameter(None, "bias") if bias else None
         self.reset_parameters(backend.host_rng(check_seed("Dense", seed)))
 
     def reset_parameters(self, rng: Any) -> None:
@@ -76,8 +77,9 @@ class Dense(Layer):
         bias = init.zeros((self.n_out,))
         if old is not None:  # keep the parameters' backend, device AND dtype (float64 stays)
             weight, bias = backend.move_like(weight, old), backend.move_like(bias, old)
-        self.weight.value, self.bias.value = weight, bias
-        self.weight.grad = self.bias.grad = None
+        self.weight.value, self.weight.grad = weight, None
+        if self.bias is not None:
+            self.bias.value, self.bias.grad = bias, None
 
     def inputs(self) -> tuple[Parameter | None, ...]:
         return (self.weight, self.bias)
@@ -123,7 +125,9 @@ class Dense(Layer):
         if not any(self.regularizers):
             return 0.0
         total = Penalty.apply(self.weight, l1=l1w, l2=l2w)
-        return total + Penalty.apply(self.bias, l1=l1b, l2=l2b) if (l1b or l2b) else total
+        if (l1b or l2b) and self.bias is not None:
+            total = total + Penalty.apply(self.bias, l1=l1b, l2=l2b)
+        return total
 
     def regularization_loss(self, seen: set[int] | None = None) -> Any:
         """Its own :meth:`penalty`: a Dense holds no sub-modules, so the tree walk of
@@ -134,7 +138,7 @@ class Dense(Layer):
         l1w, l2w, l1b, l2b = self.regularizers
         if l1w or l2w:
             self.weight.accumulate(penalty_gradient(self.weight.value, l1w, l2w))
-        if l1b or l2b:
+        if (l1b or l2b) and self.bias is not None:
             self.bias.accumulate(penalty_gradient(self.bias.value, l1b, l2b))
 
     def output_width(self) -> int | None:
@@ -143,6 +147,8 @@ class Dense(Layer):
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"n_in": self.n_in, "n_out": self.n_out, "init": self.init}
         config.update({k: v for k, v in zip(_REGULARIZERS, self.regularizers, strict=True) if v})
+        if self.bias is None:
+            config["bias"] = False
         return config
 
     def __repr__(self) -> str:

@@ -33,6 +33,20 @@ def size_limit(elements: int) -> Iterator[None]:
         _LIMIT.reset(token)
 
 
+def _check_limit(shape: tuple[int, ...]) -> None:
+    limit = _LIMIT.get()
+    if limit is not None and math.prod(shape) > limit:
+        raise CheckpointError(
+            f"a weight of shape {shape} ({math.prod(shape)} numbers), but the file holds {limit}"
+        )
+
+
+def normal_weights(rng: Any, shape: tuple[int, ...], std: float = 1.0) -> HostArray:
+    """A float32 array of ``shape`` drawn from N(0, std**2) (torch's Embedding: std 1)."""
+    _check_limit(shape)
+    return (std * rng.standard_normal(shape)).astype("float32")
+
+
 def initial_weights(rng: Any, init: str, shape: tuple[int, ...], *, fan_in: int, fan_out: int) -> HostArray:
     """A float32 weight array of ``shape`` drawn from ``rng`` (a NumPy ``Generator``).
 
@@ -40,11 +54,7 @@ def initial_weights(rng: Any, init: str, shape: tuple[int, ...], *, fan_in: int,
     ``he_normal``: N(0, 2 / fan_in); ``he_uniform``: U(-a, a), a = sqrt(6 / fan_in);
     ``nnfs``: 0.01 * N(0, 1), the NNFS book's Layer_Dense.
     """
-    limit = _LIMIT.get()
-    if limit is not None and math.prod(shape) > limit:
-        raise CheckpointError(
-            f"a weight of shape {shape} ({math.prod(shape)} numbers), but the file holds {limit}"
-        )
+    _check_limit(shape)
     if init == "glorot_uniform":
         limit = (6.0 / (fan_in + fan_out)) ** 0.5
         return rng.uniform(-limit, limit, shape).astype("float32")

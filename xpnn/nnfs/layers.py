@@ -57,6 +57,12 @@ class Layer_Dense:
 
     # -- the book's attributes, as views of the core layer's parameters --------------------------
     @property
+    def _bias(self) -> Parameter:
+        bias = self.dense.bias
+        assert bias is not None  # the book's layer always has biases
+        return bias
+
+    @property
     def weights(self) -> Array:
         return self.dense.weight.value
 
@@ -66,11 +72,11 @@ class Layer_Dense:
 
     @property
     def biases(self) -> Array:
-        return _row(self.dense.bias.value)
+        return _row(self._bias.value)
 
     @biases.setter
     def biases(self, value: Array) -> None:
-        self._set(self.dense.bias, value, (1, self.dense.n_out), "biases")
+        self._set(self._bias, value, (1, self.dense.n_out), "biases")
 
     @property
     def dweights(self) -> Array:
@@ -82,12 +88,12 @@ class Layer_Dense:
 
     @property
     def dbiases(self) -> Array:
-        grad = self.dense.bias.grad
+        grad = self._bias.grad
         return None if grad is None else _row(grad)
 
     @dbiases.setter
     def dbiases(self, grad: Array) -> None:
-        self.dense.bias.grad = None if grad is None else backend.namespace(grad).reshape(grad, (-1,))
+        self._bias.grad = None if grad is None else backend.namespace(grad).reshape(grad, (-1,))
 
     @property
     def weight_regularizer_l1(self) -> float:
@@ -121,7 +127,7 @@ class Layer_Dense:
 
     def backward(self, dvalues: Array) -> None:
         # the book overwrites dweights / dbiases each backward; the core layer adds into .grad
-        self.dense.weight.grad = self.dense.bias.grad = None
+        self.dense.weight.grad = self._bias.grad = None
         self.dinputs = self.dense.backward(dvalues)
 
     def _follow(self, inputs: Array) -> None:
