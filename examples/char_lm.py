@@ -31,7 +31,7 @@ from gpt import GPT, generate  # beside this script
 import xpnn
 from xpnn import backend, distributed
 from xpnn.data import TextLoader, Vocabulary, load_text
-from xpnn.nn import serialization
+from xpnn.io import serialization
 from xpnn.optim import decay_groups, schedules
 
 BITS = 1.0 / math.log(2.0)  # nats -> bits

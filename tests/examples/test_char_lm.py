@@ -18,7 +18,7 @@ import xpnn
 from tests.examples.loading import EXAMPLES
 from tests.helpers.optional import require_torch
 from xpnn import backend
-from xpnn.nn import serialization
+from xpnn.io import serialization
 from xpnn.optim import decay_groups
 
 sys.path.insert(0, str(EXAMPLES))  # char_lm.py imports gpt.py from beside itself, as a script does
