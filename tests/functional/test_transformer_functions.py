@@ -212,10 +212,10 @@ def test_handwritten_backward_equals_the_recorded_gradient_of_the_plain_forward(
 
 
 # -- the fast paths equal the plain equations ------------------------------------------------------
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fast_paths_equal_the_plain_equations(dtype):
-    if not compile.available():
-        pytest.skip("numba is not installed: there is no fast path to compare")
+    pytest.importorskip("numba", reason="numba is not installed: there is no fast path to compare")
     x = (RNG.standard_normal((3, 7, 10)) * 2).astype(dtype)
     w, b = RNG.standard_normal(10).astype(dtype), RNG.standard_normal(10).astype(dtype)
     packed = RNG.standard_normal((2, 7, 18)).astype(dtype)
