@@ -18,7 +18,6 @@ from xpnn.functional.attention import HeadsAttention, ScaledDotProductAttention,
 from xpnn.functional.embedding import Embedding
 from xpnn.functional.gelu import Gelu, erf
 from xpnn.functional.layer_norm import LayerNorm
-from xpnn.kernels import compile
 
 RNG = np.random.default_rng(11)
 RTOL = {"float64": 1e-10, "float32": 1e-4}
