@@ -173,3 +173,19 @@ def test_a_layout_naming_sub_modules_covers_the_whole_layer_as_torch_multihead_a
 def test_the_table_names_only_layers_whose_torch_layout_differs() -> None:
     assert set(torch_layout.TORCH_LAYOUTS) == {"Dense", "BatchNorm", "MultiHeadAttention"}
     assert torch_layout.layout_of(xpnn.Conv2D(1, 1, 1)) == torch_layout.TorchLayout()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_xpnns_multi_head_attention_runs_as_torchs_with_the_mapped_weights(causal: bool) -> None:
+    torch = require_torch("the outputs are compared with torch's MultiheadAttention")
+    ours = xpnn.MultiHeadAttention(8, 2, causal=causal)
+    theirs = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    theirs.load_state_dict({k: torch.as_tensor(v) for k, v in ours.state_dict(to_torch=True).items()})
+    x = np.random.default_rng(3).standard_normal((2, 5, 8)).astype(np.float32)
+    mask = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1) if causal else None
+    want, _ = theirs(*(torch.as_tensor(x),) * 3, attn_mask=mask, need_weights=False)
+    got = backend.to_host(ours(x).value)
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5, atol=1e-6)
+    back = xpnn.MultiHeadAttention(8, 2, causal=causal)
+    back.load_state_dict(theirs.state_dict(), from_torch=True)
+    np.testing.assert_allclose(backend.to_host(back(x).value), got, rtol=0, atol=0)

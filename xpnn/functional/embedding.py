@@ -31,13 +31,13 @@ class Embedding(Function):
     def forward(ctx: Node, ids: Array, weight: Array, *, fused: bool = True) -> Array:
         xp = namespace(weight)
         flat = xp.reshape(ids, (-1,))
-        ctx.saved = (flat, tuple(weight.shape), weight.dtype, fused)
+        ctx.saved = (ids, flat, tuple(weight.shape), weight.dtype, fused)  # ids: for exporters
         rows = xp.take(weight, flat, axis=0)
         return xp.reshape(rows, (*ids.shape, weight.shape[1]))
 
     @staticmethod
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
-        flat, shape, dtype, fused = ctx.saved
+        _, flat, shape, dtype, fused = ctx.saved
         if not ctx.needs[1]:
             return (None, None)
         xp = namespace(g)

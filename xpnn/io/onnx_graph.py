@@ -59,7 +59,7 @@ class OnnxGraph:
         )
         if dtype is None and (host.dtype.kind == "f" or not hasattr(value, "dtype")):
             dtype = self.dtype
-        host = np.ascontiguousarray(host, dtype=dtype) if dtype is not None else np.ascontiguousarray(host)
+        host = np.array(host, dtype=dtype, order="C")  # a 0-d array stays 0-d (ascontiguousarray: 1-d)
         name = self.fresh(hint)
         self.initializers.append(self.onnx.numpy_helper.from_array(host.reshape(np.shape(host)), name))
         return name

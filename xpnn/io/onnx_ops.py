@@ -17,6 +17,7 @@ import numpy as np
 
 from xpnn.errors import ExportError
 from xpnn.io.onnx_graph import Call, OnnxGraph
+from xpnn.io.onnx_transformer import TRANSFORMER_OPS
 
 Converter = Callable[[OnnxGraph, Call], str]
 
@@ -213,4 +214,5 @@ ONNX_OPS: dict[str, Converter] = {
     "min": _reduce("ReduceMin"),
     "concat": concat,
     "take": take,
+    **TRANSFORMER_OPS,
 }
