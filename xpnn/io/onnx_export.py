@@ -151,7 +151,9 @@ def export_onnx(
     example = example_input.value if isinstance(example_input, Tensor) else example_input
     floats = [p.value for p in model.parameters()] + [example]
     dtype = next((backend.to_host(v[:0, ...]).dtype for v in floats if is_floating(v)), None)
-    images = backend.dtype_name(example.dtype) == "uint8" and dtype is not None
+    if dtype is None:
+        raise ExportError("export_onnx: neither the model's parameters nor the input are floating-point")
+    images = backend.dtype_name(example.dtype) == "uint8"
     traced = example[:2, ...]
     if images:
         xp = backend.namespace(example)
