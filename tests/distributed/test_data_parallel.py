@@ -119,13 +119,13 @@ def test_ranks_with_different_models_are_refused_naming_the_first_difference(tmp
     assert done.returncode != 0
     assert "ModelMismatchError" in done.stderr
     assert "rank 1 differs from rank 0" in done.stderr
-    assert "rank 0 has 'parameter 0.weight: shape (12, 16), dtype float64'" in done.stderr
-    assert "rank 1 has 'parameter 0.weight: shape (12, 17), dtype float64'" in done.stderr
+    assert "rank 0 has 'module 0: Dense {init='glorot_uniform', n_in=12, n_out=16}'" in done.stderr
+    assert "rank 1 has 'module 0: Dense {init='glorot_uniform', n_in=12, n_out=17}'" in done.stderr
 
 
 def test_ranks_with_different_data_sizes_are_refused_before_training(tmp_path: Path) -> None:
     # a different sample count means a different number of steps: a deadlock, were it not checked
     done = mpi.run(2, WORKER, [str(tmp_path), "--mismatch-data"], timeout=TIMEOUT)
     assert done.returncode != 0
-    assert "rank 0 has 'training data: 103 samples of shape (12,)'" in done.stderr
-    assert "rank 1 has 'training data: 104 samples of shape (12,)'" in done.stderr
+    assert "rank 0 has 'training data: 103 samples of shape (12,), dtype float64'" in done.stderr
+    assert "rank 1 has 'training data: 104 samples of shape (12,), dtype float64'" in done.stderr

@@ -22,8 +22,8 @@ from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.consistency import (
     broadcast_optimizer_state,
     broadcast_parameters,
-    check_same_model,
-    describe,
+    check_same_outputs,
+    handshake,
 )
 from xpnn.distributed.host_buffers import host_values
 from xpnn.distributed.sharding import Shards
@@ -77,10 +77,11 @@ class DistributedOptimizer:
 class DataParallel:
     """What ``fit(..., communicator=comm)`` does around its loop on more than one rank.
 
-    :meth:`start` checks every rank holds the same model and run, broadcasts rank 0's
-    parameters, buffers, optimizer state, seed and epoch, hands the model the communicator
-    and hooks the gradient average into the optimizer; :meth:`stop` undoes the last two.
-    ``shards`` gives each rank its part of every batch and sums metrics over ranks.
+    :meth:`start` checks every rank holds the same model and run (the handshake), broadcasts
+    rank 0's parameters, buffers, counters, optimizer state, seed and epoch, compares the ranks'
+    outputs for a few samples, hands the model the communicator and hooks the gradient average
+    into the optimizer; :meth:`stop` undoes the last two. ``shards`` gives each rank its part of
+    every batch and sums metrics over ranks; :meth:`meet` is evaluate's and predict's handshake.
     """
 
     def __init__(self, communicator: Communicator, model: Any, optimizer: Optimizer | None) -> None:
@@ -100,16 +101,25 @@ class DataParallel:
     def rank(self) -> int:
         return self.communicator.rank
 
-    def start(self, seed: int, epoch: int, run: Sequence[str] = ()) -> tuple[int, int]:
+    def meet(self, operation: str, run: Sequence[str]) -> None:
+        """The opening handshake of ``operation`` (see :func:`~.consistency.handshake`)."""
+        handshake(self.communicator, operation, run)
+
+    def start(self, seed: int, epoch: int, run: Sequence[str], probe: Array) -> tuple[int, int]:
         """Make every rank rank 0's copy; returns rank 0's ``(seed, epoch)``. ``run`` describes
-        what else must agree (data size, batch size, epochs): compared with the model."""
+        the whole run (:func:`~.run_config.describe_fit`); ``probe``: a few samples, on the
+        model's backend, whose outputs the ranks compare after the broadcast."""
         comm = self.communicator
-        check_same_model(comm, describe(self.model, self.optimizer, run))
+        handshake(comm, "fit", run)
         broadcast_parameters(self.model, comm)
         if self.optimizer is not None:
             broadcast_optimizer_state(self.optimizer, comm)
+        check_same_outputs(comm, self.model, probe)
+        if self.optimizer is not None:
             self._remove_hook = self.optimizer.register_step_pre_hook(self._average)
         self.model.set_communicator(comm)
+        if hasattr(comm, "where"):  # a timeout's message says which epoch and batch
+            comm.where = self.shards.position
         first = comm.broadcast(host_values([seed, epoch], "int64"))
         return int(first[0]), int(first[1])
 
@@ -131,6 +141,8 @@ class DataParallel:
     def stop(self) -> None:
         """Back to one process: the model forgets the communicator, the optimizer the hook."""
         self.model.set_communicator(None)
+        if hasattr(self.communicator, "where"):
+            self.communicator.where = None
         if self._remove_hook is not None:
             self._remove_hook()
             self._remove_hook = None

@@ -82,6 +82,14 @@ def culprit_named(model: Model) -> Iterator[None]:
         raise named.with_traceback(error.__traceback__) from None
 
 
+def first_samples(model: Model, x: Array, count: int = 4) -> Array:
+    """The first ``count`` samples of ``x`` as the model sees them (its backend and dtype)."""
+    bk, dtype = model_backend(model)
+    return next(
+        DataLoader(x[:count, ...], batch_size=count, shuffle=False, target=bk, dtype=dtype).batches(0)
+    )[0]
+
+
 def rehearse(model: Model, x: Array, y: Array | None = None, loss: Any = None) -> int | None:
     """Call ``model`` on the first sample of ``x`` as described above (and a loss function on
     its output and ``y``'s first label); returns the output width (the size of the last axis
