@@ -32,9 +32,9 @@ def assert_same_run(one: dict[str, np.ndarray], other: dict[str, np.ndarray], rt
     for a, b in zip(params(one), params(other), strict=True):
         assert a.dtype == b.dtype == np.float64
         np.testing.assert_allclose(b, a, rtol=rtol, atol=1e-13)
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "evaluation"):
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "evaluation", "predict"):
         if key in one:
-            np.testing.assert_allclose(other[key], one[key], rtol=rtol)
+            np.testing.assert_allclose(other[key], one[key], rtol=rtol, atol=1e-12)
     assert int(one["t"]) == int(other["t"])
 
 
@@ -43,6 +43,7 @@ def assert_ranks_bit_equal(results: list[dict[str, np.ndarray]]) -> None:
         for a, b in zip(params(results[0]), params(other), strict=True):
             assert np.array_equal(a, b)
         assert np.array_equal(results[0]["evaluation"], other["evaluation"])
+        assert np.array_equal(results[0]["predict"], other["predict"])
 
 
 @pytest.mark.parametrize("backend_name", ["numpy", "torch"])

@@ -28,6 +28,7 @@ from xpnn.distributed.consistency import (
 from xpnn.distributed.host_buffers import host_values
 from xpnn.distributed.sharding import Shards
 from xpnn.errors import DistributedError
+from xpnn.nn.layers import Dropout
 from xpnn.optim.base import Optimizer
 
 Array = Any
@@ -77,11 +78,11 @@ class DistributedOptimizer:
 class DataParallel:
     """What ``fit(..., communicator=comm)`` does around its loop on more than one rank.
 
-    :meth:`start` checks every rank holds the same model and run (the handshake), broadcasts
-    rank 0's parameters, buffers, counters, optimizer state, seed and epoch, compares the ranks'
-    outputs for a few samples, hands the model the communicator and hooks the gradient average
-    into the optimizer; :meth:`stop` undoes the last two. ``shards`` gives each rank its part of
-    every batch and sums metrics over ranks; :meth:`meet` is evaluate's and predict's handshake.
+    :meth:`meet` checks every rank is about to run the same thing (the handshake, before
+    anything changes); :meth:`start` broadcasts rank 0's parameters, buffers, counters,
+    optimizer state, seed and epoch, compares the ranks' outputs for a few samples, hands the
+    model the communicator and hooks the gradient average into the optimizer; :meth:`stop`
+    undoes the last two. ``shards`` gives each rank its part of every batch and sums metrics.
     """
 
     def __init__(self, communicator: Communicator, model: Any, optimizer: Optimizer | None) -> None:
@@ -105,12 +106,10 @@ class DataParallel:
         """The opening handshake of ``operation`` (see :func:`~.consistency.handshake`)."""
         handshake(self.communicator, operation, run)
 
-    def start(self, seed: int, epoch: int, run: Sequence[str], probe: Array) -> tuple[int, int]:
-        """Make every rank rank 0's copy; returns rank 0's ``(seed, epoch)``. ``run`` describes
-        the whole run (:func:`~.run_config.describe_fit`); ``probe``: a few samples, on the
-        model's backend, whose outputs the ranks compare after the broadcast."""
+    def start(self, seed: int, epoch: int, probe: Array) -> tuple[int, int]:
+        """Make every rank rank 0's copy (after :meth:`meet`); returns rank 0's ``(seed, epoch)``.
+        ``probe``: a few samples, on the model's backend, whose outputs the ranks compare."""
         comm = self.communicator
-        handshake(comm, "fit", run)
         broadcast_parameters(self.model, comm)
         if self.optimizer is not None:
             broadcast_optimizer_state(self.optimizer, comm)
@@ -118,6 +117,7 @@ class DataParallel:
         if self.optimizer is not None:
             self._remove_hook = self.optimizer.register_step_pre_hook(self._average)
         self.model.set_communicator(comm)
+        self._set_share(self.shards)
         if hasattr(comm, "where"):  # a timeout's message says which epoch and batch
             comm.where = self.shards.position
         first = comm.broadcast(host_values([seed, epoch], "int64"))
@@ -135,12 +135,19 @@ class DataParallel:
             self.optimizer.step()
             self.optimizer.zero_grad()
 
+    def _set_share(self, shards: Shards | None) -> None:
+        """Dropout layers draw their rows of the global batch's mask (see :class:`~xpnn.Dropout`)."""
+        for module in self.model.modules():
+            if isinstance(module, Dropout):
+                module.share = shards
+
     def _average(self, optimizer: Optimizer) -> None:
         average_gradients(optimizer, self.communicator, self.shards.weight)
 
     def stop(self) -> None:
         """Back to one process: the model forgets the communicator, the optimizer the hook."""
         self.model.set_communicator(None)
+        self._set_share(None)
         if hasattr(self.communicator, "where"):
             self.communicator.where = None
         if self._remove_hook is not None:

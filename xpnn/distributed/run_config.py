@@ -15,6 +15,7 @@ description catches: :func:`~xpnn.distributed.consistency.check_same_outputs` co
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -117,9 +118,13 @@ def describe_inference(model: Any, loss: Any, data: tuple[Array, Array | None], 
 
 
 def describe_fit(model: Any, loss: Any, optimizer: Optimizer, data: tuple[Array, Array], validation: Any,
-                 **settings: Any) -> list[str]:  # fmt: skip
-    """Everything the ranks of one ``fit`` must share: model, loss, optimizer, data, settings."""
+                 resume: str | os.PathLike[str] | None = None, **settings: Any) -> list[str]:  # fmt: skip
+    """Everything the ranks of one ``fit`` must share: model, loss, optimizer, data, settings,
+    and the checkpoint it resumes from (path and size: every rank reads the same file)."""
     lines = describe_architecture(model) + describe_tensors(model) + describe_optimizer(optimizer)
     lines += [describe_loss(loss), *describe_data("training data", *data)]
     lines += describe_data("validation data", *(validation if validation is not None else (None, None)))
+    if resume is not None:
+        size = os.stat(resume).st_size if os.path.exists(resume) else "missing"
+        lines.append(f"resume from {os.fspath(resume)!r} ({size} bytes)")
     return [*lines, describe_settings(**settings)]

@@ -36,6 +36,7 @@ class Shards:
         self.communicator = communicator
         self.weight = 1.0
         self.epoch, self.batch, self.batches_per_epoch = 0, -1, 0
+        self.rows = (0, 0, 0)  # this rank's [start, stop) of the current global batch, and its size
 
     def position(self) -> str:
         """Where the loop is, for messages: ``fit, epoch 2, batch 17 of 118``."""
@@ -57,6 +58,7 @@ class Shards:
             idx = index[first + start : first + stop]
             xb = loader.images(idx)  # the loader's own gather, cast and scale: one process's numbers
             self.weight = (stop - start) / n_global
+            self.rows = (start, stop, n_global)
             yield xb, (None if loader.y is None else xp.take(loader.y, idx, axis=0)), n_global
 
     def sum_over_ranks(self, *values: float) -> tuple[float, ...]:
