@@ -130,3 +130,26 @@ def test_ranks_with_different_data_sizes_are_refused_before_training(tmp_path: P
     assert done.returncode != 0
     assert "rank 0 has 'training data: 103 samples of shape (12,), dtype float64'" in done.stderr
     assert "rank 1 has 'training data: 104 samples of shape (12,), dtype float64'" in done.stderr
+
+
+@pytest.mark.parametrize("model", ["sequential", "module"])
+def test_bucketed_all_reduces_during_backward_give_the_single_all_reduces_bits(
+    model: str, tmp_path: Path
+) -> None:
+    # from the second step on, each bucket's all-reduce starts as backward finalises it: in
+    # node-shared memory (path 2) or by MPI_Iallreduce (path 1); the single all-reduce after
+    # backward (path 0) must give the same parameters, bit for bit
+    module = ["--module"] if model == "module" else []
+    options = ("--clip", "0.5", "--l2", "1e-3", "--samples", "101", "--bucket-elements", "40", *module)
+    runs = {
+        2: launch(2, tmp_path / "shared", *options),
+        1: launch(2, tmp_path / "mpi", *options, "--no-shared-memory"),
+        0: launch(2, tmp_path / "single", *options, "--no-overlap"),
+    }
+    for path, ranks in runs.items():
+        assert [int(r["bucket_path"]) for r in ranks] == [path, path]
+        buckets = 6 if module else 4  # a bucket per parameter: each holds more than 40 gradients
+        assert [int(r["buckets"]) for r in ranks] == [buckets if path else 0] * 2
+        assert_ranks_bit_equal(ranks)
+        for a, b in zip(params(runs[0][0]), params(ranks[0]), strict=True):
+            assert np.array_equal(a, b)

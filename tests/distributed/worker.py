@@ -34,6 +34,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batchnorm", action="store_true", help="BatchNorm after the first layer")
     parser.add_argument("--sgd", action="store_true", help="SGD with momentum instead of Adam")
     parser.add_argument("--no-shared-memory", action="store_true", help="MPI's Allreduce for gradients")
+    parser.add_argument("--no-overlap", action="store_true", help="one all-reduce after backward")
+    parser.add_argument("--bucket-elements", type=int, default=None, help="smaller gradient buckets")
     parser.add_argument("--module", action="store_true", help="a residual xpnn.Module, not a Sequential")
     parser.add_argument("--perturb", action="store_true", help="rank 1 starts from other weights and buffers")
     parser.add_argument("--dropout", type=float, default=0.0, help="a Dropout layer of this rate")
@@ -108,6 +110,10 @@ def main() -> None:
     comm = xpnn.distributed.init()
     if args.no_shared_memory:
         comm.shared_memory = False  # type: ignore[attr-defined]  # an MPICommunicator here
+    if args.no_overlap:
+        comm.overlap = False  # type: ignore[attr-defined]
+    if args.bucket_elements:
+        comm.bucket_elements = args.bucket_elements  # type: ignore[attr-defined]
     if args.raise_outside and comm.rank == 1:
         raise RuntimeError("rank 1 fails before training")
     x, y = data(args.samples + (1 if args.mismatch_data and comm.rank == 1 else 0))
@@ -143,7 +149,8 @@ def main() -> None:
     buffers = {f"buffer {name}": backend.to_host(value) for name, value in model.buffers().items()}
     np.savez(os.path.join(args.out, f"rank{comm.rank}-of-{comm.size}.npz"), *params,
              evaluation=np.array([result["loss"], result["accuracy"]]), t=optimizer.t, **buffers,
-             predict=predicted,
+             predict=predicted, bucket_path=getattr(comm, "stats", {}).get("bucket_path", -1),
+             buckets=getattr(comm, "stats", {}).get("buckets", 0),
              shared_windows=len(shared), gradients_in_shared_memory=in_shared,
              **{k: np.array(v) for k, v in logs.items()})  # fmt: skip
     print(f"rank {comm.rank} of {comm.size}: done")

@@ -13,6 +13,7 @@ optimizer's step pre-hook, so clipping by global norm and the update equation se
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from xpnn.distributed.consistency import (
     handshake,
 )
 from xpnn.distributed.host_buffers import host_values
+from xpnn.distributed.overlap import GradientOverlap
 from xpnn.distributed.sharding import Shards
 from xpnn.errors import DistributedError
 from xpnn.nn.layers import Dropout
@@ -97,6 +99,7 @@ class DataParallel:
         self.communicator, self.model, self.optimizer = communicator, model, optimizer
         self.shards = Shards(communicator)
         self._remove_hook: Any = None
+        self.overlap: GradientOverlap | None = None
 
     @property
     def rank(self) -> int:
@@ -116,6 +119,7 @@ class DataParallel:
         check_same_outputs(comm, self.model, probe)
         if self.optimizer is not None:
             self._remove_hook = self.optimizer.register_step_pre_hook(self._average)
+            self.overlap = GradientOverlap(comm, self.optimizer, self.shards)
         self.model.set_communicator(comm)
         self._set_share(self.shards)
         if hasattr(comm, "where"):  # a timeout's message says which epoch and batch
@@ -142,7 +146,19 @@ class DataParallel:
                 module.share = shards
 
     def _average(self, optimizer: Optimizer) -> None:
-        average_gradients(optimizer, self.communicator, self.shards.weight)
+        """The step's pre-hook: the buckets' wait, or the single all-reduce (the first step, or
+        where the ranks cannot overlap). Its time, what backward did not hide, adds up in
+        ``communicator.stats["exposed_allreduce_s"]`` (an MPI communicator's)."""
+        start = time.perf_counter()
+        overlap = self.overlap
+        if overlap is None or not overlap.finish():
+            average_gradients(optimizer, self.communicator, self.shards.weight)
+        stats = getattr(self.communicator, "stats", None)
+        if stats is not None:
+            stats["exposed_allreduce_s"] += time.perf_counter() - start
+            stats["steps"] += 1
+        if overlap is not None and overlap.path == -1:
+            overlap.plan()
 
     def stop(self) -> None:
         """Back to one process: the model forgets the communicator, the optimizer the hook."""
@@ -153,6 +169,9 @@ class DataParallel:
         if self._remove_hook is not None:
             self._remove_hook()
             self._remove_hook = None
+        if self.overlap is not None:
+            self.overlap.close()
+            self.overlap = None
 
 
 def data_parallel(

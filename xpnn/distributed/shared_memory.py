@@ -93,6 +93,25 @@ class NodeReducer:
     def barrier(self) -> None:
         self.complete(self.node.Ibarrier(), "the gradient all-reduce (node barrier)")
 
+    def allocate_flags(self, count: int) -> tuple[Any, list[np.ndarray]]:
+        """A window of ``count`` int64 zeros per rank (collective over the node): the flag table
+        of :class:`~.shared_buckets.SharedBuckets`. Returns it and every rank's array."""
+        window = self.mpi.Win.Allocate_shared(count * 8, 8, comm=self.node)
+        window.Lock_all()
+        tables = [
+            np.frombuffer(window.Shared_query(rank)[0], dtype=np.int64, count=count)
+            for rank in range(self.size)
+        ]
+        tables[self.rank][...] = 0
+        window.Sync()
+        self.barrier()  # every rank's zeros are in place before any rank reads a flag
+        window.Sync()
+        return window, tables
+
+    def index_of(self, buffer: np.ndarray) -> int:
+        """The window whose array of this rank is ``buffer``, or -1."""
+        return self._index(buffer) if type(buffer) is np.ndarray else -1
+
     def _allocate(self, size: int, dtype: np.dtype) -> int:
         """A new window of ``size`` elements per rank (collective over the node)."""
         item = dtype.itemsize
