@@ -55,6 +55,11 @@ def test_two_ranks_reproduce_the_one_process_run_and_end_bit_equal(backend_name:
     ranks = launch(2, tmp_path / "two", *options)
     assert_same_run(single, ranks[0])
     assert_ranks_bit_equal(ranks)
+    # predict is split like evaluate: each rank ran its 3 or 4 of every batch of 7 through the model
+    # (44 or 59 of the 103 samples, and a rehearsal's row), one process all of them
+    assert int(single["predict_rows"]) >= 103
+    assert all(int(r["predict_rows"]) <= 0.6 * int(single["predict_rows"]) for r in ranks)
+    assert sum(int(r["predict_rows"]) for r in ranks) >= 103
 
 
 @pytest.mark.parametrize("hand_loop", [False, True], ids=["fit", "hand-loop"])

@@ -140,7 +140,15 @@ def main() -> None:
                             verbose=0)  # fmt: skip
         logs = {key: history[key] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
     result = model.evaluate(x, y, loss=xpnn.SoftmaxCrossEntropy(), communicator=comm)
+    rows, forward = [0], model.forward  # the samples this rank's predict runs through the model
+
+    def counting(inputs, *rest, **options):  # type: ignore[no-untyped-def]
+        rows[0] += int(inputs.shape[0])
+        return forward(inputs, *rest, **options)
+
+    model.forward = counting  # type: ignore[method-assign]
     predicted = backend.to_host(model.predict(x, batch_size=7, communicator=comm))
+    del model.forward
     params = [backend.to_host(p.value) for p in model.parameters()]
     node = getattr(comm, "node", None)  # the shared-memory reducer, where all ranks share a node
     shared = [arrays[comm.rank] for _, arrays in node.windows] if node is not None else []
@@ -149,8 +157,8 @@ def main() -> None:
     buffers = {f"buffer {name}": backend.to_host(value) for name, value in model.buffers().items()}
     np.savez(os.path.join(args.out, f"rank{comm.rank}-of-{comm.size}.npz"), *params,
              evaluation=np.array([result["loss"], result["accuracy"]]), t=optimizer.t, **buffers,
-             predict=predicted, bucket_path=getattr(comm, "stats", {}).get("bucket_path", -1),
-             buckets=getattr(comm, "stats", {}).get("buckets", 0),
+             predict=predicted, predict_rows=rows[0], buckets=getattr(comm, "stats", {}).get("buckets", 0),
+             bucket_path=getattr(comm, "stats", {}).get("bucket_path", -1),
              shared_windows=len(shared), gradients_in_shared_memory=in_shared,
              **{k: np.array(v) for k, v in logs.items()})  # fmt: skip
     print(f"rank {comm.rank} of {comm.size}: done")
