@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
-from xpnn.distributed.waiting import DEFAULT_TIMEOUT_S
+from xpnn.distributed.waiting import ABORT_GRACE_S, DEFAULT_TIMEOUT_S
 from xpnn.errors import ArgumentError
 
 Array = Any
@@ -147,9 +147,6 @@ def init(timeout: float | None = DEFAULT_TIMEOUT_S) -> Communicator:
     communicator = MPICommunicator(MPI, MPI.COMM_WORLD, None if timeout is None else float(timeout))
     install_abort_hook(communicator)
     return communicator
-
-
-ABORT_GRACE_S = 0.5  # seconds between printing the traceback and MPI_Abort
 
 
 def install_abort_hook(communicator: Communicator) -> None:

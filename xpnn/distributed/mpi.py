@@ -29,10 +29,9 @@ import numpy as np
 
 from xpnn import backend
 from xpnn.distributed.buckets import BUCKET_ELEMENTS
-from xpnn.distributed.communicator import ABORT_GRACE_S
 from xpnn.distributed.host_buffers import host_view
 from xpnn.distributed.shared_memory import NodeReducer
-from xpnn.distributed.waiting import DEFAULT_TIMEOUT_S, Waiter
+from xpnn.distributed.waiting import ABORT_GRACE_S, DEFAULT_TIMEOUT_S, Waiter
 from xpnn.errors import DistributedError
 
 Array = Any

@@ -22,6 +22,7 @@ from collections.abc import Callable
 SPIN_S = 50e-6  # busy polling first: an idle machine's other rank arrives within this
 SLEEP_S = 50e-6  # then sleep between polls (Linux rounds it up to ~60 us: timer slack)
 DEFAULT_TIMEOUT_S = 300.0  # init()'s default: no legitimate wait between two ranks lasts minutes
+ABORT_GRACE_S = 0.5  # seconds between printing why the job ends and MPI_Abort (output goes first)
 
 
 class Waiter:
