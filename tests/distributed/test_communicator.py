@@ -41,9 +41,17 @@ class FakeNode:
         pass
 
 
+class Done:
+    """A completed non-blocking request."""
+
+    def Test(self) -> bool:
+        return True
+
+
 class FakeMPI:
     """A stand-in for mpi4py's ``MPI`` module and a communicator whose other ranks all hold
-    ``others`` (so a sum over ranks is ``own + others``): enough to see buffers used in place."""
+    ``others`` (so a sum over ranks is ``own + others``): enough to see buffers used in place.
+    Non-blocking calls complete at once."""
 
     IN_PLACE = object()
     SUM = "sum"
@@ -62,15 +70,20 @@ class FakeMPI:
     def Split_type(self, kind: Any, key: int = 0) -> FakeNode:
         return FakeNode()  # the ranks of a node: this one alone, so no shared-memory reducer
 
-    def Allreduce(self, where: Any, buffer: np.ndarray, op: str) -> None:
-        assert where is self.IN_PLACE and op == self.SUM
-        self.calls.append(("Allreduce", buffer))
-        buffer += self.others * (self.size - 1)
+    def Dup(self) -> FakeMPI:
+        return self
 
-    def Bcast(self, buffer: np.ndarray, root: int = 0) -> None:
-        self.calls.append(("Bcast", buffer))
+    def Iallreduce(self, where: Any, buffer: np.ndarray, op: str) -> Done:
+        assert where is self.IN_PLACE and op == self.SUM
+        self.calls.append(("Iallreduce", buffer))
+        buffer += self.others * (self.size - 1)
+        return Done()
+
+    def Ibcast(self, buffer: np.ndarray, root: int = 0) -> Done:
+        self.calls.append(("Ibcast", buffer))
         if self.rank != root:
             buffer[...] = self.others
+        return Done()
 
 
 def mlp(seed: int = 1) -> xpnn.Sequential:
@@ -207,7 +220,7 @@ def test_average_gradients_makes_one_all_reduce_per_flat_buffer() -> None:
     backward_once(model)
     own = np.concatenate([p.grad.ravel() for p in model.parameters()])
     average_gradients(opt, MPICommunicator(fake, fake), weight=0.5)
-    assert [name for name, _ in fake.calls] == ["Allreduce"]
+    assert [name for name, _ in fake.calls] == ["Iallreduce"]
     np.testing.assert_array_equal(np.concatenate([p.grad.ravel() for p in model.parameters()]), 0.5 * own)
 
 

@@ -32,9 +32,9 @@ def assert_same_run(one: dict[str, np.ndarray], other: dict[str, np.ndarray], rt
     for a, b in zip(params(one), params(other), strict=True):
         assert a.dtype == b.dtype == np.float64
         np.testing.assert_allclose(b, a, rtol=rtol, atol=1e-13)
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "evaluation"):
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "evaluation", "predict"):
         if key in one:
-            np.testing.assert_allclose(other[key], one[key], rtol=rtol)
+            np.testing.assert_allclose(other[key], one[key], rtol=rtol, atol=1e-12)
     assert int(one["t"]) == int(other["t"])
 
 
@@ -43,6 +43,7 @@ def assert_ranks_bit_equal(results: list[dict[str, np.ndarray]]) -> None:
         for a, b in zip(params(results[0]), params(other), strict=True):
             assert np.array_equal(a, b)
         assert np.array_equal(results[0]["evaluation"], other["evaluation"])
+        assert np.array_equal(results[0]["predict"], other["predict"])
 
 
 @pytest.mark.parametrize("backend_name", ["numpy", "torch"])
@@ -54,6 +55,11 @@ def test_two_ranks_reproduce_the_one_process_run_and_end_bit_equal(backend_name:
     ranks = launch(2, tmp_path / "two", *options)
     assert_same_run(single, ranks[0])
     assert_ranks_bit_equal(ranks)
+    # predict is split like evaluate: each rank ran its 3 or 4 of every batch of 7 through the model
+    # (44 or 59 of the 103 samples, and a rehearsal's row), one process all of them
+    assert int(single["predict_rows"]) >= 103
+    assert all(int(r["predict_rows"]) <= 0.6 * int(single["predict_rows"]) for r in ranks)
+    assert sum(int(r["predict_rows"]) for r in ranks) >= 103
 
 
 @pytest.mark.parametrize("hand_loop", [False, True], ids=["fit", "hand-loop"])
@@ -119,13 +125,36 @@ def test_ranks_with_different_models_are_refused_naming_the_first_difference(tmp
     assert done.returncode != 0
     assert "ModelMismatchError" in done.stderr
     assert "rank 1 differs from rank 0" in done.stderr
-    assert "rank 0 has 'parameter 0.weight: shape (12, 16), dtype float64'" in done.stderr
-    assert "rank 1 has 'parameter 0.weight: shape (12, 17), dtype float64'" in done.stderr
+    assert "rank 0 has 'module 0: Dense {init='glorot_uniform', n_in=12, n_out=16}'" in done.stderr
+    assert "rank 1 has 'module 0: Dense {init='glorot_uniform', n_in=12, n_out=17}'" in done.stderr
 
 
 def test_ranks_with_different_data_sizes_are_refused_before_training(tmp_path: Path) -> None:
     # a different sample count means a different number of steps: a deadlock, were it not checked
     done = mpi.run(2, WORKER, [str(tmp_path), "--mismatch-data"], timeout=TIMEOUT)
     assert done.returncode != 0
-    assert "rank 0 has 'training data: 103 samples of shape (12,)'" in done.stderr
-    assert "rank 1 has 'training data: 104 samples of shape (12,)'" in done.stderr
+    assert "rank 0 has 'training data: 103 samples of shape (12,), dtype float64'" in done.stderr
+    assert "rank 1 has 'training data: 104 samples of shape (12,), dtype float64'" in done.stderr
+
+
+@pytest.mark.parametrize("model", ["sequential", "module"])
+def test_bucketed_all_reduces_during_backward_give_the_single_all_reduces_bits(
+    model: str, tmp_path: Path
+) -> None:
+    # from the second step on, each bucket's all-reduce starts as backward finalises it: in
+    # node-shared memory (path 2) or by MPI_Iallreduce (path 1); the single all-reduce after
+    # backward (path 0) must give the same parameters, bit for bit
+    module = ["--module"] if model == "module" else []
+    options = ("--clip", "0.5", "--l2", "1e-3", "--samples", "101", "--bucket-elements", "40", *module)
+    runs = {
+        2: launch(2, tmp_path / "shared", *options),
+        1: launch(2, tmp_path / "mpi", *options, "--no-shared-memory"),
+        0: launch(2, tmp_path / "single", *options, "--no-overlap"),
+    }
+    for path, ranks in runs.items():
+        assert [int(r["bucket_path"]) for r in ranks] == [path, path]
+        buckets = 6 if module else 4  # a bucket per parameter: each holds more than 40 gradients
+        assert [int(r["buckets"]) for r in ranks] == [buckets if path else 0] * 2
+        assert_ranks_bit_equal(ranks)
+        for a, b in zip(params(runs[0][0]), params(ranks[0]), strict=True):
+            assert np.array_equal(a, b)

@@ -34,8 +34,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batchnorm", action="store_true", help="BatchNorm after the first layer")
     parser.add_argument("--sgd", action="store_true", help="SGD with momentum instead of Adam")
     parser.add_argument("--no-shared-memory", action="store_true", help="MPI's Allreduce for gradients")
+    parser.add_argument("--no-overlap", action="store_true", help="one all-reduce after backward")
+    parser.add_argument("--bucket-elements", type=int, default=None, help="smaller gradient buckets")
     parser.add_argument("--module", action="store_true", help="a residual xpnn.Module, not a Sequential")
     parser.add_argument("--perturb", action="store_true", help="rank 1 starts from other weights and buffers")
+    parser.add_argument("--dropout", type=float, default=0.0, help="a Dropout layer of this rate")
     return parser.parse_args()
 
 
@@ -47,16 +50,18 @@ def data(n: int) -> tuple[np.ndarray, np.ndarray]:
 class ResidualNet(xpnn.Module):
     """A residual MLP as a Module (what a Sequential cannot express), BatchNorm optional."""
 
-    def __init__(self, hidden: int, l2: float, batchnorm: bool) -> None:
+    def __init__(self, hidden: int, l2: float, batchnorm: bool, dropout: float) -> None:
         self.inp = xpnn.Dense(12, hidden, weight_regularizer_l2=l2, seed=1)
         self.norm = xpnn.BatchNorm(hidden) if batchnorm else None
         self.block = xpnn.Dense(hidden, hidden, seed=2)
+        self.drop = xpnn.Dropout(dropout, seed=4) if dropout else None
         self.out = xpnn.Dense(hidden, 5, seed=3)
 
     def forward(self, x):  # type: ignore[no-untyped-def]
         h = self.inp(x) if self.norm is None else self.norm(self.inp(x))
         h = F.relu(h)
-        return self.out(h + F.relu(self.block(h)))
+        h = h + F.relu(self.block(h))
+        return self.out(h if self.drop is None else self.drop(h))
 
 
 def build(comm: xpnn.distributed.Communicator, args: argparse.Namespace) -> xpnn.Module:
@@ -73,11 +78,13 @@ def build(comm: xpnn.distributed.Communicator, args: argparse.Namespace) -> xpnn
 def _build(comm: xpnn.distributed.Communicator, args: argparse.Namespace) -> xpnn.Module:
     hidden = 17 if args.mismatch and comm.rank == 1 else 16
     if args.module:
-        return ResidualNet(hidden, args.l2, args.batchnorm).to(args.backend, dtype="float64")
+        return ResidualNet(hidden, args.l2, args.batchnorm, args.dropout).to(args.backend, dtype="float64")
     seed = 1 + (comm.rank if args.hand_loop else 0)  # hand loop: broadcast_parameters must fix it
     layers = [xpnn.Dense(12, hidden, weight_regularizer_l2=args.l2), xpnn.ReLU(), xpnn.Dense(hidden, 5)]
     if args.batchnorm:  # statistics of the global batch: the one-process numbers on N ranks
         layers.insert(1, xpnn.BatchNorm(hidden))
+    if args.dropout:  # masks drawn by the sample's position in the global batch
+        layers.insert(-1, xpnn.Dropout(args.dropout))
     return xpnn.Sequential(layers, seed=seed).to(args.backend, dtype="float64")
 
 
@@ -103,6 +110,10 @@ def main() -> None:
     comm = xpnn.distributed.init()
     if args.no_shared_memory:
         comm.shared_memory = False  # type: ignore[attr-defined]  # an MPICommunicator here
+    if args.no_overlap:
+        comm.overlap = False  # type: ignore[attr-defined]
+    if args.bucket_elements:
+        comm.bucket_elements = args.bucket_elements  # type: ignore[attr-defined]
     if args.raise_outside and comm.rank == 1:
         raise RuntimeError("rank 1 fails before training")
     x, y = data(args.samples + (1 if args.mismatch_data and comm.rank == 1 else 0))
@@ -129,6 +140,15 @@ def main() -> None:
                             verbose=0)  # fmt: skip
         logs = {key: history[key] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
     result = model.evaluate(x, y, loss=xpnn.SoftmaxCrossEntropy(), communicator=comm)
+    rows, forward = [0], model.forward  # the samples this rank's predict runs through the model
+
+    def counting(inputs, *rest, **options):  # type: ignore[no-untyped-def]
+        rows[0] += int(inputs.shape[0])
+        return forward(inputs, *rest, **options)
+
+    model.forward = counting  # type: ignore[method-assign]
+    predicted = backend.to_host(model.predict(x, batch_size=7, communicator=comm))
+    del model.forward
     params = [backend.to_host(p.value) for p in model.parameters()]
     node = getattr(comm, "node", None)  # the shared-memory reducer, where all ranks share a node
     shared = [arrays[comm.rank] for _, arrays in node.windows] if node is not None else []
@@ -137,6 +157,8 @@ def main() -> None:
     buffers = {f"buffer {name}": backend.to_host(value) for name, value in model.buffers().items()}
     np.savez(os.path.join(args.out, f"rank{comm.rank}-of-{comm.size}.npz"), *params,
              evaluation=np.array([result["loss"], result["accuracy"]]), t=optimizer.t, **buffers,
+             predict=predicted, predict_rows=rows[0], buckets=getattr(comm, "stats", {}).get("buckets", 0),
+             bucket_path=getattr(comm, "stats", {}).get("bucket_path", -1),
              shared_windows=len(shared), gradients_in_shared_memory=in_shared,
              **{k: np.array(v) for k, v in logs.items()})  # fmt: skip
     print(f"rank {comm.rank} of {comm.size}: done")

@@ -28,6 +28,7 @@ Vjp = Callable[["Node", Array], Sequence[Array | None]]
 _CONSUMED = object()  # a node's ``saved`` after a backward without ``retain_graph``
 _mode = [True]  # grad mode: record nodes (no_grad sets it False)
 _clock = [0]  # creation counter: a topological order of the nodes
+_ready: list[Callable[[Any], None] | None] = [None]  # see set_gradient_ready_hook
 
 
 def is_grad_enabled() -> bool:
@@ -95,6 +96,28 @@ class Node:
         return f"Node({self.name or getattr(self.vjp, '__qualname__', '?')}, {len(self.inputs)} inputs)"
 
 
+def set_gradient_ready_hook(hook: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+    """Call ``hook(leaf)`` during every backward as soon as a leaf's gradient is final (its last
+    contribution added: the oldest node reading it has run), in the order backward finalises
+    them; returns the hook it replaces (None: none). Data-parallel training starts each bucket's
+    all-reduce from it while backward goes on. Without a hook backward pays one test per node."""
+    previous, _ready[0] = _ready[0], hook
+    return previous
+
+
+def _finalising(nodes: list[Node]) -> dict[int, list[Any]]:
+    """``id(node)`` -> the leaves whose gradient is final once that node has run: each leaf's
+    oldest reader, as backward runs newest first (nodes oldest first)."""
+    seen: set[int] = set()
+    found: dict[int, list[Any]] = {}
+    for node in nodes:
+        for tensor, need in zip(node.inputs, node.needs, strict=False):
+            if need and tensor.node is None and id(tensor) not in seen:
+                seen.add(id(tensor))
+                found.setdefault(id(node), []).append(tensor)
+    return found
+
+
 def _collect(root: Node) -> list[Node]:
     """Every node reachable from ``root``, oldest first."""
     nodes, seen, i = [root], {id(root)}, 0
@@ -131,6 +154,22 @@ def _mark_needs(nodes: list[Node], exclude: frozenset[int]) -> None:
             live.add(id(node))
 
 
+def _propagate(node: Node, g: Array) -> None:
+    """Run ``node``'s backward on its output gradient ``g``: add each input's piece into its
+    leaf's ``.grad`` or its parent node's pending gradient."""
+    grads = node.vjp(node, g)
+    for tensor, need, piece in zip(node.inputs, node.needs, grads, strict=False):
+        if not need or piece is None:
+            continue
+        parent = tensor.node
+        if parent is None:
+            tensor.accumulate(piece)
+        elif parent.grad is None:
+            parent.grad, parent.owned = piece, node.fresh
+        else:  # never in place: a vjp may hand the same array to several inputs
+            parent.grad, parent.owned = parent.grad + piece, True
+
+
 def run_backward(
     root: Any, grad: Array, *, retain_graph: bool = False, exclude: Sequence[Any] | None = None
 ) -> None:
@@ -154,23 +193,17 @@ def run_backward(
     if exclude is not None:
         _mark_needs(nodes, frozenset(id(t) for t in exclude))
     root.node.grad, root.node.owned = grad, False
+    ready = _ready[0]
+    finals = {} if ready is None else _finalising(nodes)
     for node in reversed(nodes):
         g, node.grad = node.grad, None
-        if g is None or True not in node.needs:
-            continue
-        grads = node.vjp(node, g)
-        for tensor, need, piece in zip(node.inputs, node.needs, grads, strict=False):
-            if not need or piece is None:
-                continue
-            parent = tensor.node
-            if parent is None:
-                tensor.accumulate(piece)
-            elif parent.grad is None:
-                parent.grad, parent.owned = piece, node.fresh
-            else:  # never in place: a vjp may hand the same array to several inputs
-                parent.grad, parent.owned = parent.grad + piece, True
-        if not retain_graph:
-            node.saved = _CONSUMED
+        if g is not None and True in node.needs:
+            _propagate(node, g)
+            if not retain_graph:
+                node.saved = _CONSUMED
+        if ready is not None:
+            for leaf in finals.get(id(node), ()):
+                ready(leaf)
     if not retain_graph:
         for node in nodes:
             node.saved = _CONSUMED

@@ -10,6 +10,7 @@ synchronisation and the one in-place-or-rebind update helper.
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -162,13 +163,26 @@ def host_rng(seed: int | Sequence[int] | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def uniform(like: Array, shape: tuple[int, ...], key: Sequence[int], dtype: Any = None) -> Array:
+def uniform(
+    like: Array,
+    shape: tuple[int, ...],
+    key: Sequence[int],
+    dtype: Any = None,
+    *,
+    offset: int = 0,
+    total: int = 0,
+) -> Array:
     """Uniform [0, 1) numbers on ``like``'s device, a pure function of the integer ``key``.
 
     Dropout draws its mask from ``key = (seed, epoch, step)``: a stateless,
     counter-keyed draw, so a resumed run reproduces the uninterrupted one even on
-    CuPy, whose generator state cannot be saved.
+    CuPy, whose generator state cannot be saved. ``offset``/``total``: the numbers at
+    ``[offset, offset + prod(shape))`` of the ``total`` that ``key`` gives, in C order (a
+    data-parallel rank's rows of the global batch's mask: N ranks draw one process's mask).
     """
+    count = math.prod(shape)
+    if offset or total > count:
+        return _uniform_part(like, shape, key, dtype, offset, max(total, offset + count))
     xp = namespace(like)
     dtype = like.dtype if dtype is None else dtype
     seed = np.random.SeedSequence([int(k) % 2**63 for k in key]).generate_state(2, np.uint64)
@@ -188,6 +202,26 @@ def uniform(like: Array, shape: tuple[int, ...], key: Sequence[int], dtype: Any 
     host = np.random.Generator(np.random.Philox(key=seed)).random(shape, dtype=np.float32)
     out = host if array_api_compat.is_numpy_array(like) else xp.asarray(host, device=device_of(like))
     return xp.astype(out, dtype, copy=False)
+
+
+def _uniform_part(like: Array, shape: tuple[int, ...], key: Sequence[int], dtype: Any, offset: int,
+                  total: int) -> Array:  # fmt: skip
+    """:func:`uniform`'s numbers ``[offset, offset + prod(shape))`` of ``total``. The host's Philox
+    generator skips ahead (each of its counter steps gives 8 float32 draws); the device
+    generators draw all ``total`` and keep the part."""
+    xp, count = namespace(like), math.prod(shape)
+    on_host = not any(
+        check(like) for check in (array_api_compat.is_cupy_array, array_api_compat.is_torch_array,
+                                  array_api_compat.is_jax_array)
+    )  # fmt: skip
+    if not on_host:
+        return xp.reshape(uniform(like, (total,), key, dtype)[offset : offset + count], shape)
+    seed = np.random.SeedSequence([int(k) % 2**63 for k in key]).generate_state(2, np.uint64)
+    bits = np.random.Philox(key=seed)
+    bits.advance(offset // 8)
+    host = np.random.Generator(bits).random(offset % 8 + count, dtype=np.float32)[offset % 8 :].reshape(shape)
+    out = host if array_api_compat.is_numpy_array(like) else xp.asarray(host, device=device_of(like))
+    return xp.astype(out, like.dtype if dtype is None else dtype, copy=False)
 
 
 def assign(target: Array, value: Array) -> Array:

@@ -11,12 +11,16 @@ its input at no cost, so code written for N ranks runs unchanged in one process.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
+
+from xpnn.distributed.waiting import ABORT_GRACE_S, DEFAULT_TIMEOUT_S
+from xpnn.errors import ArgumentError
 
 Array = Any
 
@@ -52,8 +56,20 @@ class Communicator(Protocol):
         """Rank ``root``'s ``array`` on every rank (same shape and dtype on every rank)."""
         ...
 
+    def allgather(self, array: Array) -> Array:
+        """Every rank's ``array`` concatenated along axis 0 in rank order, on every rank (the
+        arrays may differ in length along axis 0 only)."""
+        ...
+
     def barrier(self) -> None:
         """Return once every rank has called it."""
+        ...
+
+    def control(self) -> Communicator:
+        """A communicator over the same ranks whose collectives never pair with this one's: the
+        handshake at the start of fit / evaluate / predict runs there, so a rank entering one
+        while another is still inside a collective of the last waits (or times out) instead of
+        pairing the two (see :mod:`xpnn.distributed.mpi`)."""
         ...
 
     def abort(self, code: int = 1) -> None:
@@ -78,8 +94,14 @@ class SingleProcess:
     def broadcast(self, array: Array, root: int = 0) -> Array:
         return array
 
+    def allgather(self, array: Array) -> Array:
+        return array
+
     def barrier(self) -> None:
         """Nothing to wait for."""
+
+    def control(self) -> SingleProcess:
+        return self
 
     def abort(self, code: int = 1) -> None:
         raise SystemExit(code)
@@ -93,15 +115,25 @@ def launched_by_mpi() -> bool:
     return any(name in os.environ for name in _LAUNCHER_VARIABLES)
 
 
-def init() -> Communicator:
+def init(timeout: float | None = DEFAULT_TIMEOUT_S) -> Communicator:
     """The communicator of this process: over mpi4py's ``COMM_WORLD`` when started by
     ``mpiexec -n N`` with N > 1, else :class:`SingleProcess` (also without mpi4py).
 
     Under MPI it is collective (call it once, on every rank: it finds the ranks that share a
     node), and it also installs an ``excepthook`` that prints the traceback and calls
     ``MPI_Abort``: an uncaught exception on any rank ends the whole job instead of leaving
-    the other ranks blocked in a collective.
+    the other ranks blocked in a collective. ``timeout``: seconds any collective may wait for
+    the other ranks (a rank that caught an exception and skipped ``fit``, or left it); past
+    it, the rank prints which rank timed out in what and aborts the job (exit code non-zero).
+    ``None`` waits for ever. Waiting ranks sleep rather than spin (:mod:`.waiting`), so ranks
+    sharing cores with other programs do not steal each other's time.
     """
+    if timeout is not None and (
+        isinstance(timeout, bool) or not (isinstance(timeout, int | float) and 0 < timeout < math.inf)
+    ):
+        raise ArgumentError(
+            f"xpnn.distributed.init: timeout must be a number of seconds > 0 or None, got {timeout!r}"
+        )
     if not launched_by_mpi():
         return SingleProcess()
     try:
@@ -112,12 +144,9 @@ def init() -> Communicator:
         return SingleProcess()
     from xpnn.distributed.mpi import MPICommunicator
 
-    communicator = MPICommunicator(MPI, MPI.COMM_WORLD)
+    communicator = MPICommunicator(MPI, MPI.COMM_WORLD, None if timeout is None else float(timeout))
     install_abort_hook(communicator)
     return communicator
-
-
-ABORT_GRACE_S = 0.5  # seconds between printing the traceback and MPI_Abort
 
 
 def install_abort_hook(communicator: Communicator) -> None:

@@ -1,64 +1,44 @@
-"""Every rank starts from the same model: a fingerprint check, then rank 0's arrays broadcast.
+"""Every rank runs the same thing from the same state: a handshake, then rank 0's arrays broadcast.
 
-Ranks that build different models (another width, dtype or layer count) would deadlock or
-silently average unrelated numbers, so fit compares first: each rank describes its model
-(every parameter's and buffer's name, shape and dtype, the optimizer's state) as text, and
-a 16-byte hash of it is broadcast from rank 0 and compared everywhere (two tiny collectives).
-Only on a mismatch is rank 0's full description sent, so the error names the first difference.
-Then rank 0's parameters, buffers and optimizer state are broadcast (Horovod's
-``broadcast_parameters`` / ``broadcast_optimizer_state``), in place where the backend allows.
+The handshake opens every data-parallel ``fit``, ``evaluate`` and ``predict``: ONE exchange (an
+allgather of three integers per rank on the communicator's control channel) of what this rank
+is about to do and a 16-byte hash of its description of the run (:mod:`.run_config`). Ranks in
+different operations (``evaluate`` on one, ``fit`` on another) get a named
+:class:`DistributedError` on every rank, before anything changes, instead of MPI pairing an
+all-reduce of metrics with one of gradients; ranks whose runs differ get a
+:class:`ModelMismatchError` naming the first differing line (only then are the lines sent).
+Then rank 0's parameters, buffers, counters and optimizer state are broadcast (Horovod's
+``broadcast_parameters`` / ``broadcast_optimizer_state``), in place where the backend allows,
+and the ranks compare their outputs for the same few samples: a user's ``forward`` is code that
+no description shows, and the same weights and inputs must give the same numbers.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from xpnn import backend
+from xpnn.autograd.graph import no_grad
+from xpnn.autograd.tensor import Tensor
 from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.host_buffers import host_bytes, host_values
-from xpnn.errors import ModelMismatchError
+from xpnn.distributed.run_config import describe_optimizer, describe_tensors, digest
+from xpnn.errors import DistributedError, ModelMismatchError
 from xpnn.nn.parameter import Parameter
 from xpnn.optim.base import Optimizer
 
 Array = Any
-
-
-def _spec(array: Array) -> str:
-    return f"shape {tuple(int(n) for n in array.shape)}, dtype {backend.dtype_name(array.dtype)}"
+OPERATIONS = ("fit", "evaluate", "predict")  # what a rank can be starting; any other: "another"
+PROBE_VALUES = 32  # output values each rank shows the others (of the first few samples)
 
 
 def describe(model: Any, optimizer: Optimizer | None = None, extra: Sequence[str] = ()) -> list[str]:
-    """One line per parameter, buffer and optimizer state array (name, shape, dtype; a frozen
-    parameter says so: ranks that freeze different ones would average unrelated gradients),
-    then ``extra``."""
-    lines = [f"{len(model.parameters())} parameters"]
-    lines += [
-        f"parameter {name}: {_spec(p.value)}{'' if p.requires_grad else ', frozen'}"
-        for name, p in model.named_parameters()
-    ]
-    lines += [f"buffer {name}: {_spec(value)}" for name, value in getattr(model, "buffers", dict)().items()]
-    if optimizer is not None:
-        lines.append(f"optimizer {type(optimizer).__name__}")
-        for position, entry in sorted(optimizer.state.items()):
-            lines += [
-                f"optimizer state {position}.{k}: {_spec(v)}" for k, v in sorted(entry.items()) if k != "step"
-            ]
+    """The parameters and buffers (name, shape, dtype, frozen), the optimizer's, then ``extra``."""
+    lines = describe_tensors(model) + ([] if optimizer is None else describe_optimizer(optimizer))
     return lines + list(extra)
-
-
-def describe_run(x: Array, validation: Any, *, batch_size: int, epochs: int, shuffle: bool) -> list[str]:
-    """What else the ranks of one fit must agree on, or they would take different numbers of steps."""
-
-    def samples(data: Any) -> str:
-        return f"{int(data.shape[0])} samples of shape {tuple(int(n) for n in data.shape[1:])}"
-
-    return [
-        f"training data: {samples(x)}",
-        f"validation data: {'none' if validation is None else samples(validation[0])}",
-        f"batch_size {batch_size}, epochs {epochs}, shuffle {shuffle}",
-    ]
 
 
 def first_difference(reference: Sequence[str], mine: Sequence[str], rank: int) -> str:
@@ -70,30 +50,75 @@ def first_difference(reference: Sequence[str], mine: Sequence[str], rank: int) -
     return f"only {name} has '{longer[min(len(reference), len(mine))]}'"
 
 
-def _lines_of(communicator: Communicator, text: bytes, root: int) -> list[str]:
+def _lines_of(control: Communicator, text: bytes, root: int) -> list[str]:
     """Rank ``root``'s description, on every rank (its length first, then its bytes)."""
-    size = communicator.broadcast(host_values([len(text)], "int64"), root)
-    mine = text if communicator.rank == root else None
-    return bytes(communicator.broadcast(host_bytes(mine, int(size[0])), root)).decode().split("\n")
+    size = control.broadcast(host_values([len(text)], "int64"), root)
+    mine = text if control.rank == root else None
+    return bytes(control.broadcast(host_bytes(mine, int(size[0])), root)).decode().split("\n")
+
+
+def handshake(communicator: Communicator, operation: str, lines: Sequence[str]) -> None:
+    """The opening exchange of a data-parallel ``operation`` (see the module docstring); raises
+    the same named error on every rank where the ranks differ, and returns where they agree."""
+    control = communicator.control()
+    text = "\n".join(lines).encode()
+    code = OPERATIONS.index(operation) if operation in OPERATIONS else len(OPERATIONS)
+    mine = np.concatenate([[code], np.frombuffer(digest(lines), dtype=np.int64)]).astype(np.int64)
+    if hasattr(control, "where"):  # a timeout here: a rank never started the operation
+        control.where = lambda: f"the handshake that opens {operation}: every rank must call it"
+    table = np.asarray(control.allgather(mine[None, :]))
+    if len(set(table[:, 0].tolist())) > 1:
+        names = [OPERATIONS[c] if c < len(OPERATIONS) else "another operation" for c in table[:, 0]]
+        other = next(r for r, name in enumerate(names) if name != names[0])
+        raise DistributedError(
+            f"data-parallel {operation} on rank {control.rank}: rank 0 called {names[0]} but rank {other} "
+            f"called {names[other]} (every rank: {', '.join(names)}); all ranks must call fit, evaluate "
+            "and predict together, in the same order"
+        )
+    culprits = [r for r in range(control.size) if (table[r, 1:] != table[0, 1:]).any()]
+    if culprits:
+        ours, theirs = _lines_of(control, text, 0), _lines_of(control, text, culprits[0])
+        raise ModelMismatchError(
+            f"data-parallel {operation}: rank {culprits[0]} differs from rank 0 "
+            f"(ranks differing: {culprits}): {first_difference(ours, theirs, culprits[0])}"
+        )
 
 
 def check_same_model(communicator: Communicator, lines: Sequence[str], who: str = "fit") -> None:
-    """Raise :class:`ModelMismatchError` on every rank unless all ranks' ``lines`` equal rank 0's;
-    every rank's message names the first rank that differs and its first difference."""
-    text = "\n".join(lines).encode()
-    digest = host_bytes(hashlib.sha256(text).digest()[:16], 16)
-    reference = communicator.broadcast(digest.copy())
-    differs = host_values([0] * communicator.size, "int64")
-    differs[communicator.rank] = int(bool((reference != digest).any()))
-    differs = communicator.allreduce_sum(differs)
-    if not differs.any():
-        return
-    culprits = [r for r in range(communicator.size) if differs[r]]
-    ours, theirs = _lines_of(communicator, text, 0), _lines_of(communicator, text, culprits[0])
-    raise ModelMismatchError(
-        f"data-parallel {who}: rank {culprits[0]} differs from rank 0 "
-        f"(ranks differing: {culprits}): {first_difference(ours, theirs, culprits[0])}"
-    )
+    """Raise :class:`ModelMismatchError` on every rank unless all ranks' ``lines`` equal rank 0's
+    (the :func:`handshake` of operation ``who``)."""
+    handshake(communicator, who, lines)
+
+
+def check_same_outputs(communicator: Communicator, model: Any, probe: Array, operation: str = "fit") -> None:
+    """Raise :class:`ModelMismatchError` on every rank unless every rank's ``model`` gives rank
+    0's outputs for ``probe`` (a few samples, the same on every rank), in eval mode without
+    recording: after the broadcast the weights are equal, so outputs that differ mean the
+    ``forward`` code does. Compared to 1e-4 of their scale, not bitwise: ranks may run
+    different BLAS kernels (another CPU, another thread count)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with no_grad():
+            out = backend.to_host(model(Tensor(probe)).value).astype(np.float64).ravel()
+    finally:
+        for module, training in modes:
+            module.training = training
+    mine = np.zeros(PROBE_VALUES + 1)
+    mine[0], mine[1 : 1 + min(out.size, PROBE_VALUES)] = out.size, out[:PROBE_VALUES]
+    table = np.asarray(communicator.control().allgather(mine[None, :]))
+    for rank in range(1, table.shape[0]):
+        a, b = table[0], table[rank]
+        scale = 1e-4 * (1.0 + np.nanmax(np.abs(a[1:]), initial=0.0))
+        close = np.isclose(a, b, rtol=0.0, atol=scale, equal_nan=True)
+        if not close.all():
+            at = int(np.argmin(close))
+            what = "outputs" if at == 0 else f"output value {at - 1}"
+            raise ModelMismatchError(
+                f"data-parallel {operation}: rank {rank}'s model computes other outputs than rank 0's "
+                f"from the same weights and input ({what}: rank 0 {a[at]:.6g}, rank {rank} {b[at]:.6g}): "
+                "the ranks' forward code differs"
+            )
 
 
 def _broadcast_into(communicator: Communicator, array: Array, root: int) -> Array:
@@ -103,11 +128,11 @@ def _broadcast_into(communicator: Communicator, array: Array, root: int) -> Arra
 
 
 def broadcast_parameters(model_or_params: Any, communicator: Communicator, root: int = 0) -> None:
-    """Give every rank rank ``root``'s parameter values (and a model's buffers), in place.
+    """Give every rank rank ``root``'s parameter values (and a model's buffers and counters:
+    BatchNorm's running statistics and batch count, Dropout's mask seed), in place.
 
     ``model_or_params``: a model (any Module: its ``parameters()`` and every sub-module's own
-    buffers, such as BatchNorm's running statistics, wherever it sits in the tree) or an
-    iterable of :class:`~xpnn.Parameter`.
+    buffers, wherever it sits in the tree) or an iterable of :class:`~xpnn.Parameter`.
     """
     params: Iterable[Parameter] = (
         model_or_params.parameters() if hasattr(model_or_params, "parameters") else model_or_params
@@ -118,11 +143,16 @@ def broadcast_parameters(model_or_params: Any, communicator: Communicator, root:
     for module in modules:  # the order of named_buffers(), the same on every rank (checked)
         for name, value in module.own_buffers().items():
             setattr(module, name, _broadcast_into(communicator, value, root))
+        counters = module.counters()
+        if counters:
+            names = sorted(counters)
+            values = communicator.broadcast(host_values([counters[k] for k in names], "int64"), root)
+            module.load_counters({k: int(v) for k, v in zip(names, values, strict=True)})
 
 
 def broadcast_optimizer_state(optimizer: Optimizer, communicator: Communicator, root: int = 0) -> None:
     """Give every rank rank ``root``'s optimizer state: step counts and state arrays (the same
-    structure on every rank is checked first by :func:`check_same_model`)."""
+    structure on every rank is checked first by the :func:`handshake`)."""
     positions = sorted(optimizer.state)
     counts = [optimizer.t] + [int(optimizer.state[p].get("step", 0)) for p in positions]
     counts = [int(c) for c in communicator.broadcast(host_values(counts, "int64"), root)]

@@ -6,16 +6,32 @@ and ``Bcast`` read and write that memory, so averaging a flat gradient buffer co
 scaling pass and one MPI call, no copy. Other arrays are copied to the host and back.
 Where every rank runs on one node, the gradient average goes through memory the ranks share
 (:mod:`xpnn.distributed.shared_memory`; ``shared_memory = False`` turns it off).
+
+Every collective is non-blocking (``Iallreduce``, ``Ibcast``, ...) and completed by
+:class:`~xpnn.distributed.waiting.Waiter`: a waiting rank yields its core, and a wait longer
+than the timeout prints which rank timed out in what and aborts the job. The start of every
+``fit``, ``evaluate`` and ``predict`` meets on :meth:`MPICommunicator.control`, a duplicate of
+the communicator that nothing else uses: a rank that enters ``evaluate`` while another is still
+inside ``fit`` never matches one of fit's collectives (MPI would pair an all-reduce of metrics
+with one of gradients: ``Message truncated``, or wrong sums); it waits, and the timeout ends it.
 mpi4py is never imported here: :func:`~xpnn.distributed.init` passes its ``MPI`` module in.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from xpnn import backend
+from xpnn.distributed.buckets import BUCKET_ELEMENTS
 from xpnn.distributed.host_buffers import host_view
 from xpnn.distributed.shared_memory import NodeReducer
+from xpnn.distributed.waiting import ABORT_GRACE_S, DEFAULT_TIMEOUT_S, Waiter
 from xpnn.errors import DistributedError
 
 Array = Any
@@ -27,11 +43,66 @@ class MPICommunicator:
 
     supported_backends: tuple[str, ...] | None = ("numpy", "torch")
     shared_memory: bool = True  # gradient averages through node-shared memory where all ranks share one
+    overlap: bool = True  # fit starts each gradient bucket's all-reduce during backward
+    bucket_elements: int = BUCKET_ELEMENTS  # about how many gradients make a bucket
 
-    def __init__(self, mpi: Any, comm: Any) -> None:
+    def __init__(
+        self, mpi: Any, comm: Any, timeout: float | None = DEFAULT_TIMEOUT_S, *, control: bool = True
+    ) -> None:
+        """Collective over ``comm`` (every rank calls it: :func:`~xpnn.distributed.init` does).
+        ``timeout``: seconds a collective may wait for the other ranks (None: for ever)."""
         self.mpi, self.comm = mpi, comm
         self.rank, self.size = int(comm.Get_rank()), int(comm.Get_size())
-        self.node: NodeReducer | None = NodeReducer.create(mpi, comm)  # collective: init() on every rank
+        self.waiter = Waiter(timeout, self._expired)
+        self.where: Callable[[], str] | None = None  # fit sets it: "fit, epoch 2, batch 17 of 118"
+        # fit's gradient all-reduce: time not hidden behind backward, steps, path and buckets (overlap.py)
+        self.stats: dict[str, float] = {
+            "exposed_allreduce_s": 0.0,
+            "steps": 0,
+            "bucket_path": -1,
+            "buckets": 0,
+        }
+        self._mpi_error: Any = getattr(mpi, "Exception", ())
+        self.node: NodeReducer | None = NodeReducer.create(mpi, comm, self.complete) if control else None
+        self._control = MPICommunicator(mpi, comm.Dup(), timeout, control=False) if control else self
+
+    @property
+    def timeout(self) -> float | None:
+        return self.waiter.timeout
+
+    def control(self) -> MPICommunicator:
+        """The communicator of the start-of-operation handshakes (see the module docstring)."""
+        return self._control
+
+    def wait(self, done: Callable[[], bool], what: str) -> None:
+        """Wait until ``done()`` holds (a flag in shared memory), as :meth:`complete` waits."""
+        self.waiter.wait(done, lambda: self._context(what))
+
+    def complete(self, request: Any, what: str) -> None:
+        """Wait for a non-blocking MPI ``request`` (yielding the core; the timeout ends the job)."""
+        try:
+            self.waiter.wait(request.Test, lambda: self._context(what))
+        except self._mpi_error as error:  # e.g. ranks in different collectives
+            raise DistributedError(
+                f"rank {self.rank} of {self.size}: {self._context(what)} failed: {error}"
+            ) from None
+
+    def _context(self, what: str) -> str:
+        return what if self.where is None else f"{what} ({self.where()})"
+
+    def _expired(self, what: str, waited: float) -> None:
+        """A wait ran past the timeout: say who and where on stderr, then end every rank."""
+        sys.stdout.flush()
+        print(
+            f"xpnn.distributed: rank {self.rank} of {self.size} timed out after {waited:.1f} s "
+            f"(timeout={self.timeout:g} s) in {what}: the other ranks never joined it (a rank left "
+            "fit or skipped it, or is stuck); ending the job",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(ABORT_GRACE_S)  # the launcher forwards output asynchronously: let it go first
+        self.comm.Abort(1)
+        os._exit(1)  # MPICH's Abort may return where the other ranks have already finalized
 
     def _host(self, array: Array, what: str) -> tuple[Any, bool]:
         """(host buffer, whether it is ``array``'s own memory)."""
@@ -46,9 +117,12 @@ class MPICommunicator:
             )
         return backend.to_host(array), False
 
+    def _sum(self, buffer: Any, what: str) -> None:
+        self.complete(self.comm.Iallreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM), what)
+
     def allreduce_sum(self, array: Array) -> Array:
         buffer, own = self._host(array, "allreduce_sum")
-        self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
+        self._sum(buffer, "allreduce_sum")
         return array if own else backend.move_like(buffer, array)
 
     def allreduce_mean(self, array: Array, weight: float | None = None, *, adopt: bool = False) -> Array:
@@ -63,16 +137,34 @@ class MPICommunicator:
             summed = self.node.allreduce_sum(buffer, adopt and own and buffer is array, self.shared_memory)
             if summed is not None:
                 return array if summed is buffer else summed
-        self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
+        self._sum(buffer, "the gradient all-reduce")
         return array if own else backend.move_like(buffer, array)
+
+    def iallreduce_sum(self, buffer: Any) -> Any:
+        """Start the in-place sum over ranks of a host buffer (a gradient bucket); returns the
+        request, which :meth:`complete` waits for."""
+        return self.comm.Iallreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
 
     def broadcast(self, array: Array, root: int = 0) -> Array:
         buffer, own = self._host(array, "broadcast")
-        self.comm.Bcast(buffer, root=root)
+        self.complete(self.comm.Ibcast(buffer, root=root), f"broadcast from rank {root}")
         return array if own else backend.move_like(buffer, array)
 
+    def allgather(self, array: Array) -> Array:
+        """Every rank's ``array`` concatenated along axis 0 in rank order (only axis 0 may differ)."""
+        host = np.ascontiguousarray(backend.to_host(array))
+        rows = np.array([host.shape[0]], dtype=np.int64)
+        counts = np.empty(self.size, dtype=np.int64)
+        self.complete(self.comm.Iallgather(rows, counts), "allgather")
+        width = int(np.prod(host.shape[1:], dtype=np.int64))
+        out = np.empty((int(counts.sum()), *host.shape[1:]), dtype=host.dtype)
+        sizes = counts * width
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.complete(self.comm.Iallgatherv(host, [out, (sizes, offsets)]), "allgather")
+        return backend.move_like(out, array)
+
     def barrier(self) -> None:
-        self.comm.Barrier()
+        self.complete(self.comm.Ibarrier(), "barrier")
 
     def abort(self, code: int = 1) -> None:
         self.comm.Abort(code)

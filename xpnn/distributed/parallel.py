@@ -13,6 +13,7 @@ optimizer's step pre-hook, so clipping by global norm and the update equation se
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,12 +23,14 @@ from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.consistency import (
     broadcast_optimizer_state,
     broadcast_parameters,
-    check_same_model,
-    describe,
+    check_same_outputs,
+    handshake,
 )
 from xpnn.distributed.host_buffers import host_values
+from xpnn.distributed.overlap import GradientOverlap
 from xpnn.distributed.sharding import Shards
 from xpnn.errors import DistributedError
+from xpnn.nn.layers import Dropout
 from xpnn.optim.base import Optimizer
 
 Array = Any
@@ -77,10 +80,11 @@ class DistributedOptimizer:
 class DataParallel:
     """What ``fit(..., communicator=comm)`` does around its loop on more than one rank.
 
-    :meth:`start` checks every rank holds the same model and run, broadcasts rank 0's
-    parameters, buffers, optimizer state, seed and epoch, hands the model the communicator
-    and hooks the gradient average into the optimizer; :meth:`stop` undoes the last two.
-    ``shards`` gives each rank its part of every batch and sums metrics over ranks.
+    :meth:`meet` checks every rank is about to run the same thing (the handshake, before
+    anything changes); :meth:`start` broadcasts rank 0's parameters, buffers, counters,
+    optimizer state, seed and epoch, compares the ranks' outputs for a few samples, hands the
+    model the communicator and hooks the gradient average into the optimizer; :meth:`stop`
+    undoes the last two. ``shards`` gives each rank its part of every batch and sums metrics.
     """
 
     def __init__(self, communicator: Communicator, model: Any, optimizer: Optimizer | None) -> None:
@@ -95,21 +99,31 @@ class DataParallel:
         self.communicator, self.model, self.optimizer = communicator, model, optimizer
         self.shards = Shards(communicator)
         self._remove_hook: Any = None
+        self.overlap: GradientOverlap | None = None
 
     @property
     def rank(self) -> int:
         return self.communicator.rank
 
-    def start(self, seed: int, epoch: int, run: Sequence[str] = ()) -> tuple[int, int]:
-        """Make every rank rank 0's copy; returns rank 0's ``(seed, epoch)``. ``run`` describes
-        what else must agree (data size, batch size, epochs): compared with the model."""
+    def meet(self, operation: str, run: Sequence[str]) -> None:
+        """The opening handshake of ``operation`` (see :func:`~.consistency.handshake`)."""
+        handshake(self.communicator, operation, run)
+
+    def start(self, seed: int, epoch: int, probe: Array) -> tuple[int, int]:
+        """Make every rank rank 0's copy (after :meth:`meet`); returns rank 0's ``(seed, epoch)``.
+        ``probe``: a few samples, on the model's backend, whose outputs the ranks compare."""
         comm = self.communicator
-        check_same_model(comm, describe(self.model, self.optimizer, run))
         broadcast_parameters(self.model, comm)
         if self.optimizer is not None:
             broadcast_optimizer_state(self.optimizer, comm)
+        check_same_outputs(comm, self.model, probe)
+        if self.optimizer is not None:
             self._remove_hook = self.optimizer.register_step_pre_hook(self._average)
+            self.overlap = GradientOverlap(comm, self.optimizer, self.shards)
         self.model.set_communicator(comm)
+        self._set_share(self.shards)
+        if hasattr(comm, "where"):  # a timeout's message says which epoch and batch
+            comm.where = self.shards.position
         first = comm.broadcast(host_values([seed, epoch], "int64"))
         return int(first[0]), int(first[1])
 
@@ -125,15 +139,39 @@ class DataParallel:
             self.optimizer.step()
             self.optimizer.zero_grad()
 
+    def _set_share(self, shards: Shards | None) -> None:
+        """Dropout layers draw their rows of the global batch's mask (see :class:`~xpnn.Dropout`)."""
+        for module in self.model.modules():
+            if isinstance(module, Dropout):
+                module.share = shards
+
     def _average(self, optimizer: Optimizer) -> None:
-        average_gradients(optimizer, self.communicator, self.shards.weight)
+        """The step's pre-hook: the buckets' wait, or the single all-reduce (the first step, or
+        where the ranks cannot overlap). Its time, what backward did not hide, adds up in
+        ``communicator.stats["exposed_allreduce_s"]`` (an MPI communicator's)."""
+        start = time.perf_counter()
+        overlap = self.overlap
+        if overlap is None or not overlap.finish():
+            average_gradients(optimizer, self.communicator, self.shards.weight)
+        stats = getattr(self.communicator, "stats", None)
+        if stats is not None:
+            stats["exposed_allreduce_s"] += time.perf_counter() - start
+            stats["steps"] += 1
+        if overlap is not None and overlap.path == -1:
+            overlap.plan()
 
     def stop(self) -> None:
         """Back to one process: the model forgets the communicator, the optimizer the hook."""
         self.model.set_communicator(None)
+        self._set_share(None)
+        if hasattr(self.communicator, "where"):
+            self.communicator.where = None
         if self._remove_hook is not None:
             self._remove_hook()
             self._remove_hook = None
+        if self.overlap is not None:
+            self.overlap.close()
+            self.overlap = None
 
 
 def data_parallel(

@@ -25,6 +25,7 @@ holds the same bits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,19 +38,20 @@ class NodeReducer:
     """The all-reduce of :class:`~xpnn.distributed.mpi.MPICommunicator` where every rank of
     ``comm`` lies on one node; :meth:`create` returns None elsewhere (ranks on several nodes)."""
 
-    def __init__(self, mpi: Any, comm: Any, node: Any) -> None:
-        self.mpi, self.comm, self.node = mpi, comm, node
+    def __init__(self, mpi: Any, comm: Any, node: Any, complete: Callable[[Any, str], None]) -> None:
+        self.mpi, self.comm, self.node, self.complete = mpi, comm, node, complete
         self.rank, self.size = int(node.Get_rank()), int(node.Get_size())
         self.windows: list[tuple[Any, list[np.ndarray]]] = []  # per shared buffer: window, every rank's array
 
     @classmethod
-    def create(cls, mpi: Any, comm: Any) -> NodeReducer | None:
-        """Collective over ``comm``: the reducer where all its ranks share one node, else None."""
+    def create(cls, mpi: Any, comm: Any, complete: Callable[[Any, str], None]) -> NodeReducer | None:
+        """Collective over ``comm``: the reducer where all its ranks share one node, else None.
+        ``complete(request, what)`` waits for a non-blocking MPI request (the communicator's)."""
         node = comm.Split_type(mpi.COMM_TYPE_SHARED, key=comm.Get_rank())
         if node.Get_size() != comm.Get_size() or comm.Get_size() < 2:
             node.Free()
             return None
-        return cls(mpi, comm, node)
+        return cls(mpi, comm, node, complete)
 
     def _index(self, buffer: np.ndarray) -> int:
         for index, (_, arrays) in enumerate(self.windows):
@@ -70,7 +72,9 @@ class NodeReducer:
             self.windows[index][0].Sync()  # this rank's stores (backward, the weight) before the collective
         mine = np.array([index, eligible, adopt, buffer.size, code], dtype=np.int64)
         both = np.concatenate([mine, -mine])  # one MIN all-reduce gives every field's min and max
-        self.comm.Allreduce(self.mpi.IN_PLACE, both, op=self.mpi.MIN)
+        self.complete(
+            self.comm.Iallreduce(self.mpi.IN_PLACE, both, op=self.mpi.MIN), "the gradient all-reduce"
+        )
         low, high = both[:_FIELDS], -both[_FIELDS:]
         if low[0] == high[0] and low[0] >= 0:  # every rank passed its part of one shared buffer
             self._sum_in_place(int(low[0]))
@@ -82,9 +86,31 @@ class NodeReducer:
         shared = arrays[self.rank]
         shared[...] = buffer
         window.Sync()
-        self.node.Barrier()  # every rank's gradient is in its shared buffer before any rank sums
+        self.barrier()  # every rank's gradient is in its shared buffer before any rank sums
         self._sum_in_place(index)
         return shared
+
+    def barrier(self) -> None:
+        self.complete(self.node.Ibarrier(), "the gradient all-reduce (node barrier)")
+
+    def allocate_flags(self, count: int) -> tuple[Any, list[np.ndarray]]:
+        """A window of ``count`` int64 zeros per rank (collective over the node): the flag table
+        of :class:`~.shared_buckets.SharedBuckets`. Returns it and every rank's array."""
+        window = self.mpi.Win.Allocate_shared(count * 8, 8, comm=self.node)
+        window.Lock_all()
+        tables = [
+            np.frombuffer(window.Shared_query(rank)[0], dtype=np.int64, count=count)
+            for rank in range(self.size)
+        ]
+        tables[self.rank][...] = 0
+        window.Sync()
+        self.barrier()  # every rank's zeros are in place before any rank reads a flag
+        window.Sync()
+        return window, tables
+
+    def index_of(self, buffer: np.ndarray) -> int:
+        """The window whose array of this rank is ``buffer``, or -1."""
+        return self._index(buffer) if type(buffer) is np.ndarray else -1
 
     def _allocate(self, size: int, dtype: np.dtype) -> int:
         """A new window of ``size`` elements per rank (collective over the node)."""
@@ -111,5 +137,5 @@ class NodeReducer:
         for other in arrays[1:]:
             other[start:stop] = total
         window.Sync()
-        self.node.Barrier()  # every slice is summed and written before any rank reads the result
+        self.barrier()  # every slice is summed and written before any rank reads the result
         window.Sync()

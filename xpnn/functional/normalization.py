@@ -24,7 +24,7 @@ from typing import Any
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
 from xpnn.autograd.tensor import plain
-from xpnn.backend import assign, namespace
+from xpnn.backend import assign, namespace, to_host
 from xpnn.errors import ShapeError
 
 Array = Any
@@ -113,6 +113,15 @@ def _global(communicator: Any) -> bool:
     return communicator is not None and communicator.size > 1
 
 
+def _refuse_one_value(count: float, x: Array, where: str = "") -> None:
+    """A variance needs more than 1 value per channel (torch raises too)."""
+    if count < 2:
+        raise ShapeError(
+            f"batch_norm: expected more than 1 value per channel in training, got {count:g}{where} "
+            f"(input of shape {tuple(x.shape)})"
+        )
+
+
 def _batch_statistics(
     xp: Any, x: Array, axes: tuple[int, ...], communicator: Any, training: bool, running: Running | None
 ) -> tuple[Array, Array, Any]:
@@ -124,11 +133,10 @@ def _batch_statistics(
     if _global(communicator):
         totals = communicator.allreduce_sum(xp.stack([xp.full_like(sums[0], count), *sums]))
         count, sums = totals[0, ...], [totals[1, ...], totals[2, ...]]
-    elif local < 2 and training:
-        raise ShapeError(
-            f"batch_norm: expected more than 1 value per channel in training, got input of shape "
-            f"{tuple(x.shape)}"
-        )
+        if training:  # the same total on every rank: all raise, before the statistics change
+            _refuse_one_value(float(to_host(count[:1])[0]), x, " in the global batch")
+    elif training:
+        _refuse_one_value(local, x)
     mean = sums[0] / count
     var = xp.maximum(sums[1] / count - mean * mean, 0.0)
     if training and running is not None:  # not differentiated: on Tensors, by their arrays

@@ -145,6 +145,10 @@ class Dropout(Layer):
 
     The mask is drawn on the device from the counters ``(seed, epoch, step)``, never from a
     stateful generator, so a resumed run draws exactly the masks of the uninterrupted one.
+    Under data-parallel ``fit`` each rank draws its rows of the GLOBAL batch's mask (``share``:
+    fit's batch shares, whose ``rows`` are this rank's ``(start, stop, n_global)``), so N ranks
+    draw the one-process masks. A leading axis that is not the batch's (a transposed input)
+    gets masks of its own per rank.
     """
 
     function = DropoutFunction
@@ -154,6 +158,7 @@ class Dropout(Layer):
         if self.rate == 1.0:
             raise ArgumentError(f"Dropout: rate must be in [0, 1), got {rate!r}")
         self.epoch = self.step = self.seed = 0
+        self.share: Any = None  # set by data-parallel fit
         self.reset_parameters(backend.host_rng(check_seed("Dropout", seed)))
 
     def reset_parameters(self, rng: Any) -> None:
@@ -170,7 +175,14 @@ class Dropout(Layer):
         check_floating("Dropout", x)
         key = (self.seed, self.epoch, self.step)
         self.step += 1
-        return {"rate": self.rate, "key": key}
+        if self.share is None:
+            return {"rate": self.rate, "key": key}
+        start, stop, total = self.share.rows
+        size = math.prod(x.shape)
+        if stop > start and size % (stop - start) == 0:  # batch-major: sample i's elements follow i - 1's
+            per_sample = size // (stop - start)
+            return {"rate": self.rate, "key": key, "offset": start * per_sample, "total": total * per_sample}
+        return {"rate": self.rate, "key": (*key, self.share.communicator.rank + 1)}
 
     def backward(self, dout: Array) -> Array | None:
         if "_call" in vars(self) and self._call is None:

@@ -53,6 +53,7 @@ class BatchNorm(Layer):
         self.weight = Parameter(None, "weight") if affine else None
         self.bias = Parameter(None, "bias") if affine else None
         self.communicator: Any = None
+        self.values_per_sample: int | None = None  # pixels per channel of the last input (1 for (N, C))
         self.num_batches_tracked = 0
         zeros = init.zeros((self.num_features,))
         if self.track_running_stats:
@@ -95,6 +96,7 @@ class BatchNorm(Layer):
                 f"(batch, {self.num_features}, height, width), got {tuple(x.shape)}"
             )
         check_floating(name, x)
+        self.values_per_sample = math.prod(x.shape[2:])  # per channel: fit checks its smallest batch
         if self.weight is not None or self.track_running_stats:  # else: any backend will do
             check_like(name, x, self.running_mean if self.weight is None else self.weight.value)
         if self.training and (self.communicator is None or self.communicator.size == 1):

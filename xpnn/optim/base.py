@@ -274,6 +274,12 @@ class Optimizer:
             return [p.grad for p in self.parameters() if p.grad is not None]
         return self._flat.gradient_buffers(self.param_groups)
 
+    def gradient_layout(self) -> list[tuple[Array, list[tuple[Parameter, int, int]]]]:
+        """Each flat gradient buffer (as :meth:`gradient_buffers` last packed them) with the
+        parameters whose gradients are its slices ``[start, stop)``: what the data-parallel
+        all-reduce splits into buckets that start while backward runs."""
+        return self._flat.layout()
+
     def can_move_gradient_buffer(self, buffer: Array) -> bool:
         """Whether ``buffer`` is a flat gradient buffer this optimizer can swap for another."""
         return self._flat.holding(buffer) is not None

@@ -228,6 +228,17 @@ class FlatBuffers:
                 p.grad = view
         return buffers
 
+    def layout(self) -> list[tuple[Array, list[tuple[Parameter, int, int]]]]:
+        """Per packed group: its flat gradient buffer and each parameter's ``[start, stop)`` in it."""
+        return [
+            (
+                flat.grads,
+                [(p, start, stop) for p, (start, stop) in zip(flat.params, flat.bounds, strict=True)],
+            )
+            for flat in self.groups.values()
+            if flat is not None
+        ]
+
     def holding(self, grads: Array) -> FlatGroup | None:
         """The group whose flat gradient buffer is ``grads``, if any."""
         for flat in self.groups.values():

@@ -18,6 +18,7 @@ from xpnn.checks import check_count, is_integral
 from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.parallel import data_parallel
+from xpnn.distributed.run_config import describe_inference
 from xpnn.distributed.sharding import Shards
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
@@ -122,21 +123,32 @@ def evaluate(
     if loss is not None:
         validate_labels(model, loss, loader.y, classes)
     parallel = data_parallel(communicator, model, None)
+    if parallel is not None:  # before any work: every rank evaluates the same thing, now
+        parallel.meet("evaluate", describe_inference(model, loss, (x, y), batch_size=batch_size))
     return evaluate_loader(model, loader, loss, None if parallel is None else parallel.shards, classes)
 
 
-def predict(model: Model, x: Array, *, batch_size: int = 256) -> Array:
-    """The model's outputs for ``x`` in eval mode, batch by batch, as one array on its device."""
+def predict(
+    model: Model, x: Array, *, batch_size: int = 256, communicator: Communicator | None = None
+) -> Array:
+    """The model's outputs for ``x`` in eval mode, batch by batch, as one array on its device.
+    With a communicator of several ranks, each predicts its share of every batch (as
+    ``evaluate``) and every rank returns the whole array, in order (one allgather)."""
     check_data("predict", x)
     check_count("predict", "batch_size", batch_size)
     rehearse(model, x)
     bk, dtype = model_backend(model)
     loader = DataLoader(x, batch_size=batch_size, shuffle=False, target=bk, dtype=dtype)
+    parallel = data_parallel(communicator, model, None)
+    shards = None if parallel is None else parallel.shards
+    if parallel is not None:
+        parallel.meet("predict", describe_inference(model, None, (x, None), batch_size=batch_size))
     modes = modes_of(model)
     model.eval()
     try:
-        with no_grad():
-            outputs = [model(Tensor(xb)).value for xb, _ in loader.batches(0)]
+        with no_grad():  # a rank's empty share of a short last batch: zero rows, of the right width
+            outputs = [model(Tensor(xb)).value for xb, _, _ in batches(loader, 0, shards)]
     finally:
         restore_modes(modes)
-    return bk.xp.concat(outputs, axis=0)
+    local = bk.xp.concat(outputs, axis=0)
+    return local if shards is None else shards.gather_in_order(local, loader.num_samples, batch_size, bk)

@@ -19,8 +19,8 @@ from typing import Any
 from xpnn.autograd.tensor import Tensor
 from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
-from xpnn.distributed.consistency import describe_run
 from xpnn.distributed.parallel import DataParallel, data_parallel
+from xpnn.distributed.run_config import describe_fit
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.optim.base import Optimizer
@@ -28,6 +28,8 @@ from xpnn.train.checkpoint import load_training
 from xpnn.train.checks import check_epoch_loss, check_fit, raise_not_scalar
 from xpnn.train.evaluation import LAST_FIT_LOSS, batches, evaluate_loader, has_accuracy, host_float
 from xpnn.train.preflight import (
+    check_batch_statistics,
+    first_samples,
     model_backend,
     model_seed,
     modes_of,
@@ -161,18 +163,21 @@ def fit(
     classes = rehearse(model, x, y, loss)  # one sample, nothing changed: errors found before any step
     if validation_data is not None:
         rehearse(model, *validation_data, loss)  # not after a whole epoch of training
+    check_batch_statistics(model, int(x.shape[0]), int(batch_size))
     if seed is None:
         seed = model_seed(model)
         seed = seed if seed is not None else secrets.randbits(31)
     run = TrainingRun(model, loss, optimizer, int(seed), batch_size=int(batch_size), classes=classes)
     parallel = data_parallel(communicator, model, optimizer)
     run.rank = 0 if communicator is None else communicator.rank
+    if parallel is not None:  # before anything changes: every rank is about to run this same fit
+        parallel.meet("fit", describe_fit(model, loss, optimizer, (x, y), validation_data, resume=resume,
+                                          batch_size=batch_size, epochs=epochs, shuffle=shuffle))  # fmt: skip
     LAST_FIT_LOSS[model] = loss  # evaluate() uses it when given none, as Keras' compiled loss
     if resume is not None:
         load_training(resume, run)
     if parallel is not None:  # after a resume too: every rank continues from rank 0's state
-        agreed = describe_run(x, validation_data, batch_size=batch_size, epochs=epochs, shuffle=shuffle)
-        run.seed, run.epoch = parallel.start(run.seed, run.epoch, agreed)
+        run.seed, run.epoch = parallel.start(run.seed, run.epoch, first_samples(model, x))
     try:
         train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
         _loop(run, train, val, as_callbacks(callbacks), epochs, verbose if run.rank == 0 else 0, parallel)

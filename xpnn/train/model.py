@@ -87,9 +87,10 @@ class Trainer:
         loss defaults to the one of the last ``fit``; ``communicator``: split across ranks."""
         return evaluation.evaluate(self, x, y, loss=loss, batch_size=batch_size, communicator=communicator)
 
-    def predict(self, x: Array, *, batch_size: int = 256) -> Array:
-        """Outputs for ``x`` in eval mode, as one plain array on the model's device (no graph)."""
-        return evaluation.predict(self, x, batch_size=batch_size)
+    def predict(self, x: Array, *, batch_size: int = 256, communicator: Any = None) -> Array:
+        """Outputs for ``x`` in eval mode, as one plain array on the model's device (no graph);
+        ``communicator``: split across ranks, the whole array returned on every rank."""
+        return evaluation.predict(self, x, batch_size=batch_size, communicator=communicator)
 
     def lr_find(self, x: Array, y: Array, *, loss: Any, optimizer: Any, **keywords: Any) -> LRFinderResult:
         """The learning-rate range test (:func:`xpnn.lr_find`); model and optimizer restored."""

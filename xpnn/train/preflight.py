@@ -23,6 +23,7 @@ from xpnn.autograd.tensor import Tensor
 from xpnn.data.loader import DataLoader
 from xpnn.errors import ArgumentTypeError, BackendMismatchError, DTypeError, LabelError, ShapeError
 from xpnn.nn.losses import Loss
+from xpnn.nn.normalization import BatchNorm
 from xpnn.train.checks import raise_not_scalar
 from xpnn.train.record import Model
 
@@ -82,6 +83,14 @@ def culprit_named(model: Model) -> Iterator[None]:
         raise named.with_traceback(error.__traceback__) from None
 
 
+def first_samples(model: Model, x: Array, count: int = 4) -> Array:
+    """The first ``count`` samples of ``x`` as the model sees them (its backend and dtype)."""
+    bk, dtype = model_backend(model)
+    return next(
+        DataLoader(x[:count, ...], batch_size=count, shuffle=False, target=bk, dtype=dtype).batches(0)
+    )[0]
+
+
 def rehearse(model: Model, x: Array, y: Array | None = None, loss: Any = None) -> int | None:
     """Call ``model`` on the first sample of ``x`` as described above (and a loss function on
     its output and ``y``'s first label); returns the output width (the size of the last axis
@@ -107,6 +116,24 @@ def rehearse(model: Model, x: Array, y: Array | None = None, loss: Any = None) -
     finally:
         restore_modes(modes)
     return pred.shape[1] if pred.ndim == 2 else None
+
+
+def check_batch_statistics(model: Model, n: int, batch_size: int) -> None:
+    """Refuse, before training, a fit whose smallest batch gives some BatchNorm a single value
+    per channel (33 samples in batches of 16 leave a last batch of 1: a (N, C) input then has
+    one value per channel, whose variance is undefined: torch raises, a running variance would
+    become NaN). Needs the rehearsal first (it tells each BatchNorm its input's pixels per
+    channel); under data-parallel training the statistics are the global batch's, so the same."""
+    smallest = min(batch_size, n) if n % batch_size == 0 else n % batch_size
+    for name, module in model.named_modules():
+        pixels = getattr(module, "values_per_sample", None) if isinstance(module, BatchNorm) else None
+        if pixels is not None and n and smallest * pixels < 2:
+            where = f"{model.who()} at {name!r}: " if name else ""
+            raise ShapeError(
+                f"fit: {where}{module!r} would see {smallest * pixels} value per channel in the last "
+                f"batch ({n} samples in batches of {batch_size} leave {smallest}); training statistics "
+                "need more than 1: pick a batch_size that leaves no batch of 1 sample, or drop a sample"
+            )
 
 
 def validate_labels(model: Model, loss: Any, y: Array, classes: int | None = None) -> None:
