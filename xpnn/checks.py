@@ -96,6 +96,13 @@ def check_number(who: str, name: str, value: Any, low: float = -math.inf, high: 
     return number
 
 
+def check_flag(who: str, name: str, value: Any) -> bool:
+    """``value`` a bool: ``affine="no"`` (from a file's header, say) is not taken as True."""
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{who}: expected {name} True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def check_seed(who: str, seed: Any) -> int | None:
     """A seed is None (fresh entropy) or an integer >= 0, as NumPy's generators take."""
     return None if seed is None else check_count(who, "seed", seed, minimum=0)
