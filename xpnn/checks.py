@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 from xpnn.backend import backend_name, device_of, namespace
 from xpnn.errors import ArgumentError, ArgumentTypeError, BackendMismatchError, DTypeError, ShapeError
@@ -71,6 +71,36 @@ def check_like(who: str, x: Array, like: Array, what: str = "input") -> None:
             f"{who}: expected {what} of dtype {like.dtype} (the parameters' dtype), got {x.dtype}; "
             "cast the data or the model explicitly (no silent up- or down-cast)"
         )
+
+
+class ArrayKind(NamedTuple):
+    """What a ``backward`` expects of ``dout``, kept without holding the output array: the
+    last output's shape, array type, device and dtype."""
+
+    shape: tuple[int, ...]
+    type: type
+    device: Any
+    dtype: Any
+
+
+def kind_of(x: Array) -> ArrayKind:
+    return ArrayKind(tuple(x.shape), type(x), device_of(x), x.dtype)
+
+
+def check_dout(who: str, dout: Array, kind: ArrayKind) -> None:
+    """``dout`` must be an array of the last output's shape, namespace, device and dtype: a
+    transposed gradient of the right size, a (1, C) one that would broadcast, a float64 or a
+    torch gradient for a NumPy float32 output are refused before anything changes."""
+    check_array(who, dout, "dout")
+    if tuple(dout.shape) != kind.shape:
+        got = tuple(dout.shape)
+        raise ShapeError(f"{who}: expected dout of shape {kind.shape} (the last output's), got {got}")
+    if type(dout) is not kind.type or device_of(dout) != kind.device:
+        expected = f"{kind.type.__module__}.{kind.type.__name__} on device {kind.device}"
+        got = f"{type(dout).__module__}.{type(dout).__name__} on device {device_of(dout)}"
+        raise BackendMismatchError(f"{who}: expected dout of the last output's type {expected}, got {got}")
+    if dout.dtype != kind.dtype:
+        raise DTypeError(f"{who}: expected dout of dtype {kind.dtype} (the last output's), got {dout.dtype}")
 
 
 def check_count(who: str, name: str, value: Any, minimum: int = 1) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
 from xpnn.backend import namespace
+from xpnn.errors import ShapeError
 from xpnn.functional import windows
 from xpnn.kernels import conv as conv_kernels
 
@@ -94,6 +95,15 @@ def _divisor(x: Array, geo: windows.Geometry, padding: tuple[int, int]) -> Any:
     for piece in pieces[1:]:
         count = count + piece
     return count
+
+
+def check_pixels(who: str, x: Array) -> None:
+    """Global pooling of an empty (0 x W or H x 0) image would be a mean of nothing: NaN."""
+    if x.shape[2] * x.shape[3] == 0:
+        raise ShapeError(
+            f"{who}: expected an image of at least 1x1 pixels, got {x.shape[2]}x{x.shape[3]} in input "
+            f"of shape {tuple(x.shape)}"
+        )
 
 
 class GlobalAvgPool2d(Function):

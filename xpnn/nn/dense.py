@@ -110,10 +110,6 @@ class Dense(Layer):
         check_floating(name, x)
         check_like(name, x, w)
 
-    def check_dout(self, dout: Array, expected: tuple[int, ...]) -> None:
-        super().check_dout(dout, expected)
-        check_like(f"{self!r}.backward", dout, self.weight.value, "dout")
-
     def fused_with(self, following: Module, reader: Module | None) -> Callable[[Tensor], Tensor] | None:
         """This layer and a ReLU after it as one node (:class:`~xpnn.functional.linear.LinearReLU`:
         one pass for the bias and the maximum, one for the mask and the bias gradient), where

@@ -84,4 +84,5 @@ class GlobalAvgPool2D(Layer):
         check_array("GlobalAvgPool2D", x)
         check_rank("GlobalAvgPool2D", x, 4, "(batch, channels, height, width)")
         check_floating("GlobalAvgPool2D", x)
+        pooling.check_pixels("GlobalAvgPool2D", x)
         return {}

@@ -129,10 +129,6 @@ class Embedding(Layer):
             check_like(name, x, w, "ids")  # its named backend or device error
         return {"fused": self.fused}
 
-    def check_dout(self, dout: Array, expected: tuple[int, ...]) -> None:
-        super().check_dout(dout, expected)
-        check_like(f"{self!r}.backward", dout, self.weight.value, "dout")
-
     def output_width(self) -> int | None:
         return self.dim
 
