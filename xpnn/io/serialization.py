@@ -142,7 +142,10 @@ def build_architecture(path: str, header: dict[str, Any], elements: Callable[[in
 
 
 def build_layers(path: str, archive: Archive) -> list[Layer]:
-    """Fresh layers of the saved architecture (their values still the initial ones)."""
+    """Fresh layers of the saved architecture (their values still the initial ones), after
+    the arrays they will read are found within the file's budget (nothing built past it)."""
+    saved = [name for name in archive.entries if name.startswith(("param/", "buffer/"))]
+    archive.check_budget(saved, layers=len(archive.header.get("architecture") or []))
     return build_architecture(path, archive.header, lambda i: _saved_elements(archive, i))
 
 
