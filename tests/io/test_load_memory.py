@@ -50,7 +50,11 @@ def _zip_bomb(files: dict[str, bytes], path: Path) -> None:
     header["architecture"][0][1].update(n_out=5_000_000)
     header["architecture"][3][1].update(n_in=5_000_000)
     header["optimizer"] = None
-    shapes = {"param/0.weight": (4, 5_000_000), "param/0.bias": (5_000_000,), "param/3.weight": (5_000_000, 3)}
+    shapes = {
+        "param/0.weight": (4, 5_000_000),
+        "param/0.bias": (5_000_000,),
+        "param/3.weight": (5_000_000, 3),
+    }
     kept = {k: v for k, v in files.items() if k.removesuffix(".npy") not in shapes and "optimizer" not in k}
     hf.write_members(path, hf.with_header(kept, header))
     with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:

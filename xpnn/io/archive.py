@@ -31,7 +31,7 @@ HEADER = "__header__"
 ZIP_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 MAX_HEADER_BYTES = 1 << 26
 EXPANSION, SLACK = 4, 1 << 20  # what the entries read from a file may decompress to (Archive)
-LAYER_BYTES = 1 << 10  # a built parameter-free layer's Python objects (measured ~600 B), charged to that budget
+LAYER_BYTES = 1 << 10  # a built layer's Python objects (measured ~600 B), charged to that budget
 MAX_DEPTH = 64  # nesting of the saved optimizer state; JSON deeper than Python's stack is refused
 
 
