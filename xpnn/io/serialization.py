@@ -31,9 +31,11 @@ from xpnn.io.file_checks import (
     check_architecture,
     check_arrays,
     check_header,
+    check_values,
     expected_entries,
     is_builtin,
     is_builtin_sequential,
+    nonnegative_names,
 )
 from xpnn.nn import init
 from xpnn.nn.layers import Layer
@@ -151,11 +153,14 @@ def build_layers(path: str, archive: Archive) -> list[Layer]:
 
 def read_arrays(archive: Archive, model: Model) -> dict[str, HostArray]:
     """Read exactly the entries the model names (after :func:`check_arrays`: an integer or
-    boolean buffer's entry is of the module's own dtype)."""
-    return {
+    boolean buffer's entry is of the module's own dtype), their values checked
+    (:func:`~xpnn.io.file_checks.check_values`: finite, a running variance >= 0)."""
+    arrays = {
         name: archive.array(name, kinds="f" if kind is None else archive.entries[name].dtype.kind)
         for name, (_, kind) in expected_entries(model).items()
     }
+    check_values(archive.path, arrays, {f"buffer/{name}" for name in nonnegative_names(model)})
+    return arrays
 
 
 def fill(model: Model, header: dict[str, Any], arrays: dict[str, HostArray], *, move: bool = True) -> None:

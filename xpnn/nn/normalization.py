@@ -31,6 +31,7 @@ class BatchNorm(Layer):
     """
 
     function = BatchNormFunction
+    nonnegative_buffers = ("running_var",)  # 1 / sqrt(var + eps) of a negative one is NaN
 
     def __init__(
         self,
