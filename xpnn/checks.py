@@ -78,7 +78,7 @@ class ArrayKind(NamedTuple):
     last output's shape, array type, device and dtype."""
 
     shape: tuple[int, ...]
-    type: type
+    type: Any  # the array class (typed Any: mypy would narrow dout to object after "is")
     device: Any
     dtype: Any
 
@@ -93,8 +93,8 @@ def check_dout(who: str, dout: Array, kind: ArrayKind) -> None:
     torch gradient for a NumPy float32 output are refused before anything changes."""
     check_array(who, dout, "dout")
     if tuple(dout.shape) != kind.shape:
-        got = tuple(dout.shape)
-        raise ShapeError(f"{who}: expected dout of shape {kind.shape} (the last output's), got {got}")
+        shape = tuple(dout.shape)
+        raise ShapeError(f"{who}: expected dout of shape {kind.shape} (the last output's), got {shape}")
     if type(dout) is not kind.type or device_of(dout) != kind.device:
         expected = f"{kind.type.__module__}.{kind.type.__name__} on device {kind.device}"
         got = f"{type(dout).__module__}.{type(dout).__name__} on device {device_of(dout)}"
