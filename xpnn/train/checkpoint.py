@@ -32,16 +32,23 @@ def load_training(path: str | os.PathLike[str], run: TrainingRun) -> None:
     progress: list[tuple[int, int, History]] = []
 
     def check(training: Any) -> None:  # called before anything is loaded
-        progress.append(_progress(os.fspath(path), training))
+        progress.append(_progress(os.fspath(path), training, run.batch_size))
 
     serialization.load_into(path, run.model, run.optimizer, check_training=check)
     run.epoch, run.seed, run.history = progress[0]
 
 
-def _progress(path: str, training: Any) -> tuple[int, int, History]:
-    """``(epoch, seed, history)`` of a checkpoint's training entry, or a CheckpointError."""
+def _progress(path: str, training: Any, batch_size: int) -> tuple[int, int, History]:
+    """``(epoch, seed, history)`` of a checkpoint's training entry, or a CheckpointError; the
+    run must have the checkpoint's batch size (its steps and updates are what resuming repeats)."""
     if training is None:
         raise CheckpointError(f"{path}: holds no training progress (saved with model.save)")
+    saved = training.get("batch_size")
+    if saved is not None and saved != batch_size:  # files without one: no check
+        raise CheckpointError(
+            f"{path}: was trained with batch_size {saved!r}, this fit has {batch_size}: resume with "
+            f"batch_size={saved!r} (another one would not continue the same run)"
+        )
     epoch, seed = training.get("epoch"), training.get("seed")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (epoch, seed)):
         raise CheckpointError(

@@ -168,7 +168,8 @@ def fit(
     parallel = data_parallel(communicator, model, optimizer)
     run.rank = 0 if communicator is None else communicator.rank
     LAST_FIT_LOSS[model] = loss  # evaluate() uses it when given none, as Keras' compiled loss
-    if resume is not None:
+    if resume is not None:  # the labels first: a refused fit leaves the model as it was
+        _check_labels(run, y, validation_data)
         load_training(resume, run)
     if parallel is not None:  # after a resume too: every rank continues from rank 0's state
         agreed = describe_run(x, validation_data, batch_size=batch_size, epochs=epochs, shuffle=shuffle)
@@ -201,6 +202,14 @@ def _loaders(
     val = DataLoader(*validation_data, batch_size=max(batch_size, 256), shuffle=False, target=bk, dtype=dtype)
     validate_labels(run.model, run.loss, val.y, run.classes)
     return train, val
+
+
+def _check_labels(run: TrainingRun, y: Array, validation_data: tuple[Array, Array] | None) -> None:
+    """The training (and validation) labels as :func:`_loaders` checks them, before a resume
+    replaces the model's and optimizer's state (one host sync each, once per fit)."""
+    validate_labels(run.model, run.loss, y, run.classes)
+    if validation_data is not None:
+        validate_labels(run.model, run.loss, validation_data[1], run.classes)
 
 
 def _epoch(
