@@ -12,7 +12,7 @@ import pytest
 
 import xpnn
 from tests.helpers import hostile_files as hf
-from xpnn.errors import CheckpointError, LabelError
+from xpnn.errors import ArgumentTypeError, CheckpointError, LabelError, OptimizerError
 
 
 def _data(n: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -55,3 +55,60 @@ def test_resume_with_another_batch_size_is_refused_with_nothing_changed(tmp_path
         _fit(model, optimizer, resume=tmp_path / "ck.npz", batch_size=16)
     assert hf.same(hf.state(model, optimizer), before)
     assert len(_fit(model, optimizer, resume=tmp_path / "ck.npz", batch_size=10).epochs) == 1
+
+
+def test_fit_refuses_an_optimizer_of_another_models_parameters_before_any_step() -> None:
+    model, _ = _fresh()
+    foreign = xpnn.Adam(hf.small_model().parameters(), lr=1e-2)
+    before = hf.state(model)
+    with pytest.raises(
+        OptimizerError, match=r"fit: the optimizer updates 4 parameter\(s\) that are not this"
+    ):
+        _fit(model, foreign)
+    assert hf.same(hf.state(model), before) and foreign.t == 0
+
+
+def test_fit_refuses_an_optimizer_holding_one_foreign_parameter_among_its_own() -> None:
+    model, _ = _fresh()
+    stray = hf.small_model().parameters()[0]
+    with pytest.raises(OptimizerError, match=r"1 parameter\(s\) that are not this model's.*\(4, 8\)"):
+        _fit(model, xpnn.SGD([*model.parameters(), stray], lr=0.1))
+
+
+def test_fit_trains_an_optimizer_over_a_subset_of_the_parameters_and_leaves_the_rest() -> None:
+    model, _ = _fresh()
+    host = xpnn.backend.to_host
+    frozen, trained = model.layers[0].parameters(), model.layers[3].parameters()
+    before = [host(p.value) for p in frozen], [host(p.value) for p in trained]
+    _fit(model, xpnn.SGD(trained, lr=0.1))
+    assert all(np.array_equal(a, host(p.value)) for a, p in zip(before[0], frozen, strict=True))
+    assert not any(np.array_equal(a, host(p.value)) for a, p in zip(before[1], trained, strict=True))
+
+
+LR_FIND_CASES = {
+    "steps=2.5": ({"steps": 2.5}, ArgumentTypeError, r"steps an integer, got float 2.5"),
+    "loss='mse'": ({"loss": "mse"}, ArgumentTypeError, r"lr_find: expected loss= an xpnn Loss"),
+    "optimizer=None": ({"optimizer": None}, ArgumentTypeError, r"expected optimizer= an xpnn Optimizer"),
+    "x a list": ({"x": [[0.0] * 4] * 30}, ArgumentTypeError, r"expected x to be an array"),
+    "end='10'": ({"end": "10"}, ArgumentTypeError, r"expected end to be a number"),
+    "foreign optimizer": ({"foreign": True}, OptimizerError, r"lr_find: the optimizer updates 4 parameter"),
+}
+
+
+@pytest.mark.parametrize("case", list(LR_FIND_CASES))
+def test_lr_find_names_each_bad_argument_before_any_step(case: str) -> None:
+    overrides, error, match = LR_FIND_CASES[case]
+    model, optimizer = _fresh()
+    x, y = _data()
+    kwargs: dict[str, Any] = {
+        "loss": xpnn.SoftmaxCrossEntropy(),
+        "optimizer": optimizer,
+        "steps": 5,
+        **overrides,
+    }
+    if kwargs.pop("foreign", False):
+        kwargs["optimizer"] = xpnn.Adam(hf.small_model().parameters(), lr=1e-2)
+    before = hf.state(model)
+    with pytest.raises(error, match=match):
+        xpnn.lr_find(model, kwargs.pop("x", x), y, **kwargs)
+    assert hf.same(hf.state(model), before)

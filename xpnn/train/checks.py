@@ -14,7 +14,7 @@ from typing import Any
 
 from xpnn.backend import namespace
 from xpnn.checks import check_count, check_number
-from xpnn.errors import ArgumentError, ArgumentTypeError, NonFiniteLossError, ShapeError
+from xpnn.errors import ArgumentError, ArgumentTypeError, NonFiniteLossError, OptimizerError, ShapeError
 from xpnn.nn.losses import Loss
 from xpnn.optim.base import Optimizer
 
@@ -96,6 +96,20 @@ def check_fit(
         before_fit = getattr(callback, "before_fit", None)
         if before_fit is not None:
             before_fit(keys)
+
+
+def check_optimizer_of(who: str, model: Any, optimizer: Optimizer) -> None:
+    """``optimizer`` must update parameters of ``model`` and only those: one built on another
+    model's parameters would train nothing, silently. A subset (frozen layers left out) is
+    fine. Identity of the Parameter objects: no array is read."""
+    own = {id(p) for p in model.parameters()}
+    foreign = [p for p in optimizer.parameters() if id(p) not in own]
+    if foreign:
+        first = foreign[0]
+        raise OptimizerError(
+            f"{who}: the optimizer updates {len(foreign)} parameter(s) that are not this model's (first: "
+            f"{first.name or 'unnamed'!r} of shape {tuple(first.shape)}); build it from model.parameters()"
+        )
 
 
 def check_epoch_loss(epoch: int, logs: dict[str, float]) -> None:

@@ -25,7 +25,7 @@ from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.optim.base import Optimizer
 from xpnn.train.checkpoint import load_training
-from xpnn.train.checks import check_epoch_loss, check_fit, raise_not_scalar
+from xpnn.train.checks import check_epoch_loss, check_fit, check_optimizer_of, raise_not_scalar
 from xpnn.train.evaluation import LAST_FIT_LOSS, batches, evaluate_loader, has_accuracy, host_float
 from xpnn.train.preflight import (
     model_backend,
@@ -156,6 +156,7 @@ def fit(
     check_fit(x, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
               validation_data=validation_data, validation_split=validation_split,
               callbacks=callbacks)  # fmt: skip
+    check_optimizer_of("fit", model, optimizer)
     if validation_split and validation_data is None:
         (x, y), validation_data = _split(x, y, validation_split)
     classes = rehearse(model, x, y, loss)  # one sample, nothing changed: errors found before any step
