@@ -25,7 +25,13 @@ from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.optim.base import Optimizer
 from xpnn.train.checkpoint import load_training
-from xpnn.train.checks import check_epoch_loss, check_fit, check_optimizer_of, raise_not_scalar
+from xpnn.train.checks import (
+    check_callbacks,
+    check_epoch_loss,
+    check_fit,
+    check_optimizer_of,
+    raise_not_scalar,
+)
 from xpnn.train.evaluation import LAST_FIT_LOSS, batches, evaluate_loader, has_accuracy, host_float
 from xpnn.train.preflight import (
     model_backend,
@@ -152,7 +158,7 @@ def fit(
     returns an empty History. A NaN or infinite epoch loss stops training with
     :class:`~xpnn.NonFiniteLossError` (checked once per epoch, on the number already read).
     """
-    callbacks = list(callbacks)
+    callbacks = check_callbacks(callbacks)
     check_fit(x, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
               validation_data=validation_data, validation_split=validation_split,
               callbacks=callbacks)  # fmt: skip
