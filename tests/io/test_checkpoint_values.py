@@ -116,3 +116,24 @@ def test_a_safetensors_file_with_a_negative_running_variance_is_refused(tmp_path
     st_numpy.save_file(tensors, path, metadata=metadata)
     with pytest.raises(CheckpointError, match=r"'1.running_var' \(a running variance\) holds negative"):
         xpnn.load(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"affine": "no"}, r"expected affine True or False, got str 'no'"),
+        ({"eps": 1e400}, r"expected eps a finite number"),
+        ({"num_features": 6.0}, r"num_features to be an integer, got float"),
+    ],
+)
+def test_a_header_batchnorm_config_of_the_wrong_kind_is_a_checkpoint_error(
+    tmp_path: Path, config: dict[str, Any], match: str
+) -> None:
+    path = tmp_path / "ck.npz"
+    _trained(path)
+    files = hf.members(path)
+    header = hf.header_of(files)
+    header["architecture"][1][1].update(config)
+    hf.write_members(path, hf.with_header(files, header))
+    with pytest.raises(CheckpointError, match=rf"layer 1 cannot be built as BatchNorm.*{match}"):
+        xpnn.load(path)
