@@ -135,3 +135,9 @@ class ModelCheckpoint(Callback):
             self.best = value
         if run.rank == 0:
             save_training(self.path.format(epoch=epoch + 1), run)
+
+    def on_interrupt(self, run: TrainingRun) -> None:
+        """Ctrl-C stopped epoch ``run.epoch`` inside it: save where it stopped (under that
+        epoch's number), so ``resume=`` continues at the next step as if never stopped."""
+        if run.rank == 0:
+            save_training(self.path.format(epoch=run.epoch + 1), run)

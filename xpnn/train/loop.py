@@ -33,6 +33,7 @@ from xpnn.train.checks import (
     raise_not_scalar,
 )
 from xpnn.train.evaluation import LAST_FIT_LOSS, batches, evaluate_loader, has_accuracy, host_float
+from xpnn.train.interrupt import StopRequest
 from xpnn.train.preflight import (
     model_backend,
     model_seed,
@@ -78,15 +79,19 @@ def _progress(verbose: int, total: int, description: str) -> Any:
 
 def _train_epoch(
     run: TrainingRun, loader: DataLoader, epoch: int, bar: Any, parallel: DataParallel | None = None
-) -> dict[str, float]:
+) -> dict[str, float] | None:
+    """One epoch's steps and numbers; None where Ctrl-C stopped it (``run.step`` steps done)."""
     run.model.train(True)
-    run.model.start_epoch(epoch)
+    first = run.step  # > 0: resumed where Ctrl-C stopped; Dropout's counters are the checkpoint's
+    if not first:
+        run.model.start_epoch(epoch)
     counting = has_accuracy(run.loss, loader.y, run.classes)
-    loss_sum: Any = 0.0
-    correct: Any = 0
-    seen, start = 0, time.perf_counter()
+    loss_sum, correct, seen = run.partial if run.partial is not None else (0.0, 0, 0)
+    run.step, run.partial = 0, None
+    start = time.perf_counter()
     shown = start
-    for xb, yb, n_global in batches(loader, epoch, None if parallel is None else parallel.shards):
+    shards = None if parallel is None else parallel.shards
+    for step, (xb, yb, n_global) in enumerate(batches(loader, epoch, shards, first), start=first):
         n = int(xb.shape[0])
         if n == 0 and parallel is not None:  # an empty share of a short last batch: no loss to add
             parallel.empty_step(xb)
@@ -102,6 +107,9 @@ def _train_epoch(
                 shown_acc = {"acc": f"{int(correct) / seen:.4f}"} if counting else {}
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", **shown_acc,
                                 samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
+        if run.stop_request is not None and run.stop_request.requested:  # Ctrl-C: after this step
+            run.step, run.partial = step + 1, (host_float(loss_sum), host_float(correct), seen)
+            return None
     loss_total, hits = host_float(loss_sum), host_float(correct)  # the epoch's one synchronisation
     if parallel is not None:  # and its one all-reduce
         loss_total, hits, total = parallel.shards.sum_over_ranks(loss_total, hits, seen)
@@ -183,7 +191,8 @@ def fit(
         run.seed, run.epoch = parallel.start(run.seed, run.epoch, agreed)
     try:
         train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
-        _loop(run, train, val, as_callbacks(callbacks), epochs, verbose if run.rank == 0 else 0, parallel)
+        with StopRequest(enabled=parallel is None) as run.stop_request:
+            _loop(run, train, val, as_callbacks(callbacks), epochs, verbose if run.rank == 0 else 0, parallel)
     finally:
         if parallel is not None:
             parallel.stop()
@@ -227,10 +236,15 @@ def _epoch(
     epochs: int,
     verbose: int,
     parallel: DataParallel | None,
-) -> dict[str, float]:
-    """Train one epoch, then validate; the epoch's numbers, shown on the progress bar or printed."""
+) -> dict[str, float] | None:
+    """Train one epoch, then validate; the epoch's numbers, shown on the progress bar or printed
+    (None: Ctrl-C stopped the epoch)."""
     bar = _progress(verbose, train.num_samples, f"epoch {epoch + 1}/{epochs}")
     logs = _train_epoch(run, train, epoch, bar, parallel)
+    if logs is None:
+        if bar is not None:
+            bar.close()
+        return None
     if val is not None:
         shards = None if parallel is None else parallel.shards
         validated = evaluate_loader(run.model, val, run.loss, shards, run.classes)
@@ -243,6 +257,20 @@ def _epoch(
     elif verbose:
         print(_summary(epoch, epochs, logs), flush=True)
     return logs
+
+
+def _interrupted(run: TrainingRun, hooks: Sequence[Callback], train: DataLoader) -> None:
+    """Ctrl-C stopped epoch ``run.epoch`` after ``run.step`` steps: the callbacks hear of it
+    (a ModelCheckpoint saves a checkpoint that resumes at the next step), one line says so."""
+    run.history.interrupted = True
+    for hook in hooks:
+        hook.on_interrupt(run)
+    print(
+        f"fit: stopped by Ctrl-C after step {run.step}/{len(train)} of epoch {run.epoch + 1}; returning the "
+        f"history of {len(run.history)} complete epoch(s) (Ctrl-C again exits at once)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _loop(
@@ -260,6 +288,9 @@ def _loop(
     try:
         for epoch in range(run.epoch, epochs):
             logs = _epoch(run, train, val, epoch, epochs, verbose, parallel)
+            if logs is None:
+                _interrupted(run, hooks, train)
+                break
             check_epoch_loss(epoch, logs)
             run.history.append(epoch, logs)
             run.epoch = epoch + 1
