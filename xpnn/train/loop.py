@@ -42,6 +42,7 @@ from xpnn.train.preflight import (
     restore_modes,
     validate_labels,
 )
+from xpnn.train.progress import ProgressLines
 from xpnn.train.record import Callback, History, Model, TrainingRun, as_callbacks
 
 Array = Any
@@ -67,12 +68,15 @@ def train_step(
 
 
 def _progress(verbose: int, total: int, description: str) -> Any:
-    if not verbose or not sys.stderr.isatty():
+    """A tqdm bar on a terminal; else (a file, a pipe; no tqdm) a line every few seconds."""
+    if not verbose:
         return None
+    if not sys.stderr.isatty():
+        return ProgressLines(total, description)
     try:
         from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional (the "examples" extra): one line per epoch instead
-        return None
+    except ImportError:  # tqdm is optional (the "examples" extra)
+        return ProgressLines(total, description)
 
     return tqdm(total=total, desc=description, unit="sample", unit_scale=True, mininterval=0.25, leave=True)
 
@@ -102,7 +106,7 @@ def _train_epoch(
         if bar is not None:
             bar.update(n_global)
             now = time.perf_counter()
-            if now - shown >= 0.3:  # each refresh reads two device scalars: a sync, so rarely
+            if now - shown >= getattr(bar, "interval", 0.3):  # a refresh reads two device scalars: a sync
                 shown = now
                 shown_acc = {"acc": f"{int(correct) / seen:.4f}"} if counting else {}
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", **shown_acc,
@@ -250,7 +254,7 @@ def _epoch(
         validated = evaluate_loader(run.model, val, run.loss, shards, run.classes)
         logs.update({f"val_{k}": v for k, v in validated.items()})
     logs["lr"] = _lr(run.optimizer)
-    if bar is not None:
+    if bar is not None and not isinstance(bar, ProgressLines):
         shown = {k: v for k, v in logs.items() if ("loss" in k or "acc" in k) and not math.isnan(v)}
         bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()})  # no "accuracy=nan" of a regression
         bar.close()
