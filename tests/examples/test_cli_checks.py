@@ -88,3 +88,27 @@ def test_a_named_error_after_the_checks_is_one_line_and_exit_status_1(tmp_path: 
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert len(result.stderr.splitlines()) == 1 and "DataNotFoundError" in result.stderr
+
+
+CHAR_LM_CASES = {
+    "--lr 0": (["--lr", "0"], r"ArgumentError: --lr must be a finite number > 0, got 0.0"),
+    "--temperature -1": (["--temperature", "-1"], r"--temperature must be a finite number > 0"),
+    "--plot x.bogus": (["--plot", "x.bogus"], r"--plot 'x.bogus' ends in '.bogus'"),
+    "--plot in a missing directory": (["--plot", "nodir/l.png"], r"--plot 'nodir/l.png': the directory"),
+    "--seed -2": (["--seed", "-2"], r"--seed must be >= 0, got -2"),
+    "--heads 3 of width 128": (["--heads", "3"], r"--heads must divide --width"),
+}
+
+
+@pytest.mark.parametrize("case", list(CHAR_LM_CASES))
+def test_the_char_lm_cli_refuses_a_bad_argument_in_one_line(
+    case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))  # char_lm.py imports gpt.py from beside itself, as a script does
+    char_lm = load_example("char_lm")
+    argv, match = CHAR_LM_CASES[case]
+    with pytest.raises(SystemExit) as exited:
+        char_lm.parse_args(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and len(err.splitlines()) == 1 and re.search(match, err), err
