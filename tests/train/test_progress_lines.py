@@ -35,8 +35,9 @@ def test_output_to_a_pipe_gets_a_line_inside_each_epoch_when_one_is_due(
     assert sum(line.startswith("epoch 2/2: loss ") for line in lines) == 1  # the summary still follows
 
 
-def test_a_short_epoch_prints_only_its_summary_at_the_default_interval(
-    capsys: pytest.CaptureFixture[str],
+def test_an_epoch_shorter_than_the_interval_prints_only_its_summary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setenv("XPNN_PROGRESS_SECONDS", "3600")
     _fit(epochs=1)
     assert capsys.readouterr().out.strip().splitlines()[0].startswith("epoch 1/1: loss ")
