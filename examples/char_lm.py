@@ -29,17 +29,19 @@ from typing import Any
 from gpt import GPT, generate  # beside this script
 
 import xpnn
+import xpnn.cli as cli
 from xpnn import backend, distributed
 from xpnn.data import TextLoader, Vocabulary, load_text
 from xpnn.io import serialization
+from xpnn.io.paths import writable_path
 from xpnn.optim import decay_groups, schedules
 
 BITS = 1.0 / math.log(2.0)  # nats -> bits
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p = cli.Parser(description=__doc__.split("\n\n", 1)[0],
+                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("--layers", type=int, default=4, help="transformer blocks")
     p.add_argument("--heads", type=int, default=4, help="attention heads per block")
     p.add_argument("--width", type=int, default=128, help="embedding width (the MLP is 4x)")
@@ -72,7 +74,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--iters must be >= 0 and --heads must divide --width "
             f"(got {args.iters}, {args.heads}, {args.width})"
         )
+    cli.checked(p, lambda: check_args(args))
     return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Numbers, paths to write and the backend, before any work (not after the training run)."""
+    cli.positive("--lr", args.lr)
+    cli.positive("--temperature", args.temperature)
+    if args.seed < 0:
+        raise xpnn.ArgumentError(f"--seed must be >= 0, got {args.seed}")
+    if args.plot:
+        writable_path("", "--plot", args.plot, suffixes=cli.PLOT_SUFFIXES)
+        cli.require_module("matplotlib", "--plot", "examples")
+    if args.checkpoint and not args.generate:
+        writable_path("", "--checkpoint", os.path.join(args.checkpoint, "last.npz"), make_dirs=True)
+    backend.resolve(args.backend)
 
 
 def sizes(args: argparse.Namespace, vocabulary: Vocabulary) -> dict[str, Any]:
@@ -258,4 +275,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 
 import xpnn
+import xpnn.cli as cli
 from xpnn import backend
 from xpnn import functional as F
 from xpnn.data import FASHION_MNIST_CLASSES
+from xpnn.io.paths import writable_path
 from xpnn.nn.metrics import confusion_matrix, per_class_accuracy, predicted_classes
 from xpnn.optim import optimizers, schedules
 
@@ -44,7 +46,7 @@ VALIDATION_SPLIT = 0.1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         description=__doc__.split("\n\n", 1)[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -132,12 +134,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{flag.replace('_', '-')} must be >= {least}, got {getattr(args, flag)}")
     if args.checkpoint and os.path.exists(args.checkpoint) and not os.path.isdir(args.checkpoint):
         parser.error(f"--checkpoint {args.checkpoint}: exists and is not a directory (it names a folder)")
+    args.target = cli.checked(parser, lambda: check_args(args))
     return args
 
 
+def check_args(args: argparse.Namespace) -> str:
+    """The numbers, the paths to write and the backend, before any work (not a traceback at
+    step 1, or after the whole run when the plot is written); returns the backend to use."""
+    cli.positive("--lr", args.lr)
+    cli.positive("--decay", args.decay, zero=True)
+    if not 0.0 <= args.momentum < 1.0:
+        raise xpnn.ArgumentError(f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.seed < 0:
+        raise xpnn.ArgumentError(f"--seed must be >= 0, got {args.seed}")
+    if args.plot:
+        writable_path("", "--plot", args.plot, suffixes=cli.PLOT_SUFFIXES)
+        cli.require_module("matplotlib", "--plot", "examples")
+    if args.export:
+        writable_path("", "--export", args.export, suffixes=(".onnx",))
+        cli.require_module("onnx", "--export", "io")
+    if args.checkpoint:
+        writable_path("", "--checkpoint", os.path.join(args.checkpoint, "last.npz"), make_dirs=True)
+    return pick_backend(args.backend)
+
+
 def pick_backend(name: str) -> str:
-    """``auto``: CuPy when it imports and sees a CUDA device, else NumPy."""
+    """``auto``: CuPy when it imports and sees a CUDA device, else NumPy; a named backend must
+    be usable now (BackendUnavailableError before any work)."""
     if name != "auto":
+        backend.resolve(name)
         return name
     try:
         backend.resolve("cupy")
@@ -374,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = 0 if args.communicator is None else args.communicator.rank
     if rank != 0:  # every rank trains the same model: one set of lines, one plot, one saved model
         sys.stdout, args.plot = open(os.devnull, "w"), None
-    target = pick_backend(args.backend)
+    target = args.target
     print(f"backend: {target}; model: {args.model}; optimizer: {args.optimizer}; seed: {args.seed}")
     (x, y), (x_test, y_test) = xpnn.load_fashion_mnist()
     shape = (1, 28, 28) if args.model in ("cnn", "resnet") else (-1,)  # NCHW images for the CNNs
@@ -389,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             trained, curves[name] = train(args, name, data, target, checkpoint=name == args.optimizer)
             if name == args.optimizer:
                 model, history = trained, curves[name]
+            if curves[name].interrupted:  # Ctrl-C: no further optimizers
+                break
         if args.plot:
             stem, ext = os.path.splitext(args.plot)
             plot_optimizers(f"{stem}-optimizers{ext or '.png'}", curves)
@@ -400,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.export and rank == 0:
         export(model, data, args.export)
     report(model, history, data, args)
-    return 0
+    return cli.INTERRUPTED if history.interrupted else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

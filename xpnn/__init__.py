@@ -26,6 +26,7 @@ from xpnn.errors import (
     NonFiniteLossError,
     OptimizerError,
     ShapeError,
+    TooLargeError,
     XpnnError,
 )
 from xpnn.nn import (
@@ -139,6 +140,7 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "Tanh",
     "Tensor",
+    "TooLargeError",
     "XpnnError",
     "__version__",
     "backend",

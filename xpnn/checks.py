@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 from xpnn.backend import backend_name, device_of, namespace
 from xpnn.errors import ArgumentError, ArgumentTypeError, BackendMismatchError, DTypeError, ShapeError
@@ -73,6 +73,36 @@ def check_like(who: str, x: Array, like: Array, what: str = "input") -> None:
         )
 
 
+class ArrayKind(NamedTuple):
+    """What a ``backward`` expects of ``dout``, kept without holding the output array: the
+    last output's shape, array type, device and dtype."""
+
+    shape: tuple[int, ...]
+    type: Any  # the array class (typed Any: mypy would narrow dout to object after "is")
+    device: Any
+    dtype: Any
+
+
+def kind_of(x: Array) -> ArrayKind:
+    return ArrayKind(tuple(x.shape), type(x), device_of(x), x.dtype)
+
+
+def check_dout(who: str, dout: Array, kind: ArrayKind) -> None:
+    """``dout`` must be an array of the last output's shape, namespace, device and dtype: a
+    transposed gradient of the right size, a (1, C) one that would broadcast, a float64 or a
+    torch gradient for a NumPy float32 output are refused before anything changes."""
+    check_array(who, dout, "dout")
+    if tuple(dout.shape) != kind.shape:
+        shape = tuple(dout.shape)
+        raise ShapeError(f"{who}: expected dout of shape {kind.shape} (the last output's), got {shape}")
+    if type(dout) is not kind.type or device_of(dout) != kind.device:
+        expected = f"{kind.type.__module__}.{kind.type.__name__} on device {kind.device}"
+        got = f"{type(dout).__module__}.{type(dout).__name__} on device {device_of(dout)}"
+        raise BackendMismatchError(f"{who}: expected dout of the last output's type {expected}, got {got}")
+    if dout.dtype != kind.dtype:
+        raise DTypeError(f"{who}: expected dout of dtype {kind.dtype} (the last output's), got {dout.dtype}")
+
+
 def check_count(who: str, name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an ``int``: any ``numbers.Integral`` but ``bool``, at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -94,6 +124,13 @@ def check_number(who: str, name: str, value: Any, low: float = -math.inf, high: 
     if not (math.isfinite(number) and low <= number <= high):
         raise ArgumentError(f"{who}: expected {name} a finite number in [{low}, {high}], got {value!r}")
     return number
+
+
+def check_flag(who: str, name: str, value: Any) -> bool:
+    """``value`` a bool: ``affine="no"`` (from a file's header, say) is not taken as True."""
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{who}: expected {name} True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def check_seed(who: str, seed: Any) -> int | None:

@@ -88,6 +88,11 @@ class ArgumentTypeError(ArgumentError, TypeError):
     """An argument is of the wrong type (``Dense("4", 3)``, ``loss=None``): still a ``TypeError``."""
 
 
+class TooLargeError(ArgumentError, MemoryError):
+    """A layer's arguments ask for more memory than this machine has (``Conv2D(1, 1, 10**6)``:
+    a weight of 10**12 numbers); raised before anything is allocated. Still a ``MemoryError``."""
+
+
 class GradientError(XpnnError, RuntimeError):
     """A backward that cannot run: of a tensor that needs no gradient, through a graph already
     consumed (without ``retain_graph``), or of a non-scalar tensor without ``grad``."""

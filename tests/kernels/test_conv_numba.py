@@ -12,6 +12,7 @@ import pytest
 
 import xpnn
 from xpnn.kernels import compile, conv_numba
+from xpnn.kernels import conv as conv_kernels
 
 pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
 
@@ -110,8 +111,8 @@ def test_max_pool_loops_route_nan_and_minus_inf_as_the_numpy_fast_path(
     results = [_pool(x, kernel, options, None, numba=use, monkeypatch=monkeypatch) for use in (True, False)]
     (y, dx), (y_np, dx_np) = results
     assert np.isnan(y).any() and np.isneginf(y).any()
-    _assert_bits(y, y_np)  # NaN wins its windows, a tie takes np.maximum's zero
-    np.testing.assert_array_equal(dx, dx_np)  # a NaN window routes nothing; -inf: the first cell
+    _assert_bits(y, y_np)  # NaN wins its windows, a tie keeps the first zero (torch's rule)
+    np.testing.assert_array_equal(dx, dx_np)  # a NaN window routes to its last NaN; -inf: the first real cell
 
 
 def test_max_pool_index_is_int16_and_numba_declines_what_it_does_not_cover(numba_on: None) -> None:
@@ -121,7 +122,8 @@ def test_max_pool_index_is_int16_and_numba_declines_what_it_does_not_cover(numba
     geo = layer._call.ctx.saved[2]
     assert conv_numba.max_pool(np.ones((1, 1, 6, 6), np.float16), geo) is None
     assert conv_numba.max_pool(np.ones((2, 3, 6, 6), np.float32)[:, :, ::-1], geo) is None  # strided
-    dx = layer.backward(np.ones((2, 3, 3, 3), np.float64))  # another dtype: the NumPy passes
+    # a dout of another dtype (the layer refuses one; the kernel itself falls back): the NumPy passes
+    dx = conv_kernels.max_pool_backward(np.ones((2, 3, 3, 3), np.float64), layer._call.ctx.saved[1], geo)
     assert dx.dtype == np.float64 and dx.sum() == 2 * 3 * 3 * 3  # one 1.0 per window
 
 

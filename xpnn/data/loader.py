@@ -86,12 +86,13 @@ class DataLoader:
             return np.arange(self.num_samples, dtype=np.int64)
         return np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_samples).astype(np.int64)
 
-    def batches(self, epoch: int) -> Iterator[tuple[Array, Array | None]]:
-        """Yield the batches of epoch ``epoch``; the order moves to the device once per epoch."""
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Array, Array | None]]:
+        """Yield the batches of epoch ``epoch`` from batch ``start`` on; the order moves to the
+        device once per epoch."""
         xp = self.bk.xp
         index = backend.from_host(self.order(epoch), self.bk)
         n = self.num_samples
-        for k in range(len(self)):  # stops clamped: out-of-range slices are outside the standard
+        for k in range(start, len(self)):  # stops clamped: out-of-range slices are outside the standard
             idx = index[k * self.batch_size : min((k + 1) * self.batch_size, n)]
             yield self.images(idx), (None if self.y is None else xp.take(self.y, idx, axis=0))
 

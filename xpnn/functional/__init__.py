@@ -29,7 +29,7 @@ from xpnn.functional.dropout import Dropout
 from xpnn.functional.linear import Linear
 from xpnn.functional.losses import CrossEntropy, MeanSquaredError
 from xpnn.functional.normalization import BatchNorm, Running
-from xpnn.functional.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from xpnn.functional.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d, check_pixels
 from xpnn.functional.transformer import embedding, gelu, layer_norm, scaled_dot_product_attention
 
 Array = Any
@@ -149,6 +149,7 @@ def global_avg_pool2d(x: TensorLike) -> Tensor:
     """``(N, C, H, W) -> (N, C)``: the mean over each channel's pixels."""
     check_floating_input("global_avg_pool2d", _value(x))
     check_shape("global_avg_pool2d", "x", _value(x), 4, "(batch, channels, height, width)")
+    check_pixels("global_avg_pool2d", _value(x))
     return GlobalAvgPool2d.apply(x)
 
 

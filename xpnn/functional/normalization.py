@@ -1,19 +1,20 @@
 """Batch normalization over (N, C) or (N, C, H, W), as torch's ``batch_norm``.
 
-Training: per channel, over the batch (and pixels), ``mean = S1 / m``,
-``var = S2 / m - mean**2`` (biased) from the sums ``S1 = sum x``, ``S2 = sum x**2`` of the
-``m`` values; ``xhat = (x - mean) / sqrt(var + eps)``, ``y = weight * xhat + bias``. The
-running estimates follow ``r = (1 - f) * r + f * batch`` (the running variance takes the
-unbiased ``var * m / (m - 1)``). Eval normalizes with the running estimates. Backward
-(training): ``dx = weight / sqrt(var + eps) * (dy - (T1 + xhat * T2) / m)`` with
+Training: per channel, over the batch (and pixels) of ``m`` values, ``mean = sum x / m`` and
+the biased ``var = sum (x - mean)**2 / m`` (two passes: finite wherever torch's is);
+``xhat = (x - mean) / sqrt(var + eps)``, ``y = weight * xhat + bias``. The running estimates
+follow ``r = (1 - f) * r + f * batch`` (the running variance takes the unbiased
+``var * m / (m - 1)``). Eval normalizes with the running estimates. Backward (training):
+``dx = weight / sqrt(var + eps) * (dy - (T1 + xhat * T2) / m)`` with
 ``T1 = sum dy``, ``T2 = sum dy * xhat``; ``dbias = T1``, ``dweight = T2``.
 
 Under data-parallel training the statistics are those of the GLOBAL batch: ``[m, S1, S2]``
 and ``[T1, T2]`` are each summed over ranks by one ``communicator.allreduce_sum`` call (``T``
 weighted by the rank's share of the batch, since each rank's ``dy`` is that of its own batch
 mean), so N ranks compute what one process computes on the whole batch. That is why the
-variance comes from the sums rather than a two-pass ``var``: sums add across ranks. (In
-float32 this loses digits only when a channel's mean is large against its spread.)
+global variance comes from the sums ``S1 = sum x``, ``S2 = sum x**2`` (``var = S2 / m -
+mean**2``) rather than two passes: sums add across ranks. (In float32 this loses digits when a
+channel's mean is large against its spread, and ``x**2`` overflows from |x| > 1.8e19.)
 """
 
 from __future__ import annotations
@@ -59,12 +60,14 @@ class BatchNorm(Function):
         axes = (0,) if x.ndim == 2 else (0, 2, 3)
         shape = (1, channels) + (1,) * (x.ndim - 2)
         count = local = float(math.prod(x.shape) // channels)
+        centered = None
         if training or running is None:
-            mean, var, count = _batch_statistics(xp, x, axes, communicator, training, running)
+            mean, var, count, centered = _batch_statistics(xp, x, axes, communicator, training, running)
         else:
             mean, var = running.mean, running.var
         invstd = 1.0 / xp.sqrt(var + eps)
-        xhat = (x - xp.reshape(mean, shape)) * xp.reshape(invstd, shape)
+        centered = x - xp.reshape(mean, shape) if centered is None else centered
+        xhat = centered * xp.reshape(invstd, shape)
         ctx.saved = (
             xhat,
             invstd,
@@ -124,24 +127,38 @@ def _refuse_one_value(count: float, x: Array, where: str = "") -> None:
 
 def _batch_statistics(
     xp: Any, x: Array, axes: tuple[int, ...], communicator: Any, training: bool, running: Running | None
-) -> tuple[Array, Array, Any]:
-    """Mean and biased variance of the (global) batch, and its count; updates ``running``."""
-    channels = x.shape[1]
-    local = math.prod(x.shape) // channels
-    sums = [xp.sum(x, axis=axes), xp.sum(x * x, axis=axes)]
+) -> tuple[Array, Array, Any, Array | None]:
+    """Mean and biased variance of the (global) batch, its count and, in one process, ``x -
+    mean`` (the forward's next pass); updates ``running``."""
+    local = math.prod(x.shape) // x.shape[1]
     count: Any = float(local)
+    centered = None
     if _global(communicator):
-        totals = communicator.allreduce_sum(xp.stack([xp.full_like(sums[0], count), *sums]))
-        count, sums = totals[0, ...], [totals[1, ...], totals[2, ...]]
+        mean, var, count = _global_statistics(xp, x, axes, communicator, count)
         if training:  # the same total on every rank: all raise, before the statistics change
             _refuse_one_value(float(to_host(count[:1])[0]), x, " in the global batch")
-    elif training:
-        _refuse_one_value(local, x)
-    mean = sums[0] / count
-    var = xp.maximum(sums[1] / count - mean * mean, 0.0)
+    else:  # two passes: x * x of the sums form overflows float32 from |x| > 1.8e19 (torch's stays finite)
+        if training:
+            _refuse_one_value(local, x)
+        mean = xp.mean(x, axis=axes)
+        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        centered = x - xp.reshape(mean, shape)
+        var = xp.mean(centered * centered, axis=axes)
     if training and running is not None:  # not differentiated: on Tensors, by their arrays
         f, batch_mean, batch_var = running.factor, plain(mean), plain(var)
         unbiased = batch_var * (count / (count - 1.0))
         running.mean = assign(running.mean, (1.0 - f) * running.mean + f * batch_mean)
         running.var = assign(running.var, (1.0 - f) * running.var + f * unbiased)
-    return mean, var, count
+    return mean, var, count, centered
+
+
+def _global_statistics(
+    xp: Any, x: Array, axes: tuple[int, ...], communicator: Any, local: float
+) -> tuple[Array, Array, Any]:
+    """The global batch's mean, biased variance and count from ``[m, S1, S2]`` summed over
+    ranks in one all-reduce (sums add across ranks; see the module docstring)."""
+    sums = [xp.sum(x, axis=axes), xp.sum(x * x, axis=axes)]
+    totals = communicator.allreduce_sum(xp.stack([xp.full_like(sums[0], local), *sums]))
+    count, total, squares = totals[0, ...], totals[1, ...], totals[2, ...]
+    mean = total / count
+    return mean, xp.maximum(squares / count - mean * mean, 0.0), count

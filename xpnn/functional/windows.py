@@ -10,22 +10,34 @@ slice. Sizes round as torch's: ``H_out = floor((H + pads - d*(k-1) - 1) / s) + 1
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 from xpnn.backend import namespace
 from xpnn.backend.slices import add_slice
-from xpnn.errors import ShapeError
+from xpnn.errors import ArgumentError, ArgumentTypeError, ShapeError
 
 Array = Any
 Pair = tuple[int, int]
 
 
-def pair(value: int | tuple[int, int], who: str, what: str, minimum: int = 1) -> Pair:
-    """``3 -> (3, 3)``; ``(3, 1)`` stays; each entry an int >= ``minimum``."""
-    items = (value, value) if isinstance(value, int) else tuple(value)
-    if len(items) != 2 or not all(isinstance(v, int) and v >= minimum for v in items):
-        raise ShapeError(f"{who}: {what} must be an int >= {minimum} or a pair of them, got {value!r}")
+def pair(value: Any, who: str, what: str, minimum: int = 1) -> Pair:
+    """``3 -> (3, 3)``; ``(3, 1)`` stays; each entry an integer (any ``numbers.Integral`` but
+    bool: ``np.int64(3)`` too) >= ``minimum``. Anything else is a named error here, not a
+    ``TypeError`` from deep inside: :class:`ArgumentTypeError` for a float, None, a string or an
+    array (a pair is a tuple or list), :class:`ArgumentError` for a size below ``minimum``."""
+    items = (value, value) if _is_integer(value) else tuple(value) if isinstance(value, tuple | list) else ()
+    if len(items) != 2 or not all(_is_integer(v) for v in items):
+        raise ArgumentTypeError(
+            f"{who}: expected {what} an int or a pair (h, w) of ints, got {type(value).__name__} {value!r}"
+        )
+    if any(v < minimum for v in items):
+        raise ArgumentError(f"{who}: expected {what} >= {minimum} (each entry), got {value!r}")
     return (int(items[0]), int(items[1]))
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class Geometry(NamedTuple):
@@ -149,14 +161,14 @@ def chunks(n: int, per_sample: int, budget: int = 2**24) -> list[slice]:
 def padding(who: str, value: int | tuple[int, int] | str, kernel: Pair, stride: Pair, dilation: Pair
             ) -> tuple[int, int, int, int]:  # fmt: skip
     """A convolution's padding (int, pair, ``"valid"`` or ``"same"``) as (top, bottom, left, right)."""
-    if value == "valid":
+    if isinstance(value, str) and value == "valid":
         return (0, 0, 0, 0)
-    if value == "same":
+    if isinstance(value, str) and value == "same":
         if stride != (1, 1):
             raise ShapeError(f"{who}: padding='same' needs stride 1, got stride {stride}")
         return same_pads(kernel, dilation)
     if isinstance(value, str):
-        raise ShapeError(f"{who}: padding must be an int, a pair, 'valid' or 'same', got {value!r}")
+        raise ArgumentError(f"{who}: padding must be an int, a pair, 'valid' or 'same', got {value!r}")
     ph, pw = pair(value, who, "padding", minimum=0)
     return (ph, ph, pw, pw)
 

@@ -30,6 +30,8 @@ HEADER = "__header__"
 # RuntimeError: a member flagged as encrypted)
 ZIP_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 MAX_HEADER_BYTES = 1 << 26
+EXPANSION, SLACK = 4, 1 << 20  # what the entries read from a file may decompress to (Archive)
+LAYER_BYTES = 1 << 10  # a built layer's Python objects (measured ~600 B), charged to that budget
 MAX_DEPTH = 64  # nesting of the saved optimizer state; JSON deeper than Python's stack is refused
 
 
@@ -108,10 +110,34 @@ class Archive:
     """An opened saved file: the JSON header and every entry's shape and dtype, read from the
     ``.npy`` headers inside the zip without reading any data. :meth:`array` reads one entry,
     and only as many bytes as really decompress: a header claiming 10**12 elements cannot
-    make it allocate more than the file holds."""
+    make it allocate more than the file holds. Nor can compression: all the entries read from
+    one file decompress to at most ``EXPANSION`` times its size (plus ``SLACK``), so a 1 MB
+    file never becomes gigabytes of arrays (a zip bomb); xpnn writes its entries uncompressed.
+    Rebuilding a saved architecture charges ``LAYER_BYTES`` a layer to the same budget: a 1 MB
+    header listing 80,000 ``ReLU`` layers would otherwise build 50 MB of Python objects."""
 
-    def __init__(self, path: str, entries: dict[str, Entry], header: dict[str, Any]) -> None:
+    def __init__(self, path: str, entries: dict[str, Entry], header: dict[str, Any], spent: int = 0) -> None:
         self.path, self.entries, self.header = path, entries, header
+        self.budget = EXPANSION * os.path.getsize(path) + SLACK
+        self.spent = spent  # bytes decompressed so far
+
+    def nbytes(self, name: str) -> int:
+        entry = self.entries[name]
+        return math.prod(entry.shape) * entry.dtype.itemsize
+
+    def check_budget(self, names: list[str], layers: int = 0) -> None:
+        """Refuse, before anything is read or built for them, entries (and ``layers`` layers to
+        build) that would take more than the file's budget (see the class docstring)."""
+        arrays = self.spent + sum(self.nbytes(name) for name in names)
+        total = arrays + layers * LAYER_BYTES
+        if total > self.budget:
+            size = os.path.getsize(self.path)
+            what = f"its entries decompress to {arrays} bytes"
+            what += f", its {layers} layers take {layers * LAYER_BYTES} more" if layers else ""
+            raise CheckpointError(
+                f"{self.path}: {what}: {total} bytes in memory, more than {EXPANSION} times the file's "
+                f"{size} bytes (+{SLACK}): refused as a compression bomb or a forged architecture"
+            )
 
     def array(self, name: Any, kinds: str = "f") -> np.ndarray:
         """Entry ``name`` as a host array; its dtype's kind must be one of ``kinds``."""
@@ -122,7 +148,9 @@ class Archive:
             raise CheckpointError(
                 f"{self.path}: entry {name!r} has dtype {entry.dtype}, expected float32 or float64"
             )
-        size = math.prod(entry.shape) * entry.dtype.itemsize
+        self.check_budget([name])
+        size = self.nbytes(name)
+        self.spent += size
         try:
             with zipfile.ZipFile(self.path) as archive, archive.open(f"{name}.npy") as file:
                 file.read(entry.offset)
@@ -185,6 +213,7 @@ def read(path: str | os.PathLike[str]) -> Archive:
     try:
         with open(path, "rb") as file:
             magic = file.read(6)
+        size = os.path.getsize(path)
         if magic == b"\x93NUMPY":
             raise CheckpointError(
                 f"{path}: is a single .npy array, not an xpnn checkpoint (.npz from model.save)"
@@ -196,8 +225,11 @@ def read(path: str | os.PathLike[str]) -> Archive:
         raise CheckpointError(f"{path}: not a readable xpnn checkpoint (.npz): {error}") from None
     if HEADER not in entries:
         raise CheckpointError(f"{path}: no {HEADER} entry: not an xpnn checkpoint")
-    if math.prod(entries[HEADER].shape) > MAX_HEADER_BYTES:
-        raise CheckpointError(f"{path}: a {entries[HEADER].shape} header, more than {MAX_HEADER_BYTES} bytes")
+    header_bytes, limit = math.prod(entries[HEADER].shape), min(MAX_HEADER_BYTES, max(size, SLACK))
+    if header_bytes > limit:  # JSON text becomes ~20x its bytes in Python objects: never more than the file
+        raise CheckpointError(
+            f"{path}: a {header_bytes}-byte header, more than {limit} bytes (the file's size)"
+        )
     unread = Archive(path, entries, {})
     raw = unread.array(HEADER, kinds="u")
     try:
@@ -205,7 +237,7 @@ def read(path: str | os.PathLike[str]) -> Archive:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise CheckpointError(f"{path}: corrupt JSON header: {type(error).__name__}: {error}") from None
     check_header(path, header)
-    return Archive(path, entries, header)
+    return Archive(path, entries, header, unread.spent)
 
 
 def check_header(path: str, header: Any) -> None:

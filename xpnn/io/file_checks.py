@@ -13,7 +13,7 @@ of it reads only the header and the ``.npy`` headers, never array data.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -171,4 +171,36 @@ def check_counters(path: str, saved: dict[str, dict[str, int]], model: Model) ->
         if module is None or not set(counters) <= own:
             raise CheckpointError(
                 f"{path}: counters {sorted(counters)} for module {where!r}, which has counters {sorted(own)}"
+            )
+
+
+def nonnegative_names(model: Model) -> set[str]:
+    """The dotted names of the buffers a file must hold >= 0 (``Module.nonnegative_buffers``)."""
+    return {
+        f"{prefix}.{name}" if prefix else name
+        for prefix, module in model.named_modules()
+        for name in module.nonnegative_buffers
+        if name in module.own_buffers()
+    }
+
+
+def check_values(path: str, arrays: Mapping[str, np.ndarray], nonnegative: set[str]) -> None:
+    """Every floating array read from a file is finite, and those named in ``nonnegative`` (a
+    running variance) are >= 0: a NaN running mean would make evaluate NaN, a negative
+    running variance every prediction NaN, long after the load that let them in. The arrays
+    are host arrays already read, so this costs no device sync (once per load)."""
+    for name, host in arrays.items():
+        if host.dtype.kind != "f":
+            continue
+        finite = np.isfinite(host)
+        if not finite.all():
+            first = int(np.argmin(finite.reshape(-1)))
+            raise CheckpointError(
+                f"{path}: entry {name!r} holds {int(finite.size - finite.sum())} non-finite values "
+                f"(first at flat index {first}: {host.reshape(-1)[first]}); a model's values must be finite"
+            )
+        if name in nonnegative and host.size and float(host.min()) < 0:
+            raise CheckpointError(
+                f"{path}: entry {name!r} (a running variance) holds negative values (min "
+                f"{float(host.min())}), expected >= 0"
             )

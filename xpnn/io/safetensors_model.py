@@ -30,7 +30,7 @@ import numpy as np
 from xpnn import backend
 from xpnn.errors import CheckpointError, XpnnError
 from xpnn.io import safetensors_file
-from xpnn.io.file_checks import architecture, check_counters, check_header
+from xpnn.io.file_checks import architecture, check_counters, check_header, check_values, nonnegative_names
 from xpnn.io.safetensors_file import FLOATS, INTEGERS, SafetensorsFile
 from xpnn.io.serialization import build_architecture
 from xpnn.nn.torch_layout import Slot, check_torch_state, slots
@@ -145,6 +145,8 @@ def fill(opened: SafetensorsFile, header: dict[str, Any], model: Model) -> None:
     arrays = {
         slot.torch_name: opened.array(slot.torch_name) for slot in plan if slot.torch_name in opened.entries
     }
+    nonnegative = nonnegative_names(model)
+    check_values(path, arrays, {slot.torch_name for slot in plan if slot.xpnn_name in nonnegative})
     try:
         load, _, _ = check_torch_state(model, arrays, who=path)
     except XpnnError as error:  # not after check_entries; kept as the file's error if it ever is

@@ -31,9 +31,11 @@ from xpnn.io.file_checks import (
     check_architecture,
     check_arrays,
     check_header,
+    check_values,
     expected_entries,
     is_builtin,
     is_builtin_sequential,
+    nonnegative_names,
 )
 from xpnn.nn import init
 from xpnn.nn.layers import Layer
@@ -142,17 +144,23 @@ def build_architecture(path: str, header: dict[str, Any], elements: Callable[[in
 
 
 def build_layers(path: str, archive: Archive) -> list[Layer]:
-    """Fresh layers of the saved architecture (their values still the initial ones)."""
+    """Fresh layers of the saved architecture (their values still the initial ones), after
+    the arrays they will read are found within the file's budget (nothing built past it)."""
+    saved = [name for name in archive.entries if name.startswith(("param/", "buffer/"))]
+    archive.check_budget(saved, layers=len(archive.header.get("architecture") or []))
     return build_architecture(path, archive.header, lambda i: _saved_elements(archive, i))
 
 
 def read_arrays(archive: Archive, model: Model) -> dict[str, HostArray]:
     """Read exactly the entries the model names (after :func:`check_arrays`: an integer or
-    boolean buffer's entry is of the module's own dtype)."""
-    return {
+    boolean buffer's entry is of the module's own dtype), their values checked
+    (:func:`~xpnn.io.file_checks.check_values`: finite, a running variance >= 0)."""
+    arrays = {
         name: archive.array(name, kinds="f" if kind is None else archive.entries[name].dtype.kind)
         for name, (_, kind) in expected_entries(model).items()
     }
+    check_values(archive.path, arrays, {f"buffer/{name}" for name in nonnegative_names(model)})
+    return arrays
 
 
 def fill(model: Model, header: dict[str, Any], arrays: dict[str, HostArray], *, move: bool = True) -> None:

@@ -10,8 +10,8 @@ The output stays channel-major in memory and is returned as its (N, C, H, W) tra
 view: NumPy's element-wise layers keep that memory order, so the next convolution's move to
 (C, N, H, W) is a plain contiguous read.
 
-Max pooling keeps a running maximum in place (one pass per kernel offset) and routes the
-gradient by comparing each offset with it.
+Max pooling keeps a running maximum and its offset in place (one pass per kernel offset; a
+NaN wins, as torch's) and routes the gradient to that offset.
 
 Where numba is installed (and :data:`xpnn.kernels.compile.enabled`), the loops of
 :mod:`xpnn.kernels.conv_numba` replace those passes with one: max pooling's window maximum
@@ -102,40 +102,52 @@ def max_pool_forward(x: Array, geo: Any) -> tuple[Array, tuple[Array, ...]]:
 
 
 def _max_pool(x: Array, geo: Any) -> tuple[Array, tuple[Array, ...]]:
+    """In place, one pass per kernel offset, the plain path's rule: a strictly greater value or
+    a NaN takes the window (the first maximum; the last NaN, as torch), -inf padding never."""
     n, c, h, w = x.shape
     top, bottom, left, right = geo.pads
-    padded = x
-    if any(geo.pads):  # -inf padding never wins; full_like keeps x's memory order
+    padded, real = x, None
+    if any(geo.pads):  # full_like keeps x's memory order
         padded = np.full_like(x, -np.inf, shape=(n, c, h + top + bottom, w + left + right))
         padded[:, :, top : top + h, left : left + w] = x
+        inside = np.zeros((1, 1, h + top + bottom, w + left + right), dtype=bool)
+        inside[:, :, top : top + h, left : left + w] = True
+        real = [inside[geo.window(i, j)] for i, j in geo.offsets]
     slices = [padded[geo.window(i, j)] for i, j in geo.offsets]
     best = slices[0].copy(order="K")
-    for candidate in slices[1:]:
-        np.maximum(best, candidate, out=best)
-    return best, (padded, best, *slices)
+    index = np.zeros(best.shape, dtype=np.int16 if len(slices) <= 2**15 else np.int32)
+    found = None if real is None else np.broadcast_to(real[0], best.shape).copy()
+    take = np.empty(best.shape, dtype=bool)
+    for k, candidate in enumerate(slices[1:], start=1):
+        np.greater(candidate, best, out=take)
+        take |= np.isnan(candidate)
+        if real is not None and found is not None:
+            take |= ~found
+            take &= real[k]
+            found |= real[k]
+        np.copyto(best, candidate, where=take)
+        np.copyto(index, k, where=take)
+    return best, (padded, index, x.shape)
 
 
 def max_pool_backward(dout: Array, saved: tuple[Array, ...], geo: Any) -> Array:
-    """Each output's gradient into the FIRST maximal element of its window (torch's rule,
-    as the plain path's first-maximum index); dL/dx (N, C, H, W) in the input's memory order."""
-    if len(saved) == 2:  # numba's forward: (x, first maximal offsets)
+    """Each output's gradient into its window's offset in the saved index (the first maximum,
+    the last NaN: torch's rule, as the plain path's); dL/dx (N, C, H, W) in the input's memory
+    order, ``0.0`` plus each window's gradient in offset order (the plain path's sum)."""
+    if len(saved) == 2:  # numba's forward: (x, the offsets)
         dx = conv_numba.max_pool_grad(dout, saved[1], saved[0], geo)
         if dx is not None:
             return dx
         saved = _max_pool(saved[0], geo)[1]  # e.g. dout of another dtype: the NumPy passes
-    padded, best, *slices = saved
-    h, w = padded.shape[2] - geo.pads[0] - geo.pads[1], padded.shape[3] - geo.pads[2] - geo.pads[3]
+    padded, index, (_, _, h, w) = saved
     top, left = geo.pads[0], geo.pads[2]
     dx = np.zeros_like(padded, dtype=dout.dtype)
-    free = np.ones_like(best, dtype=bool)  # windows whose maximum is not yet routed
-    hit = np.empty_like(best, dtype=bool)
+    hit = np.empty(index.shape, dtype=bool)
     disjoint = geo.stride[0] >= geo.kernel[0] and geo.stride[1] >= geo.kernel[1]
     for k, (i, j) in enumerate(geo.offsets):
-        np.equal(slices[k], best, out=hit)
-        hit &= free
-        free &= ~hit
+        np.equal(index, k, out=hit)
         if disjoint:  # each input element lies in one window: assign, no add
-            np.multiply(dout, hit, out=dx[geo.window(i, j)])
-        else:
-            dx[geo.window(i, j)] += dout * hit
+            np.copyto(dx[geo.window(i, j)], dout, where=hit)
+        else:  # not dout * hit: inf * 0 is NaN
+            dx[geo.window(i, j)] += np.where(hit, dout, dout.dtype.type(0))
     return dx[:, :, top : top + h, left : left + w]

@@ -29,24 +29,25 @@ _u = np.uint64  # an index cast to unsigned: numba skips the negative-index wrap
 @_inline
 def _clipped(x: Array, out: Array, index: Array, a: int, b: int, oh: int, ow: int, y0: int, x0: int,
              kh: int, kw: int) -> None:  # fmt: skip
-    """A window reaching into the padding: only its real cells are read. -inf start; the first
-    offset counts from the start where it is a real cell (padding there routes nothing)."""
-    best, at = x.dtype.type(-np.inf), 0 if y0 >= 0 and x0 >= 0 else -1
+    """A window reaching into the padding: only its real cells are read, from -inf and the
+    first real cell (padding never wins: a window of -inf routes to its first real cell)."""
+    best, at = x.dtype.type(-np.inf), max(0, -y0) * kw + max(0, -x0)
     for i in range(max(0, -y0), min(kh, x.shape[2] - y0)):
         for j in range(max(0, -x0), min(kw, x.shape[3] - x0)):
             v = x[a, b, _u(y0 + i), _u(x0 + j)]
-            at = i * kw + j if v > best else at
-            best = best if (best > v) | (best != best) else v
+            take = (v > best) | (v != v)
+            at = i * kw + j if take else at
+            best = v if take else best
     out[a, b, oh, ow] = best
-    index[a, b, oh, ow] = -1 if best != best else at
+    index[a, b, oh, ow] = at
 
 
 @_inline
 def _pool_body(x: Array, out: Array, index: Array, kh: int, kw: int, sh: int, sw: int, top: int,
                left: int) -> None:  # fmt: skip
-    # branch-free updates (ties and NaNs are data-dependent): ``at`` takes a strictly greater
-    # value (the FIRST maximum), ``best`` is np.maximum(best, v): NaN sticks, a tie takes v;
-    # a NaN maximum routes nothing (the NumPy path's ``NaN == NaN`` is False)
+    # branch-free updates (ties and NaNs are data-dependent), torch's rule: a strictly greater
+    # value or a NaN takes the window (the FIRST maximum, a tie keeps its value and sign of
+    # zero; the LAST NaN, whose cell then gets the gradient)
     h, ho, wo = x.shape[2], out.shape[2], out.shape[3]
     lo = min(wo, (left + sw - 1) // sw)  # the first column whose window starts inside
     hi = max(lo, min(wo, (x.shape[3] + left - kw) // sw + 1))  # past the last ending inside
@@ -63,10 +64,11 @@ def _pool_body(x: Array, out: Array, index: Array, kh: int, kw: int, sh: int, sw
                     for i in range(kh):
                         for j in range(kw):
                             v = x[a, b, _u(y0 + i), _u(x0 + j)]
-                            at = i * kw + j if v > best else at
-                            best = best if (best > v) | (best != best) else v
+                            take = (v > best) | (v != v)
+                            at = i * kw + j if take else at
+                            best = v if take else best
                     out[a, b, oh, _u(ow)] = best
-                    index[a, b, oh, _u(ow)] = -1 if best != best else at
+                    index[a, b, oh, _u(ow)] = at
                 for ow in range(stop, wo):
                     _clipped(x, out, index, a, b, oh, ow, y0, ow * sw - left, kh, kw)
 
@@ -74,8 +76,8 @@ def _pool_body(x: Array, out: Array, index: Array, kh: int, kw: int, sh: int, sw
 @_jit
 def pool(x: Array, kh: int, kw: int, sh: int, sw: int, top: int, left: int, out: Array,
          index: Array) -> None:  # fmt: skip
-    """Window maxima and first maximal offsets (-1: none) of ``x`` (A, B, H, W) into ``out``
-    and ``index`` (A, B, H_out, W_out)."""
+    """Window maxima and their offsets (the first maximum, the last NaN) of ``x`` (A, B, H, W)
+    into ``out`` and ``index`` (A, B, H_out, W_out)."""
     if kh == 2 and kw == 2 and sh == 2 and sw == 2:
         _pool_body(x, out, index, 2, 2, 2, 2, top, left)
     elif kh == 3 and kw == 3 and sh == 2 and sw == 2:

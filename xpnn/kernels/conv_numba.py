@@ -7,12 +7,11 @@ per-row overhead dominates. The loops here read each input once and write each o
 
 They compute the same numbers bit for bit, as the tests check:
 
-* max pooling: the window value is NumPy's running ``maximum`` (NaN wins and sticks, a tie
-  takes the later value: its sign of zero), the gradient goes to the FIRST maximal offset in
-  row-major kernel order (torch's tie rule); ``-inf`` padding is never read, it only decides
-  (as the NumPy path's padded cells did) that a window whose maximum is ``-inf`` and whose
-  first offset is padding routes nothing. The index (int16, -1: nothing) replaces the
-  window slices the NumPy backward recomputes from. dx is ``0.0`` plus each window's
+* max pooling, torch's rule: a strictly greater value or a NaN takes the window, so the
+  gradient goes to the FIRST maximal offset in row-major kernel order (a tie keeps the
+  earlier value and its sign of zero) or to the LAST NaN; ``-inf`` padding is never read,
+  and a window of ``-inf`` goes to its first real cell. The index (int16) replaces the
+  window slices a backward would recompute from. dx is ``0.0`` plus each window's
   gradient added in offset order (the plain path's sum, also for overlapping windows).
 * im2col copies; col2im adds each offset's piece into ``0.0`` in offset order (NumPy's order).
 
@@ -67,7 +66,7 @@ def _as_nchw(result: Array, x: Array, moved: Array) -> Array:
 
 def max_pool(x: Array, geo: Any) -> tuple[Array, Array] | None:
     """The window maxima (N, C, H_out, W_out) in ``x``'s memory order and the first maximal
-    offset of each (int16, -1: no gradient), or None where numba does not apply."""
+    offset of each (int16; the last NaN's where one is there), or None where numba does not apply."""
     moved = memory_order(x)
     if moved is None or geo.dilation != (1, 1) or len(geo.offsets) > 2**15:
         return None

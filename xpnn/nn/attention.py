@@ -13,7 +13,7 @@ from typing import Any
 
 from xpnn.autograd.graph import run_backward
 from xpnn.autograd.tensor import Tensor
-from xpnn.checks import check_array, check_count, check_floating, check_seed
+from xpnn.checks import check_array, check_count, check_floating, check_seed, kind_of
 from xpnn.errors import ArgumentError, ForwardFirstError, ShapeError
 from xpnn.functional.attention import HeadsAttention
 from xpnn.functional.transformer import check_mask
@@ -71,7 +71,7 @@ class MultiHeadAttention(Layer):
         if graph is None:
             raise ForwardFirstError(f"{self!r}.backward: called before forward (nothing to differentiate)")
         inp, out = graph
-        self.check_dout(dout, out.shape)
+        self.check_dout(dout, kind_of(out.value))
         inp.grad = None
         run_backward(out, dout, retain_graph=True, exclude=() if self.input_grad else (inp,))
         return inp.grad if self.input_grad else None

@@ -7,11 +7,19 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.autograd.tensor import Tensor
-from xpnn.checks import check_array, check_floating, check_like, check_rank
-from xpnn.errors import ShapeError
+from xpnn.checks import (
+    check_array,
+    check_count,
+    check_flag,
+    check_floating,
+    check_like,
+    check_rank,
+    check_seed,
+)
+from xpnn.errors import ArgumentError, ShapeError
 from xpnn.functional import concat, windows
 from xpnn.functional.conv import Conv2d
-from xpnn.nn import init
+from xpnn.nn import init as init_module
 from xpnn.nn.init import initial_weights
 from xpnn.nn.layers import Layer
 from xpnn.nn.parameter import Parameter
@@ -47,26 +55,30 @@ class Conv2D(Layer):
         init: str = "glorot_uniform",
         seed: int | None = None,
     ) -> None:
-        name = f"Conv2D({in_channels} -> {out_channels})"
-        if in_channels < 1 or out_channels < 1 or groups < 1:
-            raise ShapeError(
-                f"{name}: channels and groups must be >= 1, got {in_channels}, {out_channels}, {groups}"
-            )
-        if in_channels % groups or out_channels % groups:
+        name = "Conv2D"
+        self.in_channels = check_count(name, "in_channels", in_channels)
+        self.out_channels = check_count(name, "out_channels", out_channels)
+        self.groups = check_count(name, "groups", groups)
+        name = f"Conv2D({self.in_channels} -> {self.out_channels})"
+        if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ShapeError(
                 f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
                 f"divisible by groups ({groups})"
             )
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size = windows.pair(kernel_size, name, "kernel_size")
         self.stride = windows.pair(stride, name, "stride")
         self.dilation = windows.pair(dilation, name, "dilation")
-        self.pads = windows.padding(name, padding, self.kernel_size, self.stride, self.dilation)
-        self.padding = padding
-        self.use_bias, self.init = bool(bias), init
+        self.padding = _padding_config(name, padding)
+        self.pads = windows.padding(name, self.padding, self.kernel_size, self.stride, self.dilation)
+        self.use_bias = check_flag(name, "bias", bias)
+        if not isinstance(init, str) or init not in init_module.INITS:
+            raise ArgumentError(f"{name}: unknown init {init!r}; expected one of {init_module.INITS}")
+        self.init = init
+        rng = backend.host_rng(check_seed(name, seed))
         self.weight = Parameter(None, "weight")
-        self.bias = Parameter(None, "bias") if bias else None
-        self.reset_parameters(backend.host_rng(seed))
+        self.bias = Parameter(None, "bias") if self.use_bias else None
+        with init_module.named(name):
+            self.reset_parameters(rng)
 
     def _name(self) -> str:
         return f"Conv2D({self.in_channels} -> {self.out_channels}, kernel {self.kernel_size})"
@@ -78,7 +90,7 @@ class Conv2D(Layer):
         fan_in, fan_out = shape[1] * kh * kw, self.out_channels // self.groups * kh * kw
         values = [initial_weights(rng, self.init, shape, fan_in=fan_in, fan_out=fan_out)]
         if self.bias is not None:
-            values.append(init.zeros((self.out_channels,)))
+            values.append(init_module.zeros((self.out_channels,)))
         if old is not None:  # keep the parameters' backend, device AND dtype
             values = [backend.move_like(v, old) for v in values]
         params = [self.weight] if self.bias is None else [self.weight, self.bias]
@@ -132,3 +144,12 @@ class Conv2D(Layer):
 
     def __repr__(self) -> str:
         return self._name()
+
+
+def _padding_config(who: str, padding: Any) -> Padding:
+    """The padding as the config keeps it, checked: ``"valid"`` / ``"same"``, an int (files
+    saved with ``1`` still match), or a pair as a tuple."""
+    if isinstance(padding, str):
+        return padding
+    pads = windows.pair(padding, who, "padding", minimum=0)
+    return pads if isinstance(padding, tuple | list) else pads[0]

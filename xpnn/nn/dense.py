@@ -8,12 +8,20 @@ from typing import Any
 
 from xpnn import backend
 from xpnn.autograd.tensor import Tensor
-from xpnn.checks import check_array, check_count, check_floating, check_like, check_number, check_seed
+from xpnn.checks import (
+    check_array,
+    check_count,
+    check_flag,
+    check_floating,
+    check_like,
+    check_number,
+    check_seed,
+)
 from xpnn.errors import ArgumentError, ShapeError
 from xpnn.functional.linear import Linear, LinearReLU, Penalty, penalty_gradient
 from xpnn.nn import init
 from xpnn.nn.activations import ReLU
-from xpnn.nn.init import INITS, initial_weights
+from xpnn.nn.init import INITS, initial_weights, named
 from xpnn.nn.layers import Layer
 from xpnn.nn.module import Module
 from xpnn.nn.parameter import Parameter
@@ -67,8 +75,10 @@ class Dense(Layer):
         if init not in INITS:
             raise ArgumentError(f"Dense: unknown init {init!r}; expected one of {', '.join(INITS)}")
         self.weight = Parameter(None, "weight")
-        self.bias = Parameter(None, "bias") if bias else None
-        self.reset_parameters(backend.host_rng(check_seed("Dense", seed)))
+        self.bias = Parameter(None, "bias") if check_flag("Dense", "bias", bias) else None
+        rng = backend.host_rng(check_seed("Dense", seed))
+        with named(f"Dense({self.n_in} -> {self.n_out})"):
+            self.reset_parameters(rng)
 
     def reset_parameters(self, rng: Any) -> None:
         old = self.weight.value
@@ -99,10 +109,6 @@ class Dense(Layer):
             raise ShapeError(f"{name}: expected input of shape (batch, {self.n_in}), got {tuple(x.shape)}")
         check_floating(name, x)
         check_like(name, x, w)
-
-    def check_dout(self, dout: Array, expected: tuple[int, ...]) -> None:
-        super().check_dout(dout, expected)
-        check_like(f"{self!r}.backward", dout, self.weight.value, "dout")
 
     def fused_with(self, following: Module, reader: Module | None) -> Callable[[Tensor], Tensor] | None:
         """This layer and a ReLU after it as one node (:class:`~xpnn.functional.linear.LinearReLU`:

@@ -19,7 +19,7 @@ from xpnn import backend
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
 from xpnn.autograd.tensor import Tensor, record
-from xpnn.checks import check_array, check_floating, check_number, check_seed
+from xpnn.checks import ArrayKind, check_array, check_dout, check_floating, check_number, check_seed, kind_of
 from xpnn.errors import ArgumentError, CheckpointError, ForwardFirstError, ShapeError
 from xpnn.functional.dropout import Dropout as DropoutFunction
 from xpnn.nn.module import Module
@@ -29,12 +29,13 @@ Array = Any
 
 
 class _Call:
-    """What a layer's last plain-array ``forward`` left for its ``backward``."""
+    """What a layer's last plain-array ``forward`` left for its ``backward``: the node (None for
+    an identity, Dropout in eval mode), the parameters, and the output's kind (``dout``'s)."""
 
-    __slots__ = ("ctx", "inputs", "out_shape")
+    __slots__ = ("ctx", "inputs", "out")
 
-    def __init__(self, ctx: Node, inputs: tuple[Parameter | None, ...], out_shape: tuple[int, ...]) -> None:
-        self.ctx, self.inputs, self.out_shape = ctx, inputs, out_shape
+    def __init__(self, ctx: Node | None, inputs: tuple[Parameter | None, ...], out: ArrayKind) -> None:
+        self.ctx, self.inputs, self.out = ctx, inputs, out
 
 
 class Layer(Module):
@@ -82,7 +83,7 @@ class Layer(Module):
             ctx = function.context()
             out = function.forward(ctx, x, *(None if p is None else p.value for p in params), **options)
             ctx.inputs = (None, *params)
-            self._call: _Call | None = _Call(ctx, params, tuple(out.shape))
+            self._call: _Call | None = _Call(ctx, params, kind_of(out))
         self.after_forward(options)
         return out
 
@@ -91,7 +92,7 @@ class Layer(Module):
         call = vars(self).get("_call")
         if call is None:
             raise ForwardFirstError(f"{self!r}.backward: called before forward (nothing to differentiate)")
-        self.check_dout(dout, call.out_shape)
+        self.check_dout(dout, call.out)
         call.ctx.needs = (self.input_grad, *(p is not None and p.requires_grad for p in call.inputs))
         grads = self.function.backward(call.ctx, dout)  # type: ignore[union-attr]
         for p, grad in zip(call.inputs, grads[1:], strict=False):
@@ -100,14 +101,10 @@ class Layer(Module):
         self.add_penalty_gradients()
         return grads[0] if self.input_grad else None
 
-    def check_dout(self, dout: Array, expected: tuple[int, ...]) -> None:
-        """Raise before anything changes unless ``dout`` has the last output's shape."""
-        name = f"{self!r}.backward"
-        check_array(name, dout, "dout")
-        if tuple(dout.shape) != expected:
-            raise ShapeError(
-                f"{name}: expected dout of shape {expected} (the last output's), got {tuple(dout.shape)}"
-            )
+    def check_dout(self, dout: Array, expected: ArrayKind) -> None:
+        """Raise before anything changes unless ``dout`` is of the last output's shape,
+        namespace, device and dtype (:func:`xpnn.checks.check_dout`)."""
+        check_dout(f"{self!r}.backward", dout, expected)
 
     def add_penalty_gradients(self) -> None:
         """Add the gradient of this layer's own L1/L2 penalty (the book adds it in backward)."""
@@ -167,7 +164,9 @@ class Dropout(Layer):
 
     def forward(self, x: Any) -> Any:
         if not self.training or self.rate == 0.0:
-            self._call = None
+            if not isinstance(x, Tensor):
+                check_array("Dropout", x)
+                self._call = _Call(None, (), kind_of(x))  # the identity: backward checks dout
             return x
         return super().forward(x)
 
@@ -185,8 +184,10 @@ class Dropout(Layer):
         return {"rate": self.rate, "key": (*key, self.share.communicator.rank + 1)}
 
     def backward(self, dout: Array) -> Array | None:
-        if "_call" in vars(self) and self._call is None:
-            return dout  # the identity of eval mode
+        call = vars(self).get("_call")
+        if call is not None and call.ctx is None:  # the identity of eval mode
+            self.check_dout(dout, call.out)
+            return dout
         return super().backward(dout)
 
     def counters(self) -> dict[str, int]:
@@ -217,12 +218,13 @@ class Flatten(Layer):
         shape = (value.shape[0], math.prod(value.shape[1:]))
         if isinstance(x, Tensor):
             return x.reshape(shape)
-        self._call_shape = tuple(value.shape)
-        return backend.namespace(value).reshape(value, shape)
+        out = backend.namespace(value).reshape(value, shape)
+        self._call_shape, self._out = tuple(value.shape), kind_of(out)
+        return out
 
     def backward(self, dout: Array) -> Array:
         shape = vars(self).get("_call_shape")
         if shape is None:
             raise ForwardFirstError("Flatten().backward: called before forward (nothing to differentiate)")
-        self.check_dout(dout, (shape[0], math.prod(shape[1:])))
+        self.check_dout(dout, self._out)
         return backend.namespace(dout).reshape(dout, shape)

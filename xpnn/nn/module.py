@@ -40,6 +40,7 @@ class Module:
 
     training: bool = True
     buffer_names: tuple[str, ...] = ()  # buffers declared by class (register_buffer adds more)
+    nonnegative_buffers: tuple[str, ...] = ()  # a loaded file must hold them >= 0 (a variance)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         args = tuple(constant(a) if _is_array(a) else a for a in args)

@@ -7,8 +7,8 @@ import math
 from typing import Any
 
 from xpnn import backend
-from xpnn.checks import check_array, check_floating, check_like
-from xpnn.errors import CheckpointError, ShapeError
+from xpnn.checks import check_array, check_count, check_flag, check_floating, check_like, check_number
+from xpnn.errors import ArgumentError, CheckpointError, ShapeError
 from xpnn.functional.normalization import BatchNorm as BatchNormFunction
 from xpnn.functional.normalization import Running
 from xpnn.nn import init
@@ -22,8 +22,8 @@ class BatchNorm(Layer):
     """Normalize each of ``num_features`` channels (axis 1) over the batch and any pixels.
 
     ``weight`` (gamma, ones) and ``bias`` (beta, zeros) Parameters when ``affine``; buffers
-    ``running_mean`` (zeros) and ``running_var`` (ones) when ``track_running_stats`` (else batch
-    statistics are used in eval mode too). The running estimates follow
+    ``running_mean`` (zeros) and ``running_var`` (ones) when ``track_running_stats`` (else both
+    are None, as torch's, and batch statistics are used in eval mode too). The running estimates follow
     ``r = (1 - f) * r + f * batch`` with ``f = momentum`` (or ``1 / num_batches_tracked`` when
     ``momentum=None``: the cumulative mean). ``num_batches_tracked`` is a counter saved in
     checkpoints: a host int, so that factor never syncs. Under data-parallel training the
@@ -31,6 +31,7 @@ class BatchNorm(Layer):
     """
 
     function = BatchNormFunction
+    nonnegative_buffers = ("running_var",)  # 1 / sqrt(var + eps) of a negative one is NaN
 
     def __init__(
         self,
@@ -41,39 +42,41 @@ class BatchNorm(Layer):
         affine: bool = True,
         track_running_stats: bool = True,
     ) -> None:
-        if num_features < 1:
-            raise ValueError(f"BatchNorm: num_features must be >= 1, got {num_features}")
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm({num_features}): momentum must be in [0, 1] or None, got {momentum}")
-        if not eps > 0.0:
-            raise ValueError(f"BatchNorm({num_features}): eps must be > 0, got {eps}")
-        self.num_features = int(num_features)
-        self.momentum = None if momentum is None else float(momentum)
-        self.eps, self.affine, self.track_running_stats = float(eps), bool(affine), bool(track_running_stats)
-        self.weight = Parameter(None, "weight") if affine else None
-        self.bias = Parameter(None, "bias") if affine else None
+        self.num_features = check_count("BatchNorm", "num_features", num_features)
+        name = self._name()
+        self.momentum = None if momentum is None else check_number(name, "momentum", momentum, 0.0, 1.0)
+        self.eps = check_number(name, "eps", eps, low=0.0)
+        if self.eps == 0.0:
+            raise ArgumentError(f"{name}: expected eps > 0 (keeps 1 / sqrt(var + eps) finite), got {eps!r}")
+        self.affine = check_flag(name, "affine", affine)
+        self.track_running_stats = check_flag(name, "track_running_stats", track_running_stats)
+        self.weight = Parameter(None, "weight") if self.affine else None
+        self.bias = Parameter(None, "bias") if self.affine else None
         self.communicator: Any = None
         self.values_per_sample: int | None = None  # pixels per channel of the last input (1 for (N, C))
         self.num_batches_tracked = 0
-        zeros = init.zeros((self.num_features,))
+        # without running statistics (torch: None) nothing of num_features is made but gamma
+        # and beta, so a file's header cannot make a rebuilt layer allocate what the file lacks
+        self.running_mean: Array | None = None
+        self.running_var: Array | None = None
         if self.track_running_stats:
+            zeros = init.zeros((self.num_features,))
             self.register_buffer("running_mean", zeros)
             self.register_buffer("running_var", zeros + 1.0)
-        else:
-            self.running_mean, self.running_var = zeros, zeros + 1.0  # the dtype and backend, kept
+        if self.affine:
+            self.weight.value = init.zeros((self.num_features,)) + 1.0  # type: ignore[union-attr]
         self.reset_parameters(backend.host_rng(None))
 
     def reset_parameters(self, rng: Any) -> None:
         """gamma = 1, beta = 0, running statistics 0 and 1, on the current backend and dtype."""
-        like = (
-            self.weight.value
-            if self.weight is not None and self.weight.value is not None
-            else self.running_mean
-        )
+        self.num_batches_tracked = 0
+        like = self.weight.value if self.weight is not None else self.running_mean
+        if like is None:  # neither affine nor tracking: nothing to reset
+            return
         xp = backend.namespace(like)
         zeros = xp.zeros((self.num_features,), dtype=like.dtype, device=backend.device_of(like))
-        self.running_mean, self.running_var = zeros, zeros + 1.0
-        self.num_batches_tracked = 0
+        if self.track_running_stats:
+            self.running_mean, self.running_var = zeros, zeros + 1.0
         if self.weight is not None and self.bias is not None:
             self.weight.value, self.bias.value = zeros + 1.0, zeros + 0.0
             self.weight.grad = self.bias.grad = None

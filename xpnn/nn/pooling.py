@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.checks import check_array, check_floating, check_rank
+from xpnn.checks import check_array, check_flag, check_floating, check_rank
 from xpnn.functional import pooling, windows
 from xpnn.nn.layers import Layer
 
@@ -26,7 +26,7 @@ class _Pool2D(Layer):
         self.stride = self.kernel_size if stride is None else windows.pair(stride, who, "stride")
         self.padding = windows.pair(padding, who, "padding", minimum=0)
         windows.check_pool_padding(who, self.padding, self.kernel_size)
-        self.ceil_mode = bool(ceil_mode)
+        self.ceil_mode = check_flag(who, "ceil_mode", ceil_mode)
 
     def _name(self) -> str:
         return f"{type(self).__name__}(kernel {self.kernel_size}, stride {self.stride})"
@@ -84,4 +84,5 @@ class GlobalAvgPool2D(Layer):
         check_array("GlobalAvgPool2D", x)
         check_rank("GlobalAvgPool2D", x, 4, "(batch, channels, height, width)")
         check_floating("GlobalAvgPool2D", x)
+        pooling.check_pixels("GlobalAvgPool2D", x)
         return {}

@@ -17,7 +17,7 @@ from typing import Any
 from xpnn import backend
 from xpnn.autograd.graph import run_backward
 from xpnn.autograd.tensor import Tensor
-from xpnn.checks import check_seed, is_floating
+from xpnn.checks import check_dout, check_seed, is_floating, kind_of
 from xpnn.errors import ForwardFirstError, NotALayerError
 from xpnn.nn.module import Module, attribute_members
 from xpnn.nn.parameter import Parameter
@@ -83,10 +83,9 @@ class Sequential(Module):
         if graph is None:
             raise ForwardFirstError("Sequential.backward: called before forward (nothing to differentiate)")
         inp, out = graph
+        check_dout(f"{self.who()}.backward", dout, kind_of(out.value))
         inp.grad = None
         if out.requires_grad:
-            if tuple(dout.shape) != out.shape:
-                out.backward(dout)  # its named ShapeError
             run_backward(out, dout, retain_graph=True, exclude=() if input_grad else (inp,))
         penalty = self.regularization_loss()
         if isinstance(penalty, Tensor) and penalty.requires_grad:

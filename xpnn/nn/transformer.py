@@ -11,6 +11,7 @@ from xpnn.checks import (
     check_array,
     check_choice,
     check_count,
+    check_flag,
     check_floating,
     check_like,
     check_number,
@@ -21,7 +22,7 @@ from xpnn.errors import DTypeError, ShapeError
 from xpnn.functional.embedding import Embedding as EmbeddingFunction
 from xpnn.functional.gelu import APPROXIMATIONS, Gelu
 from xpnn.functional.layer_norm import LayerNorm as LayerNormFunction
-from xpnn.nn.init import normal_weights, zeros
+from xpnn.nn.init import named, normal_weights, zeros
 from xpnn.nn.layers import Layer
 from xpnn.nn.parameter import Parameter
 
@@ -57,9 +58,9 @@ class LayerNorm(Layer):
     def __init__(self, dim: int, *, eps: float = 1e-5, elementwise_affine: bool = True) -> None:
         self.dim = check_count("LayerNorm", "dim", dim)
         self.eps = check_number("LayerNorm", "eps", eps, low=0.0)
-        self.elementwise_affine = bool(elementwise_affine)
-        self.weight = Parameter(None, "weight") if elementwise_affine else None
-        self.bias = Parameter(None, "bias") if elementwise_affine else None
+        self.elementwise_affine = check_flag("LayerNorm", "elementwise_affine", elementwise_affine)
+        self.weight = Parameter(None, "weight") if self.elementwise_affine else None
+        self.bias = Parameter(None, "bias") if self.elementwise_affine else None
         self.reset_parameters(None)
 
     def reset_parameters(self, rng: Any) -> None:
@@ -105,7 +106,9 @@ class Embedding(Layer):
         self.num_embeddings = check_count("Embedding", "num_embeddings", num_embeddings)
         self.dim = check_count("Embedding", "dim", dim)
         self.weight = Parameter(None, "weight")
-        self.reset_parameters(backend.host_rng(check_seed("Embedding", seed)))
+        rng = backend.host_rng(check_seed("Embedding", seed))
+        with named(f"Embedding({self.num_embeddings}, {self.dim})"):
+            self.reset_parameters(rng)
 
     def reset_parameters(self, rng: Any) -> None:
         weight = normal_weights(rng, (self.num_embeddings, self.dim))
@@ -125,10 +128,6 @@ class Embedding(Layer):
         if type(x) is not type(w) or backend.device_of(x) != backend.device_of(w):
             check_like(name, x, w, "ids")  # its named backend or device error
         return {"fused": self.fused}
-
-    def check_dout(self, dout: Array, expected: tuple[int, ...]) -> None:
-        super().check_dout(dout, expected)
-        check_like(f"{self!r}.backward", dout, self.weight.value, "dout")
 
     def output_width(self) -> int | None:
         return self.dim

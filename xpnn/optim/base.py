@@ -57,6 +57,7 @@ class Optimizer:
     flat = True  # pack each group into one flat buffer where the backend has views (False: never)
     flush_denormals = True  # step with subnormal floats flushed to zero on x86 (see backend.denormals)
     hyperparameters: tuple[Hyper, ...] = ()  # the keywords after ``lr``, declared once each
+    nonnegative_state: tuple[str, ...] = ()  # saved state that must be >= 0 (squares' averages)
     lr_default: Any = REQUIRED
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

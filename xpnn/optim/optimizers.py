@@ -109,6 +109,8 @@ class AdaGrad(Optimizer):
     ``eps`` defaults to the book's and Keras' 1e-7 (torch: 1e-10).
     """
 
+    nonnegative_state = ("sum",)  # a square root of them is taken
+
     hyperparameters: tuple[Hyper, ...] = (
         hyper.DECAY,
         hyper.EPS,
@@ -144,6 +146,8 @@ class RMSProp(Optimizer):
 
     ``rho`` is torch's ``alpha``. Defaults are the book's and Keras' (rho 0.9, eps 1e-7).
     """
+
+    nonnegative_state = ("square_avg",)  # a square root of them is taken
 
     hyperparameters: tuple[Hyper, ...] = (
         hyper.RHO,
@@ -198,6 +202,8 @@ class Adam(Optimizer):
     bias corrections folded into two scalars: five array operations after the moments
     instead of six (equal to torch's arrangement up to rounding).
     """
+
+    nonnegative_state = ("exp_avg_sq", "max_exp_avg_sq")  # a square root of them is taken
 
     decoupled = False
     lr_default = 1e-3

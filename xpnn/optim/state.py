@@ -146,6 +146,21 @@ def _restore_state(
                     f"{culprit}: state {name!r} has shape {shape}, expected {tuple(p.value.shape)} "
                     "(the parameter's)"
                 )
+        _check_values(culprit, entry, names, opt.nonnegative_state)
         step = _count(f"{culprit}: state", "step", entry["step"])
         state[position] = {"step": step, **{n: move_like(entry[n], p.value) for n in names}}
     return state
+
+
+def _check_values(
+    culprit: str, entry: Mapping[str, Any], names: tuple[str, ...], nonnegative: tuple[str, ...]
+) -> None:
+    """Saved state finite, and >= 0 where a square root of it is taken (Adam's ``exp_avg_sq``):
+    a NaN or negative one would make every later step NaN. One sync per array, once per load."""
+    for name in names:
+        value = entry[name]
+        xp = namespace(value)
+        if not bool(xp.all(xp.isfinite(value))):
+            raise OptimizerError(f"{culprit}: state {name!r} holds non-finite values, expected finite")
+        if name in nonnegative and not bool(xp.all(value >= 0)):
+            raise OptimizerError(f"{culprit}: state {name!r} holds negative values, expected >= 0")

@@ -12,12 +12,23 @@ import os
 from typing import Any
 
 from xpnn import backend
-from xpnn.errors import ArgumentError
+from xpnn.checks import check_choice, check_count, check_flag, check_number
+from xpnn.errors import ArgumentError, ArgumentTypeError
+from xpnn.io.paths import writable_path
 from xpnn.nn.state import targets
 from xpnn.train.checkpoint import save_training
 from xpnn.train.record import Callback, TrainingRun
 
 Array = Any
+
+
+MODES = ("auto", "min", "max")
+
+
+def _monitor(who: str, monitor: Any) -> str:
+    if not isinstance(monitor, str):
+        raise ArgumentTypeError(f"{who}: expected monitor the name of a logged number, got {monitor!r}")
+    return monitor
 
 
 def _check_monitor(who: str, monitor: str, keys: set[str]) -> None:
@@ -49,8 +60,11 @@ class EarlyStopping(Callback):
         mode: str = "auto",
         restore_best_weights: bool = False,
     ) -> None:
-        self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, float(min_delta), mode
-        self.restore_best_weights = restore_best_weights
+        who = "EarlyStopping"
+        self.monitor, self.mode = _monitor(who, monitor), check_choice(who, "mode", mode, MODES)
+        self.patience = check_count(who, "patience", patience, minimum=0)
+        self.min_delta = check_number(who, "min_delta", min_delta, low=0.0)
+        self.restore_best_weights = check_flag(who, "restore_best_weights", restore_best_weights)
         self.best: float = math.nan
         self.best_epoch = -1
         self.wait = 0
@@ -95,15 +109,18 @@ class ModelCheckpoint(Callback):
         save_best_only: bool = False,
         mode: str = "auto",
     ) -> None:
-        self.path, self.monitor, self.mode = os.fspath(path), monitor, mode
-        self.save_best_only = save_best_only
+        who = "ModelCheckpoint"
+        self.path = writable_path(who, "path", path, make_dirs=True)
+        self.monitor, self.mode = _monitor(who, monitor), check_choice(who, "mode", mode, MODES)
+        self.save_best_only = check_flag(who, "save_best_only", save_best_only)
         self.best = math.nan
         try:
-            self.path.format(epoch=1)
+            first = self.path.format(epoch=1)
         except (KeyError, IndexError, ValueError, AttributeError) as error:
             raise ArgumentError(
                 f"ModelCheckpoint: path {self.path!r} does not format with {{epoch}} alone ({error!r})"
             ) from None
+        writable_path(who, "path", first, make_dirs=True)  # not a directory once formatted either
 
     def before_fit(self, keys: set[str]) -> None:
         """fit calls it with the names its logs will hold: a wrong ``monitor`` fails now."""
@@ -118,3 +135,9 @@ class ModelCheckpoint(Callback):
             self.best = value
         if run.rank == 0:
             save_training(self.path.format(epoch=epoch + 1), run)
+
+    def on_interrupt(self, run: TrainingRun) -> None:
+        """Ctrl-C stopped epoch ``run.epoch`` inside it: save where it stopped (under that
+        epoch's number), so ``resume=`` continues at the next step as if never stopped."""
+        if run.rank == 0:
+            save_training(self.path.format(epoch=run.epoch + 1), run)

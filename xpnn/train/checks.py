@@ -14,9 +14,10 @@ from typing import Any
 
 from xpnn.backend import namespace
 from xpnn.checks import check_count, check_number
-from xpnn.errors import ArgumentError, ArgumentTypeError, NonFiniteLossError, ShapeError
+from xpnn.errors import ArgumentError, ArgumentTypeError, NonFiniteLossError, OptimizerError, ShapeError
 from xpnn.nn.losses import Loss
 from xpnn.optim.base import Optimizer
+from xpnn.train.record import Callback
 
 Array = Any
 LOGS = {"loss", "accuracy", "seconds", "samples_per_s", "lr"}  # what every epoch's logs hold
@@ -48,6 +49,20 @@ def check_data(who: str, x: Any, y: Any = None, names: tuple[str, str] = ("x", "
     if y is not None and int(y.shape[0]) != samples:
         raise ShapeError(f"{who}: {samples} samples in {names[0]} but {int(y.shape[0])} in {names[1]}")
     return samples
+
+
+def check_callbacks(callbacks: Any) -> list[Any]:
+    """fit's ``callbacks`` as a list of Callbacks or callables ``hook(epoch, logs)`` (a 3 in it
+    would otherwise fail at the first epoch's end, after a whole epoch of training)."""
+    if isinstance(callbacks, str) or not isinstance(callbacks, Iterable):
+        raise ArgumentTypeError(f"fit: expected callbacks= a list of callbacks, got {callbacks!r}")
+    found = list(callbacks)
+    for i, callback in enumerate(found):
+        if not (isinstance(callback, Callback) or callable(callback)):
+            raise ArgumentTypeError(
+                f"fit: callbacks[{i}] is {callback!r}, expected an xpnn Callback or a function (epoch, logs)"
+            )
+    return found
 
 
 def check_fit(
@@ -96,6 +111,20 @@ def check_fit(
         before_fit = getattr(callback, "before_fit", None)
         if before_fit is not None:
             before_fit(keys)
+
+
+def check_optimizer_of(who: str, model: Any, optimizer: Optimizer) -> None:
+    """``optimizer`` must update parameters of ``model`` and only those: one built on another
+    model's parameters would train nothing, silently. A subset (frozen layers left out) is
+    fine. Identity of the Parameter objects: no array is read."""
+    own = {id(p) for p in model.parameters()}
+    foreign = [p for p in optimizer.parameters() if id(p) not in own]
+    if foreign:
+        first = foreign[0]
+        raise OptimizerError(
+            f"{who}: the optimizer updates {len(foreign)} parameter(s) that are not this model's (first: "
+            f"{first.name or 'unnamed'!r} of shape {tuple(first.shape)}); build it from model.parameters()"
+        )
 
 
 def check_epoch_loss(epoch: int, logs: dict[str, float]) -> None:

@@ -20,6 +20,7 @@ from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.parallel import data_parallel
 from xpnn.distributed.run_config import describe_inference
 from xpnn.distributed.sharding import Shards
+from xpnn.errors import CheckpointError
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.train.checks import check_data
@@ -50,12 +51,19 @@ def loss_value(loss: Any, pred: Tensor, y: Array) -> Array:
     return out.value if isinstance(out, Tensor) else out
 
 
-def batches(loader: DataLoader, epoch: int, shards: Shards | None) -> Iterator[tuple[Array, Any, int]]:
-    """``(xb, yb, n_global)``: the whole batches, or under data-parallel this rank's share of each."""
+def batches(
+    loader: DataLoader, epoch: int, shards: Shards | None, start: int = 0
+) -> Iterator[tuple[Array, Any, int]]:
+    """``(xb, yb, n_global)``: the whole batches from batch ``start`` on (a run resumed where
+    Ctrl-C stopped it), or under data-parallel this rank's share of each."""
     if shards is not None:
+        if start:
+            raise CheckpointError(
+                f"a checkpoint taken inside an epoch (after step {start}) resumes in one process"
+            )
         yield from shards.batches(loader, epoch)
         return
-    for xb, yb in loader.batches(epoch):
+    for xb, yb in loader.batches(epoch, start):
         yield xb, yb, int(xb.shape[0])
 
 

@@ -11,6 +11,9 @@ import math
 import os
 from typing import Any
 
+from xpnn.checks import check_flag
+from xpnn.errors import ArgumentError, ArgumentTypeError
+from xpnn.io.paths import writable_path
 from xpnn.optional import require
 from xpnn.train.record import KEYS, Callback, TrainingRun
 
@@ -23,26 +26,50 @@ class CSVLogger(Callback):
     when fit resumes a run (``resume=``) and the file exists, rows are added to the end of the
     file without a second header (a resumed run first drops trailing rows of the epochs it
     repeats); otherwise the file is started afresh. Each row is written and closed at its
-    epoch's end, so the file is complete after a crash.
+    epoch's end, so the file is complete after a crash. A file to continue must begin with
+    this logger's header line: another CSV is refused (before fit trains), never appended to.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, separator: str = ",", append: bool = False) -> None:
+        if not isinstance(separator, str):
+            raise ArgumentTypeError(f"CSVLogger: expected separator a string, got {separator!r}")
         if not separator or "\n" in separator:
-            raise ValueError(f"CSVLogger: expected a non-empty one-line separator, got {separator!r}")
-        self.path, self.separator, self.append = os.fspath(path), separator, append
+            raise ArgumentError(f"CSVLogger: expected a non-empty one-line separator, got {separator!r}")
+        self.path = writable_path("CSVLogger", "path", path)
+        self.separator, self.append = separator, check_flag("CSVLogger", "append", append)
+        self.header = self.separator.join(("epoch", *KEYS)) + "\n"
+
+    def _exists(self) -> bool:
+        return os.path.exists(self.path) and os.path.getsize(self.path) > 0
 
     def _continues(self, run: TrainingRun) -> bool:
         """Whether the file already holds a header to continue after."""
-        exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
-        return exists and (self.append or run.epoch > 0)
+        return self._exists() and (self.append or run.epoch > 0)
+
+    def _check_header(self) -> None:
+        """The file to continue begins with this logger's header (else it is someone else's CSV)."""
+        with open(self.path, encoding="utf-8", errors="replace") as file:
+            first = file.readline(len(self.header) + 1)
+        if first != self.header:
+            raise ArgumentError(
+                f"CSVLogger: {self.path!r} begins with {first[:80]!r}, not this logger's header "
+                f"{self.header[:80]!r}: refusing to append to another file (use a new path)"
+            )
+
+    def before_fit(self, keys: set[str]) -> None:
+        """fit calls it before training: a file ``append=True`` would continue is checked now."""
+        if self.append and self._exists():
+            self._check_header()
 
     def on_train_begin(self, run: TrainingRun) -> None:
         if run.rank != 0:
             return
         if not self._continues(run):
             with open(self.path, "w", encoding="utf-8") as file:
-                file.write(self.separator.join(("epoch", *KEYS)) + "\n")
-        elif run.epoch > 0:
+                file.write(self.header)
+            return
+        self._check_header()
+        if run.epoch > 0:
             self._drop_rows_from(run.epoch)
 
     def _drop_rows_from(self, epoch: int) -> None:

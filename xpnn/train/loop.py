@@ -25,8 +25,15 @@ from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.optim.base import Optimizer
 from xpnn.train.checkpoint import load_training
-from xpnn.train.checks import check_epoch_loss, check_fit, raise_not_scalar
+from xpnn.train.checks import (
+    check_callbacks,
+    check_epoch_loss,
+    check_fit,
+    check_optimizer_of,
+    raise_not_scalar,
+)
 from xpnn.train.evaluation import LAST_FIT_LOSS, batches, evaluate_loader, has_accuracy, host_float
+from xpnn.train.interrupt import StopRequest
 from xpnn.train.preflight import (
     check_batch_statistics,
     first_samples,
@@ -37,6 +44,7 @@ from xpnn.train.preflight import (
     restore_modes,
     validate_labels,
 )
+from xpnn.train.progress import ProgressLines
 from xpnn.train.record import Callback, History, Model, TrainingRun, as_callbacks
 
 Array = Any
@@ -62,27 +70,34 @@ def train_step(
 
 
 def _progress(verbose: int, total: int, description: str) -> Any:
-    if not verbose or not sys.stderr.isatty():
+    """A tqdm bar on a terminal; else (a file, a pipe; no tqdm) a line every few seconds."""
+    if not verbose:
         return None
+    if not sys.stderr.isatty():
+        return ProgressLines(total, description)
     try:
         from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional (the "examples" extra): one line per epoch instead
-        return None
+    except ImportError:  # tqdm is optional (the "examples" extra)
+        return ProgressLines(total, description)
 
     return tqdm(total=total, desc=description, unit="sample", unit_scale=True, mininterval=0.25, leave=True)
 
 
 def _train_epoch(
     run: TrainingRun, loader: DataLoader, epoch: int, bar: Any, parallel: DataParallel | None = None
-) -> dict[str, float]:
+) -> dict[str, float] | None:
+    """One epoch's steps and numbers; None where Ctrl-C stopped it (``run.step`` steps done)."""
     run.model.train(True)
-    run.model.start_epoch(epoch)
+    first = run.step  # > 0: resumed where Ctrl-C stopped; Dropout's counters are the checkpoint's
+    if not first:
+        run.model.start_epoch(epoch)
     counting = has_accuracy(run.loss, loader.y, run.classes)
-    loss_sum: Any = 0.0
-    correct: Any = 0
-    seen, start = 0, time.perf_counter()
+    loss_sum, correct, seen = run.partial if run.partial is not None else (0.0, 0, 0)
+    run.step, run.partial = 0, None
+    start = time.perf_counter()
     shown = start
-    for xb, yb, n_global in batches(loader, epoch, None if parallel is None else parallel.shards):
+    shards = None if parallel is None else parallel.shards
+    for step, (xb, yb, n_global) in enumerate(batches(loader, epoch, shards, first), start=first):
         n = int(xb.shape[0])
         if n == 0 and parallel is not None:  # an empty share of a short last batch: no loss to add
             parallel.empty_step(xb)
@@ -93,11 +108,14 @@ def _train_epoch(
         if bar is not None:
             bar.update(n_global)
             now = time.perf_counter()
-            if now - shown >= 0.3:  # each refresh reads two device scalars: a sync, so rarely
+            if now - shown >= getattr(bar, "interval", 0.3):  # a refresh reads two device scalars: a sync
                 shown = now
                 shown_acc = {"acc": f"{int(correct) / seen:.4f}"} if counting else {}
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", **shown_acc,
                                 samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
+        if run.stop_request is not None and run.stop_request.requested:  # Ctrl-C: after this step
+            run.step, run.partial = step + 1, (host_float(loss_sum), host_float(correct), seen)
+            return None
     loss_total, hits = host_float(loss_sum), host_float(correct)  # the epoch's one synchronisation
     if parallel is not None:  # and its one all-reduce
         loss_total, hits, total = parallel.shards.sum_over_ranks(loss_total, hits, seen)
@@ -154,10 +172,11 @@ def fit(
     returns an empty History. A NaN or infinite epoch loss stops training with
     :class:`~xpnn.NonFiniteLossError` (checked once per epoch, on the number already read).
     """
-    callbacks = list(callbacks)
+    callbacks = check_callbacks(callbacks)
     check_fit(x, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
               validation_data=validation_data, validation_split=validation_split,
               callbacks=callbacks)  # fmt: skip
+    check_optimizer_of("fit", model, optimizer)
     if validation_split and validation_data is None:
         (x, y), validation_data = _split(x, y, validation_split)
     classes = rehearse(model, x, y, loss)  # one sample, nothing changed: errors found before any step
@@ -174,13 +193,15 @@ def fit(
         parallel.meet("fit", describe_fit(model, loss, optimizer, (x, y), validation_data, resume=resume,
                                           batch_size=batch_size, epochs=epochs, shuffle=shuffle))  # fmt: skip
     LAST_FIT_LOSS[model] = loss  # evaluate() uses it when given none, as Keras' compiled loss
-    if resume is not None:
+    if resume is not None:  # the labels first: a refused fit leaves the model as it was
+        _check_labels(run, y, validation_data)
         load_training(resume, run)
     if parallel is not None:  # after a resume too: every rank continues from rank 0's state
         run.seed, run.epoch = parallel.start(run.seed, run.epoch, first_samples(model, x))
     try:
         train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
-        _loop(run, train, val, as_callbacks(callbacks), epochs, verbose if run.rank == 0 else 0, parallel)
+        with StopRequest(enabled=parallel is None) as run.stop_request:
+            _loop(run, train, val, as_callbacks(callbacks), epochs, verbose if run.rank == 0 else 0, parallel)
     finally:
         if parallel is not None:
             parallel.stop()
@@ -208,6 +229,14 @@ def _loaders(
     return train, val
 
 
+def _check_labels(run: TrainingRun, y: Array, validation_data: tuple[Array, Array] | None) -> None:
+    """The training (and validation) labels as :func:`_loaders` checks them, before a resume
+    replaces the model's and optimizer's state (one host sync each, once per fit)."""
+    validate_labels(run.model, run.loss, y, run.classes)
+    if validation_data is not None:
+        validate_labels(run.model, run.loss, validation_data[1], run.classes)
+
+
 def _epoch(
     run: TrainingRun,
     train: DataLoader,
@@ -216,22 +245,41 @@ def _epoch(
     epochs: int,
     verbose: int,
     parallel: DataParallel | None,
-) -> dict[str, float]:
-    """Train one epoch, then validate; the epoch's numbers, shown on the progress bar or printed."""
+) -> dict[str, float] | None:
+    """Train one epoch, then validate; the epoch's numbers, shown on the progress bar or printed
+    (None: Ctrl-C stopped the epoch)."""
     bar = _progress(verbose, train.num_samples, f"epoch {epoch + 1}/{epochs}")
     logs = _train_epoch(run, train, epoch, bar, parallel)
+    if logs is None:
+        if bar is not None:
+            bar.close()
+        return None
     if val is not None:
         shards = None if parallel is None else parallel.shards
         validated = evaluate_loader(run.model, val, run.loss, shards, run.classes)
         logs.update({f"val_{k}": v for k, v in validated.items()})
     logs["lr"] = _lr(run.optimizer)
-    if bar is not None:
+    if bar is not None and not isinstance(bar, ProgressLines):
         shown = {k: v for k, v in logs.items() if ("loss" in k or "acc" in k) and not math.isnan(v)}
         bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items()})  # no "accuracy=nan" of a regression
         bar.close()
     elif verbose:
         print(_summary(epoch, epochs, logs), flush=True)
     return logs
+
+
+def _interrupted(run: TrainingRun, hooks: Sequence[Callback], train: DataLoader) -> None:
+    """Ctrl-C stopped epoch ``run.epoch`` after ``run.step`` steps: the callbacks hear of it
+    (a ModelCheckpoint saves a checkpoint that resumes at the next step), one line says so."""
+    run.history.interrupted = True
+    for hook in hooks:
+        hook.on_interrupt(run)
+    print(
+        f"fit: stopped by Ctrl-C after step {run.step}/{len(train)} of epoch {run.epoch + 1}; returning the "
+        f"history of {len(run.history)} complete epoch(s) (Ctrl-C again exits at once)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _loop(
@@ -249,6 +297,9 @@ def _loop(
     try:
         for epoch in range(run.epoch, epochs):
             logs = _epoch(run, train, val, epoch, epochs, verbose, parallel)
+            if logs is None:
+                _interrupted(run, hooks, train)
+                break
             check_epoch_loss(epoch, logs)
             run.history.append(epoch, logs)
             run.epoch = epoch + 1

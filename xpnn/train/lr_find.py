@@ -14,16 +14,19 @@ touches is put back exactly as it was afterwards.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from xpnn import backend
+from xpnn.checks import check_number
 from xpnn.data.loader import DataLoader
-from xpnn.errors import OptimizerError
+from xpnn.errors import ArgumentTypeError, OptimizerError
 from xpnn.nn.losses import Loss
 from xpnn.optim.base import Optimizer
 from xpnn.optional import require
+from xpnn.train.checks import check_data, check_optimizer_of
 from xpnn.train.loop import train_step
 from xpnn.train.preflight import model_backend, model_seed, rehearse, validate_labels
 from xpnn.train.record import Model
@@ -155,13 +158,37 @@ def _batches(loader: DataLoader) -> Iterator[tuple[Array, Array]]:
         epoch += 1
 
 
-def _check(start: float, end: float, steps: int, batch_size: int, samples: int) -> None:
-    if not 0.0 < start < end or not math.isfinite(end):
+def _check(
+    model: Model,
+    x: Array,
+    y: Array,
+    loss: Any,
+    optimizer: Any,
+    start: Any,
+    end: Any,
+    steps: Any,
+    batch_size: Any,
+) -> None:
+    """lr_find's arguments, each named where it cannot run (before any step)."""
+    if not isinstance(loss, Loss) and not callable(loss):
+        raise ArgumentTypeError(
+            f"lr_find: expected loss= an xpnn Loss (xpnn.SoftmaxCrossEntropy(), ...) or a function "
+            f"(pred, y) -> 0-d Tensor, got {loss!r}"
+        )
+    if not isinstance(optimizer, Optimizer):
+        raise ArgumentTypeError(f"lr_find: expected optimizer= an xpnn Optimizer, got {optimizer!r}")
+    check_optimizer_of("lr_find", model, optimizer)
+    check_data("lr_find", x, y)
+    start, end = check_number("lr_find", "start", start), check_number("lr_find", "end", end)
+    if not 0.0 < start < end:
         raise OptimizerError(f"lr_find: expected 0 < start < end (finite), got start={start!r}, end={end!r}")
-    if steps < 2:
-        raise OptimizerError(f"lr_find: expected steps >= 2, got {steps!r}")
-    if batch_size < 1 or samples < 1:
-        raise OptimizerError(f"lr_find: expected batch_size >= 1 and samples, got {batch_size} and {samples}")
+    for name, value, least in (("steps", steps, 2), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # steps=2.5: not 2
+            raise ArgumentTypeError(
+                f"lr_find: expected {name} an integer, got {type(value).__name__} {value!r}"
+            )
+        if value < least:
+            raise OptimizerError(f"lr_find: expected {name} >= {least}, got {value!r}")
 
 
 def lr_find(
@@ -186,7 +213,7 @@ def lr_find(
     step count ``t``, learning rates and schedules are bit for bit as before, even when a step
     raised. ``seed`` (default: the model's, else 0) fixes the shuffling.
     """
-    _check(start, end, steps, batch_size, int(x.shape[0]))
+    _check(model, x, y, loss, optimizer, start, end, steps, batch_size)
     classes = rehearse(model, x, y, loss)
     bk, dtype = model_backend(model)
     own = model_seed(model)

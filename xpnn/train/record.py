@@ -29,6 +29,7 @@ class History:
 
     epochs: list[int] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KEYS})
+    interrupted: bool = False  # fit stopped by Ctrl-C (inside an epoch not listed here)
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epochs.append(int(epoch))
@@ -67,6 +68,9 @@ class TrainingRun:
     stop: bool = False
     rank: int = 0
     classes: int | None = None  # the model's output width, where fit's rehearsal found one
+    step: int = 0  # steps done in epoch ``epoch`` where Ctrl-C stopped inside it (else 0)
+    partial: tuple[float, float, int] | None = None  # that epoch's loss sum, hits and samples so far
+    stop_request: Any = None  # an xpnn.train.interrupt.StopRequest while fit runs
 
 
 class Callback:
@@ -77,6 +81,10 @@ class Callback:
 
     def on_epoch_end(self, run: TrainingRun, epoch: int, logs: dict[str, float]) -> None:
         """Called after each epoch with that epoch's numbers (``run.epoch`` already counts it)."""
+
+    def on_interrupt(self, run: TrainingRun) -> None:
+        """Called when Ctrl-C stopped training inside epoch ``run.epoch`` after ``run.step``
+        steps (before :meth:`on_train_end`); the model and optimizer are as after that step."""
 
     def on_train_end(self, run: TrainingRun) -> None:
         """Called once after the last epoch."""
