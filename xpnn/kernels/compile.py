@@ -14,6 +14,7 @@ and every loop's caller runs its NumPy form.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 from xpnn import kernels
@@ -51,3 +52,32 @@ def jit(loop: Any, **overrides: Any) -> Any:
         return numba.njit(cache=True, **options)(loop)
     except RuntimeError:  # no writeable cache directory: compile at every start instead
         return numba.njit(**options)(loop)
+
+
+class Threaded:
+    """A loop whose last argument is ``parts``, compiled twice: serially (``parts`` 1: the loop
+    as it always ran) and, at the first call with more parts, with numba's ``parallel=True``, so
+    that its ``prange`` over the parts runs on numba's threads (see :mod:`.threads`)."""
+
+    def __init__(self, loop: Any, **overrides: Any) -> None:
+        self.loop, self.overrides = loop, overrides
+        self.serial = jit(loop, **overrides)
+        self.parallel: Any = None
+
+    def __call__(self, parts: int, *args: Any) -> Any:
+        if parts <= 1:
+            return self.serial(*args, 1)
+        if self.parallel is None:
+            # a copy under its own name: numba's cache keys a loop by module, name and line, not
+            # by its options, so the parallel build would otherwise load the serial one's code
+            loop = self.loop
+            copy = types.FunctionType(loop.__code__, loop.__globals__, loop.__name__ + "_threads",
+                                      loop.__defaults__, loop.__closure__)  # fmt: skip
+            copy.__qualname__ = loop.__qualname__ + "_threads"
+            self.parallel = jit(copy, parallel=True, **self.overrides)
+        return self.parallel(*args, parts)
+
+
+def threaded(loop: Any, **overrides: Any) -> Threaded:
+    """``loop`` (last argument ``parts``) compiled lazily, serially and in parallel."""
+    return Threaded(loop, **overrides)
