@@ -14,10 +14,10 @@ and every loop's caller runs its NumPy form.
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 from xpnn import kernels
+from xpnn.kernels import threads
 
 enabled = True  # False: never use numba (tests flip it to exercise the NumPy forms)
 _installed: bool | None = None  # whether numba can be imported, looked up once
@@ -55,29 +55,18 @@ def jit(loop: Any, **overrides: Any) -> Any:
 
 
 class Threaded:
-    """A loop whose last argument is ``parts``, compiled twice: serially (``parts`` 1: the loop
-    as it always ran) and, at the first call with more parts, with numba's ``parallel=True``, so
-    that its ``prange`` over the parts runs on numba's threads (see :mod:`.threads`)."""
+    """A loop whose last three arguments are ``begin, end, parts``: it computes parts
+    ``begin..end-1`` of ``parts`` equal pieces of its work. Compiled once, serially; called with
+    ``parts`` above 1, each part runs on its own thread (:func:`.threads.run`: part 0 on the
+    caller's, the others on a pool of Python threads, the GIL released inside the loop)."""
 
     def __init__(self, loop: Any, **overrides: Any) -> None:
-        self.loop, self.overrides = loop, overrides
-        self.serial = jit(loop, **overrides)
-        self.parallel: Any = None
+        self.loop = jit(loop, **overrides)
 
     def __call__(self, parts: int, *args: Any) -> Any:
-        if parts <= 1:
-            return self.serial(*args, 1)
-        if self.parallel is None:
-            # a copy under its own name: numba's cache keys a loop by module, name and line, not
-            # by its options, so the parallel build would otherwise load the serial one's code
-            loop = self.loop
-            copy = types.FunctionType(loop.__code__, loop.__globals__, loop.__name__ + "_threads",
-                                      loop.__defaults__, loop.__closure__)  # fmt: skip
-            copy.__qualname__ = loop.__qualname__ + "_threads"
-            self.parallel = jit(copy, parallel=True, **self.overrides)
-        return self.parallel(*args, parts)
+        return threads.run(self.loop, parts, args)
 
 
 def threaded(loop: Any, **overrides: Any) -> Threaded:
-    """``loop`` (last argument ``parts``) compiled lazily, serially and in parallel."""
+    """``loop`` (last arguments ``begin, end, parts``) compiled lazily, run on ``parts`` threads."""
     return Threaded(loop, **overrides)

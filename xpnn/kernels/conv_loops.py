@@ -18,7 +18,6 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
 
 from xpnn.kernels.compile import OPTIONS, threaded
 
@@ -61,11 +60,11 @@ def _im2col_body(x: Array, n0: int, cols: Array, kh: int, kw: int, sh: int, sw: 
 
 
 def _im2col(x: Array, n0: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
-            cols: Array, parts: int) -> None:  # fmt: skip
+            cols: Array, begin: int, end: int, parts: int) -> None:  # fmt: skip
     """``cols`` (C, kh*kw, nc, H_out, W_out) from samples ``n0..`` of ``x`` (C, N, H, W); zero
     where padding."""
     planes = cols.shape[0] * cols.shape[2]
-    for part in prange(parts):
+    for part in range(begin, end):
         lo, hi = part * planes // parts, (part + 1) * planes // parts
         if kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1:
             _im2col_body(x, n0, cols, 3, 3, 1, 1, 1, 1, top, left, lo, hi)
@@ -96,11 +95,11 @@ def _col2im_body(dcols: Array, n0: int, dx: Array, kh: int, kw: int, sh: int, sw
 
 
 def _col2im(dcols: Array, n0: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
-            dx: Array, parts: int) -> None:  # fmt: skip
+            dx: Array, begin: int, end: int, parts: int) -> None:  # fmt: skip
     """Samples ``n0..`` of dL/dx (C, N, H, W) from ``dcols`` (C, kh*kw, nc, H_out, W_out); padding
     dropped."""
     planes = dcols.shape[0] * dcols.shape[2]
-    for part in prange(parts):
+    for part in range(begin, end):
         lo, hi = part * planes // parts, (part + 1) * planes // parts
         if kh == 3 and kw == 3 and sh == 1 and sw == 1 and dh == 1 and dw == 1:
             _col2im_body(dcols, n0, dx, 3, 3, 1, 1, 1, 1, top, left, lo, hi)
@@ -144,11 +143,11 @@ def _im2col_same_body(x: Array, n0: int, cols: Array, kh: int, kw: int, dh: int,
 
 
 def _im2col_same(x: Array, n0: int, kh: int, kw: int, dh: int, dw: int, top: int, left: int, h: int, w: int,
-                 cols: Array, parts: int) -> None:  # fmt: skip
+                 cols: Array, begin: int, end: int, parts: int) -> None:  # fmt: skip
     """:func:`_im2col` for stride 1 and an output of the input's size, over flat planes: ``x``
     (C, N, H*W) C-contiguous, ``cols`` (C, kh*kw, nc, H*W)."""
     planes = cols.shape[0] * cols.shape[2]
-    for part in prange(parts):
+    for part in range(begin, end):
         lo, hi = part * planes // parts, (part + 1) * planes // parts
         if kh == 3 and kw == 3 and dh == 1 and dw == 1:
             _im2col_same_body(x, n0, cols, 3, 3, 1, 1, top, left, h, w, lo, hi)
@@ -179,11 +178,11 @@ def _col2im_same_body(dcols: Array, n0: int, dx: Array, kh: int, kw: int, dh: in
 
 
 def _col2im_same(dcols: Array, n0: int, kh: int, kw: int, dh: int, dw: int, top: int, left: int, h: int,
-                 w: int, dx: Array, parts: int) -> None:  # fmt: skip
+                 w: int, dx: Array, begin: int, end: int, parts: int) -> None:  # fmt: skip
     """:func:`_col2im` for stride 1 and an output of the input's size, over flat planes:
     ``dcols`` (C, kh*kw, nc, H*W), ``dx`` (C, N, H*W), C-contiguous."""
     planes = dcols.shape[0] * dcols.shape[2]
-    for part in prange(parts):
+    for part in range(begin, end):
         lo, hi = part * planes // parts, (part + 1) * planes // parts
         if kh == 3 and kw == 3 and dh == 1 and dw == 1:
             _col2im_same_body(dcols, n0, dx, 3, 3, 1, 1, top, left, h, w, lo, hi)

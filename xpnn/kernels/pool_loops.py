@@ -19,7 +19,6 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
 
 from xpnn.kernels.compile import OPTIONS, threaded
 
@@ -75,11 +74,11 @@ def _pool_body(x: Array, out: Array, index: Array, kh: int, kw: int, sh: int, sw
 
 
 def _pool(x: Array, kh: int, kw: int, sh: int, sw: int, top: int, left: int, out: Array,
-          index: Array, parts: int) -> None:  # fmt: skip
+          index: Array, begin: int, end: int, parts: int) -> None:  # fmt: skip
     """Window maxima and first maximal offsets (-1: none) of ``x`` (A, B, H, W) into ``out``
     and ``index`` (A, B, H_out, W_out)."""
     planes = x.shape[0] * x.shape[1]
-    for part in prange(parts):
+    for part in range(begin, end):
         lo, hi = part * planes // parts, (part + 1) * planes // parts
         if kh == 2 and kw == 2 and sh == 2 and sw == 2:
             _pool_body(x, out, index, 2, 2, 2, 2, top, left, lo, hi)
@@ -114,10 +113,10 @@ def _pool_grad_body(dout: Array, index: Array, dx: Array, kw: int, sh: int, sw: 
 
 
 def _pool_grad(dout: Array, index: Array, kh: int, kw: int, sh: int, sw: int, top: int, left: int,
-               dx: Array, parts: int) -> None:  # fmt: skip
+               dx: Array, begin: int, end: int, parts: int) -> None:  # fmt: skip
     """dL/dx (A, B, H, W): 0.0 plus, in each window's first maximal cell, its gradient."""
     planes = dx.shape[0] * dx.shape[1]
-    for part in prange(parts):
+    for part in range(begin, end):
         lo, hi = part * planes // parts, (part + 1) * planes // parts
         if kh == 2 and kw == 2 and sh == 2 and sw == 2:
             _pool_grad_body(dout, index, dx, 2, 2, 2, top, left, True, lo, hi)

@@ -1,4 +1,5 @@
-"""How many threads the numba loops of :mod:`xpnn.kernels` run on: the count the user set.
+"""How many threads the numba loops of :mod:`xpnn.kernels` run on (the count the user set),
+and the threads they run on.
 
 A user limits threads in one of three places: BLAS's pool (``threadpoolctl.threadpool_limits``,
 ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` read when NumPy's OpenBLAS loads), numba's own
@@ -13,18 +14,31 @@ outputs (planes of an image, rows, columns, ranges of a flat buffer) in the seri
 order: the bits do not depend on the thread count. The only loops whose sums change order
 with it say so and document their tolerance.
 
-Small work stays on one thread: waking a pool costs 2-30 us (numba's workqueue and OpenMP
-layers measured here), more than a pass over 64K floats takes. The count is looked up only
-for work above :data:`MIN_ELEMENTS` (three C calls, about 3 us).
+The parts run on a pool of Python threads (:func:`run`), each calling the one serially
+compiled loop, which releases the GIL, on its part; not on numba's ``parallel=True``
+threading layers. Those were measured here at 2 threads next to NumPy's OpenBLAS: OpenMP's
+workers spin for ~20 ms after each loop (GOMP's spin count times Skylake's 140-cycle
+``pause``) on the core an OpenBLAS thread needs next, and OpenBLAS's workers spin after each
+GEMM on the core a loop needs: a ResNet step took 14-17 s instead of 0.3-0.6 s. Idle Python
+threads sleep on a lock, so a loop and a GEMM never fight for a core; workqueue, numba's
+other layer, also sleeps but aborts the process when two threads start loops at once. And
+only the serial loop compiles (and caches): no parallel build at the first run.
+
+Small work stays on one thread: waking a thread costs 20-60 us, more than a pass over 64K
+floats takes. The count is looked up only for work above :data:`MIN_ELEMENTS` (three C calls,
+about 3 us).
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 MIN_ELEMENTS = 1 << 17  # below this many elements a pass takes ~20 us: one thread
 _blas: list[Any] | None = None  # threadpoolctl's controllers of NumPy's BLAS, looked up once
+_pool: ThreadPoolExecutor | None = None  # the threads that run parts 1.. (part 0: the caller's)
+_pool_size = 0
 
 
 def _blas_controllers() -> list[Any]:
@@ -58,3 +72,29 @@ def parts_for(elements: int) -> int:
     """How many pieces a pass over ``elements`` values splits into: 1 for small work, else
     :func:`count`."""
     return 1 if elements < MIN_ELEMENTS else count()
+
+
+def run(loop: Any, parts: int, args: tuple[Any, ...]) -> Any:
+    """``loop(*args, begin, end, parts)`` for every part ``0..parts-1``, each on its own thread
+    (part 0 on this one), and wait for all; part 0's result. Every part's exception is raised
+    (the first), after all parts have stopped writing."""
+    if parts <= 1:
+        return loop(*args, 0, 1, 1)
+    pool = _executor(parts - 1)
+    futures = [pool.submit(loop, *(*args, part, part + 1, parts)) for part in range(1, parts)]
+    try:
+        result = loop(*args, 0, 1, parts)
+    finally:
+        wait(futures)  # nothing may still write into the arrays when this returns or raises
+    for future in futures:
+        future.result()  # a part's exception
+    return result
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The pool, grown to ``workers`` threads where it has fewer (its threads start lazily)."""
+    global _pool, _pool_size
+    if _pool is None or _pool_size < workers:
+        # a bigger pool replaces it; the old one's threads end once no caller holds it any more
+        _pool, _pool_size = ThreadPoolExecutor(workers, thread_name_prefix="xpnn-loop"), workers
+    return _pool
