@@ -41,8 +41,9 @@ class Conv2d(Function):
         fused: bool = True,
     ) -> Array:
         fast = fused and conv_kernels.applies(x, groups)
-        if fast:  # the fast path keeps x and recomputes its columns chunk by chunk
-            y, kept = conv_kernels.conv_forward(x, w, b, geometry), x
+        if fast:  # the fast path keeps x, and the columns where small (else recomputed in chunks)
+            y, cols = conv_kernels.conv_forward(x, w, b, geometry)
+            kept = (x, cols)
         else:
             y, kept = _forward_plain(x, w, geometry, groups)
             if b is not None:
@@ -54,9 +55,9 @@ class Conv2d(Function):
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
         kept, w, x_shape, geo, groups, fast = ctx.saved
         needs = ctx.needs
-        grads = conv_kernels.conv_backward(g, w, kept, geo, needs[0]) if fast else None
+        grads = conv_kernels.conv_backward(g, w, kept[0], geo, needs[0], kept[1]) if fast else None
         if grads is None:
-            cols = _forward_plain(kept, w, geo, groups)[1] if fast else kept  # e.g. g of another dtype
+            cols = _forward_plain(kept[0], w, geo, groups)[1] if fast else kept  # e.g. g of another dtype
             grads = _backward_plain(g, w, cols, geo, x_shape, groups, needs[0])
         dw, db, dx = grads
         return (dx, dw if needs[1] else None, db if len(needs) > 2 and needs[2] else None)

@@ -8,9 +8,12 @@ read as its (C, N, H, W) view, and the batch runs in chunks of ``nc`` samples wh
 ``cols (C*kh*kw, nc*H_out*W_out)`` (about :data:`CHUNK_BYTES`) stays in the cache between the
 loop that writes it and the GEMMs that read it; the chunk's forward product is written straight
 into its columns of the channel-major output, ``dW`` adds the chunks' products, and ``dx`` is
-col2im'd chunk by chunk from ``W.T @ dy``. Nothing of the size of the whole batch's im2col is
-ever made (the ResNet example's 16-channel 28x28 layers: 58 MB each, written and read back
-from memory twice a step): the backward recomputes each chunk's columns from the saved input.
+col2im'd chunk by chunk from ``W.T @ dy``. Where the whole batch's im2col is large (above
+:data:`KEEP_BYTES`: the ResNet example's 16-channel 28x28 layers, 58 MB each, written and read
+back from memory twice a step) nothing of its size is made: the backward recomputes each
+chunk's columns from the saved input. Where it is small the forward writes it whole, runs one
+GEMM and keeps it for the backward: recomputing it cost the ResNet's 14x14 and 7x7 layers
+10-20% of their step (one more im2col pass than the GEMMs hide).
 The output stays channel-major in memory and is returned as its (N, C, H, W) transposed view:
 NumPy's element-wise layers keep that memory order, so the next convolution reads its
 (C, N, H, W) view contiguously. ``dW`` sums its chunks' products in chunk order, so it equals
@@ -36,6 +39,7 @@ from xpnn.kernels import conv_numba, workspace
 
 Array = Any  # a NumPy array here; geometry objects come from xpnn.functional.windows (duck-typed)
 CHUNK_BYTES = 1 << 21  # one chunk's im2col columns: 2 MiB, in L2/L3 beside the GEMM's blocks
+KEEP_BYTES = 1 << 25  # a whole batch's columns up to 32 MiB: written once, kept for the backward
 
 
 def applies(x: Array, groups: int = 1) -> bool:
@@ -79,28 +83,39 @@ def _pieces(n: int, nc: int) -> list[tuple[int, int]]:
     return [(n0, min(nc, n - n0)) for n0 in range(0, n, nc)]
 
 
-def conv_forward(x: Array, w: Array, b: Array | None, geo: Any) -> Array:
-    """The convolution ``y`` (N, O, H_out, W_out), a view of channel-major memory (the backward
-    keeps ``x`` and recomputes each chunk's columns)."""
+def conv_forward(x: Array, w: Array, b: Array | None, geo: Any) -> tuple[Array, Array | None]:
+    """The convolution ``y`` (N, O, H_out, W_out), a view of channel-major memory, and the whole
+    batch's columns where they are within :data:`KEEP_BYTES` (else None: the backward keeps
+    ``x`` and recomputes each chunk's columns)."""
     n, c = x.shape[:2]
     o, (ho, wo), k = w.shape[0], geo.out, len(geo.offsets)
     moved, kernel, p = x.transpose(1, 0, 2, 3), w.reshape(o, -1), ho * wo
     y = np.empty((o, n * p), dtype=np.result_type(x, w))
-    for n0, nc in _pieces(n, _chunk(x.shape, geo, x.dtype.itemsize)):
-        cols = workspace.scratch((c, k, nc, ho, wo), x.dtype)
+    keep = _kept(x.shape, geo, x.dtype.itemsize)
+    cols: Array = np.empty((c, k, n, ho, wo), x.dtype) if keep else None
+    for n0, nc in _pieces(n, max(n, 1) if keep else _chunk(x.shape, geo, x.dtype.itemsize)):
+        cols = cols if keep else workspace.scratch((c, k, nc, ho, wo), x.dtype)  # keep: one piece
         _fill_columns(moved, geo, n0, cols)
         out = y[:, n0 * p : (n0 + nc) * p]
         np.matmul(kernel, cols.reshape(c * k, nc * p), out=out)
         if b is not None:
             out += b[:, None]  # while the chunk's output is in the cache
-        del cols, out  # the scratch buffer is free again
-    return y.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+        if not keep:
+            cols = None  # the scratch buffer is free again
+        del out
+    return y.reshape(o, n, ho, wo).transpose(1, 0, 2, 3), cols
 
 
-def conv_backward(dout: Array, w: Array, x: Array, geo: Any, input_grad: bool
+def _kept(x_shape: tuple[int, ...], geo: Any, itemsize: int) -> bool:
+    """Whether the whole batch's columns are within :data:`KEEP_BYTES` (kept for the backward)."""
+    return x_shape[0] * x_shape[1] * len(geo.offsets) * geo.out[0] * geo.out[1] * itemsize <= KEEP_BYTES
+
+
+def conv_backward(dout: Array, w: Array, x: Array, geo: Any, input_grad: bool, kept: Array | None = None
                   ) -> tuple[Array, Array, Array | None] | None:  # fmt: skip
     """``dW``, ``db`` and (when ``input_grad``) ``dx`` as :meth:`Conv2D._backward_plain`, from
-    the input ``x`` the forward kept; None where ``dout`` is not a NumPy array of ``x``'s dtype."""
+    the input ``x`` and the columns ``kept`` by the forward (None: recomputed chunk by chunk);
+    None where ``dout`` is not a NumPy array of ``x``'s dtype."""
     if type(dout) is not np.ndarray or dout.dtype != x.dtype or w.dtype != x.dtype:
         return None
     n, c = x.shape[:2]
@@ -110,9 +125,12 @@ def conv_backward(dout: Array, w: Array, x: Array, geo: Any, input_grad: bool
     db = dy.sum(axis=1)
     dw_t = np.zeros((c * k, o), dtype=x.dtype)  # dW.T: cols @ dy.T runs ~1.7x faster than dy @ cols.T
     dx = np.empty((c, *x.shape[:1], *x.shape[2:]), dtype=x.dtype) if input_grad else None
-    for n0, nc in _pieces(n, _chunk(x.shape, geo, x.dtype.itemsize)):
-        cols = workspace.scratch((c, k, nc, ho, wo), x.dtype)
-        _fill_columns(moved, geo, n0, cols)
+    for n0, nc in _pieces(n, max(n, 1) if kept is not None else _chunk(x.shape, geo, x.dtype.itemsize)):
+        if kept is not None:
+            cols = kept
+        else:
+            cols = workspace.scratch((c, k, nc, ho, wo), x.dtype)
+            _fill_columns(moved, geo, n0, cols)
         piece = dy[:, n0 * p : (n0 + nc) * p]
         dw_t += np.matmul(cols.reshape(c * k, -1), piece.T, out=workspace.scratch((c * k, o), x.dtype))
         del cols
