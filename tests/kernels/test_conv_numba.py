@@ -162,14 +162,18 @@ def _conv(x: np.ndarray, case: int, dout: np.ndarray | None, *, numba: bool,
     return [y, dx, layer.weight.grad, layer.bias.grad]
 
 
-@pytest.mark.parametrize("chunk_bytes", [1 << 21, 1])  # the whole batch in one chunk; one sample each
+# columns kept from the forward; recomputed in the backward, the whole batch in one chunk, or
+# one sample each
+@pytest.mark.parametrize("keep_bytes,chunk_bytes", [(1 << 25, 1 << 21), (0, 1 << 21), (0, 1)])
 @pytest.mark.parametrize("order", ["contiguous", "channel-major", "strided"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", range(len(CONV_CASES)))
 def test_im2col_and_col2im_loops_equal_the_numpy_fast_path(
-    case: int, dtype: str, order: str, chunk_bytes: int, numba_on: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    case: int, dtype: str, order: str, keep_bytes: int, chunk_bytes: int, numba_on: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(conv_kernels, "KEEP_BYTES", keep_bytes)
     c_in, _, _, _, (h, w) = CONV_CASES[case]
     x = RNG.standard_normal((c_in, 1 if case % 3 == 0 else 3, h, 2 * w)).astype(dtype).transpose(1, 0, 2, 3)
     x = {"contiguous": np.ascontiguousarray(x[..., :w]), "channel-major": np.array(x[..., :w], order="K"),
