@@ -1,13 +1,16 @@
-"""CNN training step: xpnn[numpy] vs PyTorch CPU vs JAX+optax under jax.jit, same run.
+"""CNN training step: xpnn[numpy] vs PyTorch CPU vs JAX+optax under jax.jit, same run, 1 and 2 threads.
 
-The CNN of issue 14: conv3x3 1->32 pad 1, ReLU, maxpool 2, conv3x3 32->64 pad 1, ReLU,
-maxpool 2, dense 3136->128, ReLU, dense 10; Adam 1e-3; batch 128 of 28x28 images. Prints the
-median time per training step of each framework (runs interleaved), the ratios, the GEMM
-floor of the step (its im2col GEMM shapes at NumPy's measured GFLOP/s) and xpnn's time per
-layer. Run pinned, with the OpenBLAS overrides unset (DESIGN.md, "Benchmarks"):
+The CNN of issue 14 (:mod:`_cnn_peers`), batch 128. Every step trains on a FRESH batch, the
+next of a shuffled Fashion-MNIST epoch (random images where the data set is absent), as a real
+epoch does: nothing of the last step's input is in the cache. Each round gives every framework
+the same ``--repeats`` batches, frameworks taking turns (who goes first rotates); the table
+gives the median and min step time (wall clock) and the median process CPU time per step, and
+xpnn's time over each peer's. Then the GEMM floor (the step's im2col GEMM shapes at NumPy's
+measured GFLOP/s) and xpnn's time per layer. Each thread count runs in its own process pinned
+to that many cores (XLA reads its thread flags once and ignores BLAS limits):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE taskset -c 0 python benchmarks/conv.py --threads 1
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE taskset -c 0,1 python benchmarks/conv.py --threads 2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/conv.py               # 1 and 2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/conv.py --threads 2
 """
 
 from __future__ import annotations
@@ -15,96 +18,66 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from optimizer_step import median_seconds  # beside this script
-from threadpoolctl import threadpool_info, threadpool_limits
-
-import xpnn
-from xpnn.train.loop import train_step
 
 BATCH = 128
-Step = Callable[[], Any]
+ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+Batch = tuple[np.ndarray, np.ndarray]
 
 
-def xpnn_step(x: np.ndarray, y: np.ndarray) -> tuple[Step, xpnn.Sequential]:
-    model = xpnn.Sequential(
-        [xpnn.Conv2D(1, 32, 3, padding=1), xpnn.ReLU(), xpnn.MaxPool2D(2),
-         xpnn.Conv2D(32, 64, 3, padding=1), xpnn.ReLU(), xpnn.MaxPool2D(2), xpnn.Flatten(),
-         xpnn.Dense(3136, 128), xpnn.ReLU(), xpnn.Dense(128, 10)],
-        seed=0,
-    )  # fmt: skip
-    loss, optimizer = xpnn.SoftmaxCrossEntropy(), xpnn.Adam(model.parameters(), lr=1e-3)
-    return (lambda: train_step(model, loss, optimizer, x, y)), model
+def load_images() -> tuple[np.ndarray, np.ndarray, str]:
+    """Fashion-MNIST's training images (uint8, (N, 1, 28, 28)) and labels, or random ones."""
+    try:
+        import xpnn
+
+        (x, y), _ = xpnn.load_fashion_mnist()
+        return np.asarray(x, np.uint8).reshape(-1, 1, 28, 28), np.asarray(y, np.int64), "Fashion-MNIST"
+    except Exception as error:  # the benchmark still runs where the data set is absent
+        print(f"(Fashion-MNIST not loaded: {error}; using random images)")
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (60000, 1, 28, 28), np.uint8), rng.integers(0, 10, 60000), "random"
 
 
-def torch_step(x: np.ndarray, y: np.ndarray, threads: int) -> Step:
-    import torch
-    from torch import nn
+class Epoch:
+    """Fresh batches in the order of shuffled epochs: float32 images in [0, 1], int64 labels."""
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10),
-    )  # fmt: skip
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y, self.rng, self.order, self.at = x, y, np.random.default_rng(0), np.empty(0, int), 0
 
-    def step() -> Any:
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(xt), yt)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step
+    def take(self, count: int) -> list[Batch]:
+        batches = []
+        for _ in range(count):
+            if self.at + BATCH > len(self.order):
+                self.order, self.at = self.rng.permutation(len(self.x)), 0
+            idx = self.order[self.at : self.at + BATCH]
+            self.at += BATCH
+            batches.append((self.x[idx].astype(np.float32) * np.float32(1 / 255), self.y[idx]))
+        return batches
 
 
-def jax_step(x: np.ndarray, y: np.ndarray) -> Step:
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    keys = jax.random.split(jax.random.key(0), 4)
-    shapes = [(32, 1, 3, 3), (64, 32, 3, 3), (3136, 128), (128, 10)]
-    params = [
-        (0.05 * jax.random.normal(k, s), jnp.zeros(s[0] if len(s) == 4 else s[1]))
-        for k, s in zip(keys, shapes, strict=True)
-    ]
-
-    def conv_block(h: Any, w: Any, b: Any) -> Any:
-        h = jax.lax.conv_general_dilated(
-            h, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW")
-        )
-        h = jax.nn.relu(h + b[None, :, None, None])
-        return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
-
-    def loss_fn(p: Any, xb: Any, yb: Any) -> Any:
-        h = conv_block(conv_block(xb, *p[0]), *p[1]).reshape(xb.shape[0], -1)
-        logits = jax.nn.relu(h @ p[2][0] + p[2][1]) @ p[3][0] + p[3][1]
-        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-    optimizer = optax.adam(1e-3)
-    state = {"params": params, "opt": optimizer.init(params)}
-
-    @jax.jit
-    def update(p: Any, opt_state: Any, xb: Any, yb: Any) -> Any:
-        loss, grads = jax.value_and_grad(loss_fn)(p, xb, yb)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return optax.apply_updates(p, updates), opt_state, loss
-
-    xj, yj = jnp.asarray(x), jnp.asarray(y)
-
-    def step() -> Any:
-        state["params"], state["opt"], loss = update(state["params"], state["opt"], xj, yj)
-        return loss.block_until_ready()
-
-    return step
+def time_rounds(steps: dict[str, Callable[..., Any]], epoch: Epoch, rounds: int, repeats: int
+                ) -> dict[str, tuple[list[float], list[float]]]:  # fmt: skip
+    """Per framework, the wall and process-CPU seconds of every timed step."""
+    for step in steps.values():  # warm-up: compilation, first-touch of buffers
+        for x, y in epoch.take(3):
+            step(x, y)
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in steps}
+    names = list(steps)
+    for r in range(rounds):
+        batches = epoch.take(repeats)
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            for x, y in batches:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                steps[name](x, y)
+                times[name][0].append(time.perf_counter() - start)
+                times[name][1].append(time.process_time() - start_cpu)
+    return times
 
 
 def gemm_shapes() -> list[tuple[str, int, int, int]]:
@@ -120,30 +93,37 @@ def gemm_shapes() -> list[tuple[str, int, int, int]]:
 
 
 def gemm_floor(repeats: int) -> tuple[float, list[tuple[str, float, float]]]:
-    """Seconds of the step's GEMMs alone at NumPy's measured speed, and (what, ms, GFLOP/s) each."""
+    """Seconds of the step's GEMMs alone at NumPy's measured speed (the least of ``repeats``
+    products each), and (what, ms, GFLOP/s) each."""
     rows, total = [], 0.0
     rng = np.random.default_rng(0)
     for what, m, k, n in gemm_shapes():
         a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
-        seconds = median_seconds(lambda a=a, b=b: a @ b, repeats)
-        rows.append((what, seconds * 1e3, 2 * m * k * n / seconds / 1e9))
-        total += seconds
+        out = a @ b
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            np.matmul(a, b, out=out)
+            seconds.append(time.perf_counter() - start)
+        rows.append((what, min(seconds) * 1e3, 2 * m * k * n / min(seconds) / 1e9))
+        total += min(seconds)
     return total, rows
 
 
-def layer_times(model: xpnn.Sequential, x: np.ndarray, repeats: int) -> list[tuple[str, float, float]]:
-    """(layer, forward ms, backward ms) of xpnn's step, each the median over ``repeats``."""
+def layer_times(model: Any, batches: list[Batch]) -> list[tuple[str, float, float]]:
+    """(layer, forward ms, backward ms) of xpnn's step on fresh batches, median of each."""
+    import xpnn
+
     forward: list[list[float]] = [[] for _ in model.layers]
     backward: list[list[float]] = [[] for _ in model.layers]
     loss = xpnn.SoftmaxCrossEntropy()
-    labels = np.arange(BATCH) % 10
-    for _ in range(repeats):
+    for x, y in batches:
         h = x
         for i, layer in enumerate(model.layers):
             start = time.perf_counter()
             h = layer.forward(h)
             forward[i].append(time.perf_counter() - start)
-        loss.forward(h, labels)
+        loss.forward(h, y)
         d: Any = loss.backward()
         for i in reversed(range(len(model.layers))):
             model.layers[i].input_grad = i > 0
@@ -155,49 +135,70 @@ def layer_times(model: xpnn.Sequential, x: np.ndarray, repeats: int) -> list[tup
             for layer, f, b in zip(model.layers, forward, backward, strict=True)]  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--threads", type=int, default=1, help="BLAS / torch threads")
-    parser.add_argument("--repeats", type=int, default=15, help="timed steps per framework and round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the median is reported)")
-    args = parser.parse_args()
-    overridden = [name for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if name in os.environ]
-    rng = np.random.default_rng(0)
-    x, y = rng.random((BATCH, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, BATCH)
-    with threadpool_limits(args.threads):
-        for pool in threadpool_info():
-            print(f"BLAS: {pool.get('internal_api')} {pool.get('version')} "
-                  f"kernel {pool.get('architecture')}, "
-                  f"{pool.get('num_threads')} threads ({pool.get('filepath')})")  # fmt: skip
-        step, model = xpnn_step(x, y)
-        steps = {"xpnn[numpy]": step, "torch": torch_step(x, y, args.threads), "jax.jit": jax_step(x, y)}
-        seconds: dict[str, list[float]] = {name: [] for name in steps}
-        for _ in range(args.rounds):
-            for name, run in steps.items():
-                seconds[name].append(median_seconds(run, args.repeats))
+def table(times: dict[str, tuple[list[float], list[float]]], threads: int) -> list[str]:
+    """Markdown rows: median / min wall ms, median CPU ms, and xpnn's time over each row's."""
+    ref = times["xpnn[numpy]"]
+    lines = []
+    for name, (wall, cpu) in times.items():
+        med, low, cpu_med = statistics.median(wall), min(wall), statistics.median(cpu)
+        ratios = (statistics.median(ref[0]) / med, min(ref[0]) / low, statistics.median(ref[1]) / cpu_med)
+        lines.append(f"| {threads} | {name} | {med * 1e3:.1f} | {low * 1e3:.1f} | {cpu_med * 1e3:.1f} | "
+                     + " | ".join(f"{r:.2f}" for r in ratios) + " |")  # fmt: skip
+    return lines
+
+
+def run_threads(args: argparse.Namespace, threads: int) -> None:
+    """The whole measurement for one thread count, in this process pinned to ``threads`` cores."""
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+    if threads == 1:
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {ONE_THREAD_XLA}".strip()
+    from _cnn_peers import jax_step, torch_step, xpnn_step  # beside this script; after XLA_FLAGS
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    x, y, source = load_images()
+    with threadpool_limits(threads):
+        blas = [f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')})"
+                for p in threadpool_info() if p.get("user_api") == "blas"]  # fmt: skip
+        print(f"\n## {threads} thread(s): cores {sorted(os.sched_getaffinity(0))}, BLAS {', '.join(blas)}, "
+              f"data {source}, load average before {os.getloadavg()}")  # fmt: skip
+        step, model = xpnn_step()
+        steps = {"xpnn[numpy]": step, "torch": torch_step(threads)}
+        if not args.no_jax:
+            steps["jax.jit"] = jax_step()
+        epoch = Epoch(x, y)
+        times = time_rounds(steps, epoch, args.rounds, args.repeats)
         floor, gemms = gemm_floor(args.repeats)
-        layers = layer_times(model, x, args.repeats)
-    median = {name: statistics.median(s) for name, s in seconds.items()}
+        layers = layer_times(model, epoch.take(args.repeats))
+    print(f"load average after {os.getloadavg()}; {args.rounds} rounds x {args.repeats} fresh batches")
     print(
-        f"\ntraining step, batch {BATCH}, {args.threads} thread(s), "
-        f"median of {args.rounds} rounds x {args.repeats} steps"
+        "\n| threads | framework | median ms | min ms | CPU ms (median) | xpnn / this (median) "
+        "| xpnn / this (min) | xpnn / this (CPU) |\n|---|---|---|---|---|---|---|---|"
     )
-    for name, value in median.items():
-        print(f"  {name:<12} {value * 1e3:8.1f} ms")
-    print(f"  GEMM floor   {floor * 1e3:8.1f} ms  (the step's im2col GEMMs alone, NumPy BLAS)")
-    if overridden:
-        print(f"ratios not printed: {', '.join(overridden)} is set (it slows NumPy's BLAS); unset it")
-    else:
-        print(f"xpnn / torch: {median['xpnn[numpy]'] / median['torch']:.2f}x   "
-              f"xpnn / jax.jit: {median['xpnn[numpy]'] / median['jax.jit']:.2f}x   "
-              f"xpnn / GEMM floor: {median['xpnn[numpy]'] / floor:.2f}x")  # fmt: skip
-    print("\nGEMMs of the step:")
-    for what, ms, gflops in gemms:
-        print(f"  {what:<15} {ms:7.2f} ms  {gflops:6.1f} GFLOP/s")
-    print("\nxpnn per layer (forward ms, backward ms):")
+    print("\n".join(table(times, threads)))
+    xpnn_median = statistics.median(times["xpnn[numpy]"][0])
+    print(f"| {threads} | GEMM floor | {floor * 1e3:.1f} | | | {xpnn_median / floor:.2f} | | |")
+    if any(name in os.environ for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")):
+        print("OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: NumPy's GEMMs run a slower kernel; unset them")
+    print("\nGEMMs of the step: " + "; ".join(f"{w} {ms:.2f} ms ({g:.0f} GFLOP/s)" for w, ms, g in gemms))
+    print("\nxpnn per layer (forward ms, backward ms, median):")
     for name, f, b in layers:
         print(f"  {name:<42} {f:7.2f} {b:7.2f}")
     print(f"  {'total':<42} {sum(f for _, f, _ in layers):7.2f} {sum(b for _, _, b in layers):7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="one process each")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per framework and round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--no-jax", action="store_true", help="leave out the JAX peer")
+    args = parser.parse_args()
+    if len(args.threads) == 1:
+        run_threads(args, args.threads[0])
+        return
+    for threads in args.threads:  # one process per thread count: XLA reads its flags once
+        own = ["--threads", str(threads), "--repeats", str(args.repeats), "--rounds", str(args.rounds)]
+        subprocess.run([sys.executable, __file__, *own, *["--no-jax"] * args.no_jax], check=True)
 
 
 if __name__ == "__main__":

@@ -160,15 +160,21 @@ def _conv(x: np.ndarray, case: int, dout: np.ndarray | None, *, numba: bool,
     layer.input_grad = True
     y = layer.forward(x)
     dx = layer.backward(np.ones_like(y) if dout is None else dout)
-    return [y, layer._call.ctx.saved[0], dx, layer.weight.grad, layer.bias.grad]
+    return [y, dx, layer.weight.grad, layer.bias.grad]
 
 
+# columns kept from the forward; recomputed in the backward, the whole batch in one chunk, or
+# one sample each
+@pytest.mark.parametrize("keep_bytes,chunk_bytes", [(1 << 25, 1 << 21), (0, 1 << 21), (0, 1)])
 @pytest.mark.parametrize("order", ["contiguous", "channel-major", "strided"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", range(len(CONV_CASES)))
 def test_im2col_and_col2im_loops_equal_the_numpy_fast_path(
-    case: int, dtype: str, order: str, numba_on: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    case: int, dtype: str, order: str, keep_bytes: int, chunk_bytes: int, numba_on: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(conv_kernels, "KEEP_BYTES", keep_bytes)
     c_in, _, _, _, (h, w) = CONV_CASES[case]
     x = RNG.standard_normal((c_in, 1 if case % 3 == 0 else 3, h, 2 * w)).astype(dtype).transpose(1, 0, 2, 3)
     x = {"contiguous": np.ascontiguousarray(x[..., :w]), "channel-major": np.array(x[..., :w], order="K"),
@@ -182,10 +188,11 @@ def test_im2col_and_col2im_loops_equal_the_numpy_fast_path(
         .to("numpy", dtype=dtype)
         .options(x)["geometry"]
     )
-    assert conv_numba.im2col(x, geo) is not None  # the loops ran
+    cols = np.empty((c_in, len(geo.offsets), x.shape[0], *geo.out), dtype=dtype)
+    assert conv_numba.im2col(x.transpose(1, 0, 2, 3), geo, 0, cols)  # the loops ran
     for a, b in zip(got, want, strict=True):
         _assert_bits(a, b)
-    assert got[2].transpose(1, 0, 2, 3).flags.c_contiguous  # dx: compact channel-major memory
+    assert got[1].transpose(1, 0, 2, 3).flags.c_contiguous  # dx: compact channel-major memory
 
 
 def test_col2im_adds_nothing_from_padding_and_keeps_non_finite_pieces_out(numba_on: None) -> None:
@@ -193,7 +200,8 @@ def test_col2im_adds_nothing_from_padding_and_keeps_non_finite_pieces_out(numba_
     geo = layer.options(np.zeros((1, 1, 4, 5), np.float32))["geometry"]
     dcols = np.full((1, 9, 1, 4, 5), 1.0, np.float32)
     dcols[:, :, :, 0, 0] = np.inf  # output (0, 0): its offsets (0, *) and (*, 0) read padding
-    dx = conv_numba.col2im(dcols, geo, (1, 1, 4, 5))
+    dx = np.empty((1, 1, 4, 5), np.float32)
+    assert conv_numba.col2im(dcols, geo, 0, dx)
     cover = np.zeros((6, 7), np.float32)
     for i in range(3):
         for j in range(3):

@@ -14,6 +14,7 @@ from xpnn import backend
 from xpnn.errors import ShapeError
 from xpnn.functional import windows
 from xpnn.kernels import compile
+from xpnn.kernels import conv as conv_kernels
 from xpnn.testing import check_gradients
 
 RNG = np.random.default_rng(7)
@@ -109,12 +110,14 @@ def _compare_with_torch(case: int, bk: backend.Backend, to_bk: Any) -> None:
         xpnn.testing.assert_close(value, expected[name], rtol=1e-4, atol=1e-5, what=name)
 
 
+@pytest.mark.parametrize("keep_bytes", [1 << 25, 0], ids=["kept", "recomputed"])  # the columns
 @pytest.mark.parametrize("use_numba", [True, False], ids=["numba", "numpy"])
 @pytest.mark.parametrize("stride", [(1, 2), 1])  # stride 1 "same": numba's flat-plane loops
-def test_conv2d_fast_path_equals_plain_path_through_the_fused_switch(stride, use_numba, monkeypatch):
+def test_conv2d_fast_path_equals_plain_path_through_the_switch(stride, use_numba, keep_bytes, monkeypatch):
     if use_numba:
         pytest.importorskip("numba", reason="numba is optional (the fast extra)")
     monkeypatch.setattr(compile, "enabled", use_numba)  # im2col/col2im: numba loops or NumPy passes
+    monkeypatch.setattr(conv_kernels, "KEEP_BYTES", keep_bytes)
     layer = xpnn.Conv2D(3, 4, 3, padding=1, stride=stride, seed=0)
     x = RNG.standard_normal((3, 3, 8, 9)).astype(np.float32)
     results = []

@@ -6,8 +6,9 @@ Forward, for each of the ``groups`` groups ``g`` (``Cg = C_in / groups`` input c
 Backward: ``dW[g] = sum_n dy[n, g] @ cols[n, g].T``, ``db = sum dy`` over (n, h, w),
 ``dcols = W[g].T @ dy[n, g]`` and ``dx = col2im(dcols)``.
 
-Fast path (``fused``, NumPy, one group): :mod:`xpnn.kernels.conv`, channel-major, each
-product ONE large GEMM (and numba's im2col/col2im loops where installed); the same numbers.
+Fast path (``fused``, NumPy, one group): :mod:`xpnn.kernels.conv`, channel-major, in chunks of
+the batch whose im2col stays in the cache (numba's im2col/col2im loops where installed); the
+same numbers up to float rounding (``dW`` sums chunks, not samples).
 """
 
 from __future__ import annotations
@@ -40,23 +41,25 @@ class Conv2d(Function):
         fused: bool = True,
     ) -> Array:
         fast = fused and conv_kernels.applies(x, groups)
-        if fast:
+        if fast:  # the fast path keeps x, and the columns where small (else recomputed in chunks)
             y, cols = conv_kernels.conv_forward(x, w, b, geometry)
+            kept = (x, cols)
         else:
-            y, cols = _forward_plain(x, w, geometry, groups)
+            y, kept = _forward_plain(x, w, geometry, groups)
             if b is not None:
                 y = y + namespace(x).reshape(b, (1, -1, 1, 1))
-        ctx.saved = (cols, w, tuple(x.shape), geometry, groups, fast)
+        ctx.saved = (kept, w, tuple(x.shape), geometry, groups, fast)
         return y
 
     @staticmethod
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
-        cols, w, x_shape, geo, groups, fast = ctx.saved
+        kept, w, x_shape, geo, groups, fast = ctx.saved
         needs = ctx.needs
-        if fast and namespace(g) is namespace(cols):
-            dw, db, dx = conv_kernels.conv_backward(g, w, cols, geo, x_shape, needs[0])
-        else:
-            dw, db, dx = _backward_plain(g, w, cols, geo, x_shape, groups, needs[0])
+        grads = conv_kernels.conv_backward(g, w, kept[0], geo, needs[0], kept[1]) if fast else None
+        if grads is None:
+            cols = _forward_plain(kept[0], w, geo, groups)[1] if fast else kept  # e.g. g of another dtype
+            grads = _backward_plain(g, w, cols, geo, x_shape, groups, needs[0])
+        dw, db, dx = grads
         return (dx, dw if needs[1] else None, db if len(needs) > 2 and needs[2] else None)
 
 

@@ -18,7 +18,7 @@ Fast path (``fused``, NumPy float arrays, numba installed): the tanh form's poly
 its backward in one pass each around NumPy's own ``tanh`` (the same bits as the plain
 equations); the exact form's erf in one vectorised pass after one NumPy ``exp(-x**2 / 2)``
 (kept for the backward's one pass), a few ulps from the plain path, which splits the square
-(:mod:`xpnn.kernels.transformer`; 22 -> 0.5 ms on (768, 512) float32).
+(:mod:`xpnn.kernels.gelu`; 22 -> 0.5 ms on (768, 512) float32).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
 from xpnn.backend import namespace
-from xpnn.kernels import transformer as transformer_kernels
+from xpnn.kernels import gelu as gelu_kernels
 
 Array = Any
 
@@ -57,7 +57,7 @@ _Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1, 6.
       2.33520497626869185e-3)  # fmt: skip
 _SQRT_PI_INV = 0.56418958354775628695  # 1 / sqrt(pi)
 _NEAR, _MIDDLE, _FAR = 0.46875, 4.0, 27.0  # erfc(27) is below float64's smallest subnormal
-# the same numbers for the fast path's loop (transformer_kernels.gelu_erf): the arrays, then scalars
+# the same numbers for the fast path's loop (gelu_kernels.gelu_erf): the arrays, then scalars
 CODY = (_A, _B, _C, _D, _P, _Q, (SQRT_HALF, _NEAR, _MIDDLE, _FAR, _SQRT_PI_INV, _A4, _C8, _P5, 0.5, 1.0))
 
 
@@ -117,18 +117,14 @@ class Gelu(Function):
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
         x, saved, approximate, fused = ctx.saved
         if approximate == "tanh":
-            fast = transformer_kernels.gelu_tanh_backward(x, saved, g) if fused else None
+            fast = gelu_kernels.gelu_tanh_backward(x, saved, g) if fused else None
             if fast is not None:
                 return (fast,)
             t = saved
             inner = SQRT_2_OVER_PI * (1.0 + (3.0 * KAPPA) * (x * x))
             return (g * (0.5 * (1.0 + t) + (0.5 * x) * (1.0 - t * t) * inner),)
         cdf, gauss = saved  # gauss: exp(-x**2 / 2) where the fast forward kept it
-        fast = (
-            transformer_kernels.gelu_erf_backward(x, cdf, gauss, g, INV_SQRT_2PI)
-            if gauss is not None
-            else None
-        )
+        fast = gelu_kernels.gelu_erf_backward(x, cdf, gauss, g, INV_SQRT_2PI) if gauss is not None else None
         if fast is not None:
             return (fast,)
         pdf = namespace(x).exp(-0.5 * (x * x)) * INV_SQRT_2PI
@@ -137,7 +133,7 @@ class Gelu(Function):
 
 def _tanh_form(x: Array, fused: bool) -> tuple[Array, Array]:
     """``(0.5 x (1 + t), t)``, ``t = tanh(sqrt(2/pi) (x + 0.044715 x**3))``."""
-    fast = transformer_kernels.gelu_tanh(x) if fused else None
+    fast = gelu_kernels.gelu_tanh(x) if fused else None
     if fast is not None:
         return fast
     t = namespace(x).tanh(SQRT_2_OVER_PI * (x + KAPPA * (x * x * x)))
@@ -146,7 +142,7 @@ def _tanh_form(x: Array, fused: bool) -> tuple[Array, Array]:
 
 def _erf_form(x: Array, fused: bool) -> tuple[Array, tuple[Array, Array | None]]:
     """``(x cdf, (cdf, exp(-x**2 / 2) where the fast path kept it, else None))``."""
-    fast = transformer_kernels.gelu_erf(x, CODY) if fused else None
+    fast = gelu_kernels.gelu_erf(x, CODY) if fused else None
     if fast is not None:
         y, cdf, gauss = fast
         return y, (cdf, gauss)

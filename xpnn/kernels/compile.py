@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import kernels
+from xpnn.kernels import threads
 
 enabled = True  # False: never use numba (tests flip it to exercise the NumPy forms)
 _installed: bool | None = None  # whether numba can be imported, looked up once
@@ -51,3 +52,21 @@ def jit(loop: Any, **overrides: Any) -> Any:
         return numba.njit(cache=True, **options)(loop)
     except RuntimeError:  # no writeable cache directory: compile at every start instead
         return numba.njit(**options)(loop)
+
+
+class Threaded:
+    """A loop whose last three arguments are ``begin, end, parts``: it computes parts
+    ``begin..end-1`` of ``parts`` equal pieces of its work. Compiled once, serially; called with
+    ``parts`` above 1, each part runs on its own thread (:func:`.threads.run`: part 0 on the
+    caller's, the others on a pool of Python threads, the GIL released inside the loop)."""
+
+    def __init__(self, loop: Any, **overrides: Any) -> None:
+        self.loop = jit(loop, **overrides)
+
+    def __call__(self, parts: int, *args: Any) -> Any:
+        return threads.run(self.loop, parts, args)
+
+
+def threaded(loop: Any, **overrides: Any) -> Threaded:
+    """``loop`` (last arguments ``begin, end, parts``) compiled lazily, run on ``parts`` threads."""
+    return Threaded(loop, **overrides)

@@ -1,4 +1,5 @@
-"""Optional one-pass numba loops for MaxPool2D and Conv2D's im2col / col2im (the ``fast`` extra).
+"""Optional one-pass numba loops for MaxPool2D and Conv2D's im2col / col2im (the ``fast`` extra),
+on as many threads as the user allows (:mod:`xpnn.kernels.threads`).
 
 The NumPy fast paths of :mod:`xpnn.kernels.conv` make one strided pass per kernel offset
 (and, for max pooling's backward, four boolean passes per offset: ~11 ms per 2x2 pool in the
@@ -17,9 +18,10 @@ They compute the same numbers bit for bit, as the tests check:
 
 Arrays reach the loops as 4-D (A, B, H, W) views in MEMORY order (A, B = N, C for a contiguous
 NCHW array, C, N for a convolution's channel-major output), so every plane is contiguous and
-results keep the input's memory order. Like :mod:`xpnn.kernels.compile` (whose
+results keep the input's memory order. im2col and col2im work on one chunk of the batch at a
+time (:mod:`xpnn.kernels.conv`). Like :mod:`xpnn.kernels.compile` (whose
 :func:`~xpnn.kernels.compile.available` and ``enabled`` switch these off as well), numba is
-imported at the first call only and compiled code is cached next to this file.
+imported at the first call only and compiled code is cached next to the loops' files.
 """
 
 from __future__ import annotations
@@ -28,19 +30,23 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.kernels import compile
+from xpnn.kernels import compile, threads
 
 Array = Any
-_loops: Any = None  # xpnn.kernels.conv_loops, imported at the first call
+_loops: list[Any] = []  # xpnn.kernels.pool_loops and conv_loops, imported at the first call
 
 
-def _kernels() -> Any:
-    global _loops
-    if _loops is None:
-        from xpnn.kernels import conv_loops  # imports numba: only where available() found it
+def _pools() -> Any:
+    if not _loops:
+        from xpnn.kernels import conv_loops, pool_loops  # import numba: only where available() found it
 
-        _loops = conv_loops
-    return _loops
+        _loops.extend([pool_loops, conv_loops])
+    return _loops[0]
+
+
+def _columns() -> Any:
+    _pools()
+    return _loops[1]
 
 
 def _takes(x: Array) -> bool:
@@ -73,7 +79,7 @@ def max_pool(x: Array, geo: Any) -> tuple[Array, Array] | None:
     shape = (*moved.shape[:2], *geo.out)
     out, index = np.empty(shape, dtype=x.dtype), np.empty(shape, dtype=np.int16)
     (kh, kw), (sh, sw), pads = geo.kernel, geo.stride, geo.pads
-    _kernels().pool(moved, kh, kw, sh, sw, pads[0], pads[2], out, index)
+    _pools().pool(threads.parts_for(x.size), moved, kh, kw, sh, sw, pads[0], pads[2], out, index)
     return _as_nchw(out, x, moved), index
 
 
@@ -88,25 +94,26 @@ def max_pool_grad(dout: Array, index: Array, like: Array, geo: Any) -> Array | N
         return None  # the loop indexes without bounds checks: never with shapes that disagree
     dx = np.empty(moved.shape, dtype=like.dtype)
     (kh, kw), (sh, sw), pads = geo.kernel, geo.stride, geo.pads
-    _kernels().pool_grad(ddout, index, kh, kw, sh, sw, pads[0], pads[2], dx)
+    _pools().pool_grad(threads.parts_for(dx.size), ddout, index, kh, kw, sh, sw, pads[0], pads[2], dx)
     return _as_nchw(dx, like, moved)
 
 
-def im2col(x: Array, geo: Any) -> Array | None:
-    """``cols`` (C*kh*kw, N*H_out*W_out) of :func:`~xpnn.kernels.conv.conv_forward`,
-    read straight from ``x`` (N, C, H, W) (no padded copy); None where numba does not apply."""
-    if not _takes(x):  # any strides: the loop reads the (C, N, H, W) view as it lies
-        return None
-    n, c = x.shape[:2]
-    (ho, wo), (kh, kw), (sh, sw), (dh, dw), pads = geo.out, geo.kernel, geo.stride, geo.dilation, geo.pads
-    cols = np.empty((c, kh * kw, n, ho, wo), dtype=x.dtype)
-    moved = x.transpose(1, 0, 2, 3)
-    if _same(geo, x.shape) and moved.flags.c_contiguous:
-        flat = cols.reshape(c, kh * kw, n, ho * wo)
-        _kernels().im2col_same(moved.reshape(c, n, ho * wo), kh, kw, dh, dw, pads[0], pads[2], ho, wo, flat)
+def im2col(moved: Array, geo: Any, n0: int, cols: Array) -> bool:
+    """Fill ``cols`` (C, kh*kw, nc, H_out, W_out), C-contiguous, with the windows of samples
+    ``n0 .. n0 + nc`` of ``moved`` (C, N, H, W), read as it lies (no padded copy); False where
+    numba does not apply."""
+    if not _takes(moved) or cols.dtype != moved.dtype:
+        return False
+    c, n, h, w = moved.shape
+    (kh, kw), (sh, sw), (dh, dw), pads = geo.kernel, geo.stride, geo.dilation, geo.pads
+    parts = threads.parts_for(cols.size)
+    if _same(geo, (n, c, h, w)) and moved.flags.c_contiguous:
+        flat = cols.reshape(c, kh * kw, cols.shape[2], h * w)
+        _columns().im2col_same(parts, moved.reshape(c, n, h * w), n0, kh, kw, dh, dw, pads[0], pads[2], h, w,
+                               flat)  # fmt: skip
     else:
-        _kernels().im2col(moved, kh, kw, sh, sw, dh, dw, pads[0], pads[2], cols)
-    return cols.reshape(c * kh * kw, n * ho * wo)
+        _columns().im2col(parts, moved, n0, kh, kw, sh, sw, dh, dw, pads[0], pads[2], cols)
+    return True
 
 
 def _same(geo: Any, x_shape: tuple[int, ...]) -> bool:
@@ -114,17 +121,18 @@ def _same(geo: Any, x_shape: tuple[int, ...]) -> bool:
     return geo.stride == (1, 1) and tuple(geo.out) == tuple(x_shape[2:])
 
 
-def col2im(dcols: Array, geo: Any, x_shape: tuple[int, ...]) -> Array | None:
-    """dL/dx (N, C, H, W), a view of channel-major memory, from ``dcols`` (C, kh*kw, N, H_out,
-    W_out) C-contiguous; None where numba does not apply."""
-    if not _takes(dcols) or not dcols.flags.c_contiguous:
-        return None
-    n, c, h, w = x_shape
+def col2im(dcols: Array, geo: Any, n0: int, dx: Array) -> bool:
+    """Write samples ``n0 .. n0 + nc`` of dL/dx into ``dx`` (C, N, H, W), C-contiguous, from
+    ``dcols`` (C, kh*kw, nc, H_out, W_out), C-contiguous; False where numba does not apply."""
+    if not _takes(dcols) or not dcols.flags.c_contiguous or dx.dtype != dcols.dtype:
+        return False
+    c, n, h, w = dx.shape
     (kh, kw), (sh, sw), (dh, dw), pads = geo.kernel, geo.stride, geo.dilation, geo.pads
-    dx = np.empty((c, n, h, w), dtype=dcols.dtype)
-    if _same(geo, x_shape):
-        flat = dcols.reshape(c, kh * kw, n, h * w)
-        _kernels().col2im_same(flat, kh, kw, dh, dw, pads[0], pads[2], h, w, dx.reshape(c, n, h * w))
+    parts = threads.parts_for(dcols.size)
+    if _same(geo, (n, c, h, w)):
+        flat = dcols.reshape(c, kh * kw, dcols.shape[2], h * w)
+        flat_dx = dx.reshape(c, n, h * w)
+        _columns().col2im_same(parts, flat, n0, kh, kw, dh, dw, pads[0], pads[2], h, w, flat_dx)
     else:
-        _kernels().col2im(dcols, kh, kw, sh, sw, dh, dw, pads[0], pads[2], dx)
-    return dx.transpose(1, 0, 2, 3)
+        _columns().col2im(parts, dcols, n0, kh, kw, sh, sw, dh, dw, pads[0], pads[2], dx)
+    return True

@@ -17,6 +17,10 @@ ufuncs, called between the loops: its SIMD ``exp``/``log`` round differently fro
 functions numba calls. Maxima follow ``np.maximum``: NaN propagates, of two equal values
 (0.0 and -0.0) the second is kept. Tests compare every result bit for bit with the plain path.
 
+Large batches (a language model's rows of a big vocabulary) run on several threads, each a
+block of rows (:mod:`xpnn.kernels.threads`): every row's numbers are computed whole by one
+thread in the serial order, so the bits do not change; the loss's mean over rows stays serial.
+
 Every function returns None where it does not apply (numba absent or
 the fast paths off, not C-contiguous NumPy float arrays of one dtype,
 empty, or a label out of range) and changes nothing then: the caller runs its plain code.
@@ -31,7 +35,7 @@ import array_api_compat
 import numpy as np
 
 from xpnn import kernels
-from xpnn.kernels import compile
+from xpnn.kernels import compile, threads
 from xpnn.kernels.dense import _matrix
 
 Array = Any
@@ -97,14 +101,14 @@ def softmax_cross_entropy(z: Array, labels: Array) -> tuple[Array, Array] | None
     ``probs = exp(s) / sum(exp(s))``, in three loops and NumPy's ``exp`` and ``log``."""
     if not _labels_for(z, labels):
         return None
-    kernels = _loops()
+    kernels, parts = _loops(), threads.parts_for(z.size)
     rows = z.shape[0]
     probs, picked = np.empty_like(z), np.empty(rows, z.dtype)
-    if kernels["xent_shift"](z, labels, probs, picked) >= 0:
+    if kernels["xent_shift"](parts, z, labels, probs, picked) >= 0:
         return None  # a label out of range: the caller's checks name it
     np.exp(probs, out=probs)
     total = np.empty(rows, z.dtype)
-    kernels["xent_normalize"](probs, total)
+    kernels["xent_normalize"](parts, probs, total)
     np.log(total, out=total)
     loss = kernels["xent_mean"](total, picked, z.dtype.type(rows))
     return np.asarray(loss, dtype=z.dtype), probs
@@ -117,7 +121,7 @@ def softmax_cross_entropy_grad(probs: Array, labels: Array) -> Array | None:
         return None
     out = np.empty_like(probs)
     scale = probs.dtype.type(1.0 / probs.shape[0])
-    return None if _loops()["xent_grad"](probs, labels, scale, out) >= 0 else out
+    return None if _loops()["xent_grad"](threads.parts_for(out.size), probs, labels, scale, out) >= 0 else out
 
 
 # -- the loops (plain Python here; compiled at first use) ---------------------------------------
@@ -172,30 +176,34 @@ def _pairwise_sum(a: Array, start: int, n: int) -> Any:
     return partials[0]
 
 
-def _xent_shift_loop(z: Array, labels: Array, shifted: Array, picked: Array) -> int:
+def _xent_shift_loop(
+    z: Array, labels: Array, shifted: Array, picked: Array, begin: int, end: int, parts: int
+) -> int:
     # -1, or the first row whose label is out of range (checked before anything is written)
     rows, classes = z.shape
     for i in range(rows):
         if labels[i] < 0 or labels[i] >= classes:
             return i
-    for i in range(rows):  # shifted = z - max(z, axis=-1); picked = shifted at the label
-        m = z[i, 0]
-        for j in range(1, classes):
-            v = z[i, j]
-            m = m if (m > v or m != m) else v
-        for j in range(classes):
-            shifted[i, j] = z[i, j] - m
-        picked[i] = shifted[i, labels[i]]
+    for part in range(begin, end):  # shifted = z - max(z, axis=-1); picked = shifted at the label
+        for i in range(part * rows // parts, (part + 1) * rows // parts):
+            m = z[i, 0]
+            for j in range(1, classes):
+                v = z[i, j]
+                m = m if (m > v or m != m) else v
+            for j in range(classes):
+                shifted[i, j] = z[i, j] - m
+            picked[i] = shifted[i, labels[i]]
     return -1
 
 
-def _xent_normalize_loop(exp: Array, total: Array) -> None:
-    for i in range(exp.shape[0]):  # total = sum(exp, axis=-1); exp / total, in place
-        row = exp[i]
-        t = exp.dtype.type(0) + _pairwise_sum(row, 0, row.shape[0])
-        total[i] = t
-        for j in range(row.shape[0]):
-            row[j] = row[j] / t
+def _xent_normalize_loop(exp: Array, total: Array, begin: int, end: int, parts: int) -> None:
+    rows = exp.shape[0]
+    for part in range(begin, end):  # total = sum(exp, axis=-1); exp / total, in place
+        for i in range(part * rows // parts, (part + 1) * rows // parts):
+            t = exp.dtype.type(0) + _pairwise_sum(exp[i], 0, exp.shape[1])
+            total[i] = t
+            for j in range(exp.shape[1]):
+                exp[i, j] = exp[i, j] / t
 
 
 def _xent_mean_loop(log_total: Array, picked: Array, rows: Any) -> Any:
@@ -204,15 +212,18 @@ def _xent_mean_loop(log_total: Array, picked: Array, rows: Any) -> Any:
     return (log_total.dtype.type(0) + _pairwise_sum(log_total, 0, log_total.shape[0])) / rows
 
 
-def _xent_grad_loop(probs: Array, labels: Array, scale: Any, out: Array) -> int:
+def _xent_grad_loop(
+    probs: Array, labels: Array, scale: Any, out: Array, begin: int, end: int, parts: int
+) -> int:
     rows, classes = probs.shape
     for i in range(rows):
         if labels[i] < 0 or labels[i] >= classes:
             return i
-    for i in range(rows):  # probs * scale, and scaled - scale at the label
-        for j in range(classes):
-            out[i, j] = probs[i, j] * scale
-        out[i, labels[i]] = out[i, labels[i]] - scale
+    for part in range(begin, end):  # probs * scale, and scaled - scale at the label
+        for i in range(part * rows // parts, (part + 1) * rows // parts):
+            for j in range(classes):
+                out[i, j] = probs[i, j] * scale
+            out[i, labels[i]] = out[i, labels[i]] - scale
     return -1
 
 
@@ -221,11 +232,8 @@ def _loops() -> dict[str, Any]:
     if _compiled is None:  # the two sums first: the loops call them
         _block_sum = compile.jit(_block_sum)
         _pairwise_sum = compile.jit(_pairwise_sum)
-        loops = {
-            "xent_shift": _xent_shift_loop,
-            "xent_normalize": _xent_normalize_loop,
-            "xent_mean": _xent_mean_loop,
-            "xent_grad": _xent_grad_loop,
-        }
-        _compiled = {name: compile.jit(loop) for name, loop in loops.items()}
+        loops = {"xent_shift": _xent_shift_loop, "xent_normalize": _xent_normalize_loop,
+                 "xent_grad": _xent_grad_loop}  # fmt: skip
+        _compiled = {name: compile.threaded(loop) for name, loop in loops.items()}
+        _compiled["xent_mean"] = compile.jit(_xent_mean_loop)
     return _compiled

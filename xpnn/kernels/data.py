@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.kernels import compile
+from xpnn.kernels import compile, threads
 
 Array = Any
 _compiled: Any = None  # the jitted loop, built at the first call
@@ -17,7 +17,9 @@ def gather_scaled(x: Array, index: Array, dtype: Any, scale: float) -> Array | N
     (the plain form gathers, casts and multiplies: three passes, two temporaries): each value
     is cast to ``dtype`` exactly and multiplied by ``scale`` cast to ``dtype``, as NumPy does.
     None where numba is absent or the arrays are not a C-contiguous uint8 NumPy array and
-    int64 indices (the caller then runs the plain form)."""
+    int64 indices (the caller then runs the plain form). A large batch runs on several threads,
+    a block of rows each (:mod:`xpnn.kernels.threads`; every value is cast on its own: the
+    same bits)."""
     if not compile.available() or type(x) is not np.ndarray or type(index) is not np.ndarray:
         return None
     if x.dtype != np.uint8 or index.dtype != np.int64 or index.ndim != 1 or not x.flags.c_contiguous:
@@ -28,19 +30,24 @@ def gather_scaled(x: Array, index: Array, dtype: Any, scale: float) -> Array | N
         return None  # out of range: NumPy's take raises its own error
     out = np.empty((index.shape[0], *x.shape[1:]), dtype=dtype)
     rows = x.reshape(x.shape[0], -1)
-    _loops()["gather_scaled"](rows, index, out.dtype.type(scale), out.reshape(index.shape[0], -1))
+    parts = threads.parts_for(out.size)
+    _loops()["gather_scaled"](parts, rows, index, out.dtype.type(scale), out.reshape(index.shape[0], -1))
     return out
 
 
 def _loops() -> dict[str, Any]:
     global _compiled
     if _compiled is None:
-        _compiled = {"gather_scaled": compile.jit(_gather_scaled_loop)}
+        _compiled = {"gather_scaled": compile.threaded(_gather_scaled_loop)}
     return _compiled
 
 
-def _gather_scaled_loop(x: Array, index: Array, scale: Any, out: Array) -> None:
-    for r in range(index.shape[0]):  # DataLoader: astype(take(x, index, axis=0), dtype) * scale
-        row = x[index[r]]
-        for c in range(row.shape[0]):
-            out[r, c] = out.dtype.type(row[c]) * scale
+def _gather_scaled_loop(
+    x: Array, index: Array, scale: Any, out: Array, begin: int, end: int, parts: int
+) -> None:
+    n = index.shape[0]
+    for part in range(begin, end):  # DataLoader: astype(take(x, index, axis=0), dtype) * scale
+        for r in range(part * n // parts, (part + 1) * n // parts):
+            row = index[r]
+            for c in range(x.shape[1]):
+                out[r, c] = out.dtype.type(x[row, c]) * scale

@@ -5,8 +5,11 @@ written straight into a given array (the optimizer's flat gradient buffer); the 
 by the ufunc's own reduce. numba loops: ReLU's gradient in one pass without storing its mask,
 and a Dense followed by a ReLU as one pass each way (bias add and maximum over the fresh GEMM
 product; the mask and the bias gradient, in place into the incoming gradient where the tape
-says no one else holds it). Sums follow NumPy's order; every result is the plain equation's,
-bit for bit (tested). Each returns None where it does not apply or the fast paths are off.
+says no one else holds it); ReLU's forward over large arrays (a convolution's output) on
+several threads. Sums follow NumPy's order; every result is the plain equation's, bit for bit
+(tested), on any number of threads: the loops split elements, rows or (for the bias gradient's
+column sums) columns between them (:mod:`xpnn.kernels.threads`). Each returns None where it
+does not apply or the fast paths are off.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from xpnn import kernels
-from xpnn.kernels import compile
+from xpnn.kernels import compile, threads
 
 Array = Any
 _FLOATS = (np.float32, np.float64)
@@ -78,7 +81,22 @@ def relu_grad(x: Array, dout: Array) -> Array | None:
     flat = [_memory_order_flat(a) for a in (x, dout, out)]
     if any(f is None for f in flat):
         return None
-    _loops()["relu_grad"](*flat)
+    _loops()["relu_grad"](threads.parts_for(out.size), *flat)
+    return out
+
+
+def relu(x: Array) -> Array | None:
+    """``maximum(x, 0.0)`` into a fresh array in ``x``'s memory order, on as many threads as
+    allowed (NumPy's ``maximum`` runs on one); None where numba is absent, ``x`` is not a dense
+    NumPy float array or small enough that one thread does it as fast (NumPy then runs)."""
+    if type(x) is not np.ndarray or x.dtype not in _FLOATS or not compile.available():
+        return None
+    parts = threads.parts_for(x.size)
+    flat = _memory_order_flat(x) if parts > 1 else None
+    if flat is None:
+        return None
+    out = np.empty(x.shape, dtype=x.dtype) if x.flags.c_contiguous else np.empty_like(x)
+    _loops()["relu"](parts, flat, _memory_order_flat(out))
     return out
 
 
@@ -102,7 +120,7 @@ def bias_relu(out: Array, bias: Array) -> Array | None:
         return None
     if bias.shape != out.shape[1:] or not out.flags.writeable or not compile.available():
         return None
-    _loops()["bias_relu"](out, bias)
+    _loops()["bias_relu"](threads.parts_for(out.size), out, bias)
     return out
 
 
@@ -120,38 +138,51 @@ def relu_grad_bias(y: Array, dout: Array, db: Array | None, in_place: bool) -> t
         type(db) is np.ndarray and db.dtype == y.dtype and db.shape == y.shape[1:] and db.flags.c_contiguous
     )
     db = db if fits else np.empty(y.shape[1], y.dtype)
-    _loops()["relu_grad_bias"](y, out, db)
+    _loops()["relu_grad_bias"](threads.parts_for(out.size), y, out, db)
     return out, db
 
 
-# -- the loops (plain Python here; compiled at first use) ---------------------------------------
-def _relu_grad_loop(x: Array, dout: Array, out: Array) -> None:
-    one, zero = out.dtype.type(1), out.dtype.type(0)
-    for i in range(out.shape[0]):  # ReLU.backward: astype(x > 0) * dout, the 0/1 mask never stored
-        out[i] = (one if x[i] > 0 else zero) * dout[i]
+# -- the loops (plain Python here; compiled at first use), each split into ``parts`` -------------
+def _relu_grad_loop(x: Array, dout: Array, out: Array, begin: int, end: int, parts: int) -> None:
+    one, zero, n = out.dtype.type(1), out.dtype.type(0), out.shape[0]
+    for part in range(begin, end):  # ReLU.backward: astype(x > 0) * dout, the 0/1 mask never stored
+        for i in range(part * n // parts, (part + 1) * n // parts):
+            out[i] = (one if x[i] > 0 else zero) * dout[i]
 
 
-def _bias_relu_loop(out: Array, bias: Array) -> None:
-    zero = out.dtype.type(0)
-    for i in range(out.shape[0]):  # maximum(out + bias, 0.0), in place
-        for j in range(out.shape[1]):
-            v = out[i, j] + bias[j]
-            out[i, j] = v if (v > zero or v != v) else zero
+def _relu_loop(x: Array, out: Array, begin: int, end: int, parts: int) -> None:
+    zero, n = out.dtype.type(0), out.shape[0]
+    for part in range(begin, end):  # maximum(x, 0.0): NaN kept, -0.0 -> 0.0 (NumPy's bits)
+        for i in range(part * n // parts, (part + 1) * n // parts):
+            v = x[i]
+            out[i] = v if (v > zero or v != v) else zero
 
 
-def _relu_grad_bias_loop(y: Array, d: Array, db: Array) -> None:
-    # d = astype(y > 0) * d in place; db = sum(d, axis=0), row after row. In place and row by row:
-    # with an output array beside d, LLVM's overlap check fails for d itself and the loop runs scalar
-    one, zero = d.dtype.type(1), d.dtype.type(0)
-    for j in range(d.shape[1]):
-        v = (one if y[0, j] > 0 else zero) * d[0, j]
-        d[0, j] = v
-        db[j] = zero + v
-    for i in range(1, d.shape[0]):
-        for j in range(d.shape[1]):
-            v = (one if y[i, j] > 0 else zero) * d[i, j]
-            d[i, j] = v
-            db[j] = db[j] + v
+def _bias_relu_loop(out: Array, bias: Array, begin: int, end: int, parts: int) -> None:
+    zero, rows = out.dtype.type(0), out.shape[0]
+    for part in range(begin, end):  # maximum(out + bias, 0.0), in place, a block of rows each
+        for i in range(part * rows // parts, (part + 1) * rows // parts):
+            for j in range(out.shape[1]):
+                v = out[i, j] + bias[j]
+                out[i, j] = v if (v > zero or v != v) else zero
+
+
+def _relu_grad_bias_loop(y: Array, d: Array, db: Array, begin: int, end: int, parts: int) -> None:
+    # d = astype(y > 0) * d in place; db = sum(d, axis=0), row after row, a block of columns per
+    # part (each column's sum in NumPy's order). In place and row by row: with an output array
+    # beside d, LLVM's overlap check fails for d itself and the loop runs scalar
+    one, zero, columns = d.dtype.type(1), d.dtype.type(0), d.shape[1]
+    for part in range(begin, end):
+        lo, hi = part * columns // parts, (part + 1) * columns // parts
+        for j in range(lo, hi):
+            v = (one if y[0, j] > 0 else zero) * d[0, j]
+            d[0, j] = v
+            db[j] = zero + v
+        for i in range(1, d.shape[0]):
+            for j in range(lo, hi):
+                v = (one if y[i, j] > 0 else zero) * d[i, j]
+                d[i, j] = v
+                db[j] = db[j] + v
 
 
 def _loops() -> dict[str, Any]:
@@ -159,8 +190,9 @@ def _loops() -> dict[str, Any]:
     if _compiled is None:
         loops = {
             "relu_grad": _relu_grad_loop,
+            "relu": _relu_loop,
             "bias_relu": _bias_relu_loop,
             "relu_grad_bias": _relu_grad_bias_loop,
         }
-        _compiled = {name: compile.jit(loop) for name, loop in loops.items()}
+        _compiled = {name: compile.threaded(loop) for name, loop in loops.items()}
     return _compiled

@@ -7,7 +7,8 @@ equations, in the same order of floating-point operations, tested bit for bit:
 
 * a numba loop (:mod:`xpnn.kernels.compile`), ONE pass: each element of value, gradient and
   state loaded once, updated in registers and stored (Adam over a 235,146-parameter MLP:
-  349 -> 69 us per step; SGD 110 -> 41 us): the GEMMs of a step have just evicted them;
+  349 -> 69 us per step; SGD 110 -> 41 us): the GEMMs of a step have just evicted them; over
+  large buffers on several threads (:mod:`xpnn.kernels.threads`), each a range of elements;
 * else the NumPy in-place form, piece by piece with one temporary instead of one per
   operation (the plain path's temporaries and final copy cost more than the arithmetic).
 
@@ -22,7 +23,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from xpnn.kernels import compile
+from xpnn.kernels import compile, threads
 
 Array = Any
 _compiled: dict[str, Any] | None = None  # name -> jitted loop, built at the first call
@@ -188,39 +189,51 @@ def _rms_numpy(
     return True
 
 
-# -- the numba loops (plain Python here; compiled at first use), each in its NumPy form's order --
+# -- the numba loops (plain Python here; compiled at first use), each in its NumPy form's order,
+# -- each element on its own: ``parts`` ranges of them, one per thread, give the same bits
 def _adam_loop(w: Array, g: Array, m: Array, v: Array, shrink: Any, b1: Any, c1: Any, b2: Any, c2: Any,
-               eps_b: Any, num: Any, decay: bool) -> None:  # fmt: skip
+               eps_b: Any, num: Any, decay: bool, begin: int, end: int, parts: int) -> None:  # fmt: skip
     # fused_adam: w *= shrink; m = m*b1 + g*c1; v = v*b2 + (g*g)*c2; w -= (num / (sqrt(v) + eps_b)) * m
-    for i in range(w.shape[0]):
-        gi = g[i]
-        mi = m[i] * b1 + gi * c1
-        vi = v[i] * b2 + (gi * gi) * c2
-        m[i] = mi
-        v[i] = vi
-        wi = w[i] * shrink if decay else w[i]
-        w[i] = wi - (num / (np.sqrt(vi) + eps_b)) * mi
+    n = w.shape[0]
+    for part in range(begin, end):
+        for i in range(part * n // parts, (part + 1) * n // parts):
+            gi = g[i]
+            mi = m[i] * b1 + gi * c1
+            vi = v[i] * b2 + (gi * gi) * c2
+            m[i] = mi
+            v[i] = vi
+            wi = w[i] * shrink if decay else w[i]
+            w[i] = wi - (num / (np.sqrt(vi) + eps_b)) * mi
 
 
-def _sgd_loop(w: Array, g: Array, lr: Any) -> None:
-    for i in range(w.shape[0]):  # fused_sgd without momentum: w -= g * lr
-        w[i] = w[i] - g[i] * lr
+def _sgd_loop(w: Array, g: Array, lr: Any, begin: int, end: int, parts: int) -> None:
+    n = w.shape[0]
+    for part in range(begin, end):  # fused_sgd without momentum: w -= g * lr
+        for i in range(part * n // parts, (part + 1) * n // parts):
+            w[i] = w[i] - g[i] * lr
 
 
-def _momentum_loop(w: Array, g: Array, buf: Array, lr: Any, momentum: Any, keep: Any) -> None:
-    for i in range(w.shape[0]):  # fused_sgd with buf: buf = buf*momentum + g*(1-dampening); w -= buf*lr
-        bi = buf[i] * momentum + g[i] * keep
-        buf[i] = bi
-        w[i] = w[i] - bi * lr
+def _momentum_loop(
+    w: Array, g: Array, buf: Array, lr: Any, momentum: Any, keep: Any, begin: int, end: int, parts: int
+) -> None:
+    n = w.shape[0]
+    for part in range(begin, end):  # fused_sgd with buf: buf = buf*momentum + g*(1-dampening); w -= buf*lr
+        for i in range(part * n // parts, (part + 1) * n // parts):
+            bi = buf[i] * momentum + g[i] * keep
+            buf[i] = bi
+            w[i] = w[i] - bi * lr
 
 
-def _rms_loop(w: Array, g: Array, acc: Array, lr: Any, eps: Any, rho: Any, keep: Any, decay: bool) -> None:
+def _rms_loop(w: Array, g: Array, acc: Array, lr: Any, eps: Any, rho: Any, keep: Any, decay: bool,
+              begin: int, end: int, parts: int) -> None:  # fmt: skip
     # fused_rms: acc = acc*rho + (g*g)*(1-rho) (AdaGrad: acc + g*g); w -= (g / (sqrt(acc) + eps)) * lr
-    for i in range(w.shape[0]):
-        gi = g[i]
-        ai = acc[i] * rho + (gi * gi) * keep if decay else acc[i] + gi * gi
-        acc[i] = ai
-        w[i] = w[i] - (gi / (np.sqrt(ai) + eps)) * lr
+    n = w.shape[0]
+    for part in range(begin, end):
+        for i in range(part * n // parts, (part + 1) * n // parts):
+            gi = g[i]
+            ai = acc[i] * rho + (gi * gi) * keep if decay else acc[i] + gi * gi
+            acc[i] = ai
+            w[i] = w[i] - (gi / (np.sqrt(ai) + eps)) * lr
 
 
 def _flat(*arrays: Array) -> list[Array] | None:
@@ -243,7 +256,7 @@ def _loops() -> dict[str, Any]:
     global _compiled
     if _compiled is None:
         loops = {"adam": _adam_loop, "sgd": _sgd_loop, "momentum": _momentum_loop, "rms": _rms_loop}
-        _compiled = {name: compile.jit(loop) for name, loop in loops.items()}
+        _compiled = {name: compile.threaded(loop) for name, loop in loops.items()}
     return _compiled
 
 
@@ -256,7 +269,7 @@ def _adam_numba(value: Array, grad: Array, m: Array, v: Array, *, betas: tuple[f
     t = value.dtype.type
     (beta1, beta2), eps_b, num = betas, t(eps * bias2_root), t(step_size * bias2_root)
     scalars = (t(shrink), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), eps_b, num)
-    _loops()["adam"](*flat, *scalars, shrink != 1.0)
+    _loops()["adam"](threads.parts_for(value.size), *flat, *scalars, shrink != 1.0)
     return True
 
 
@@ -267,10 +280,11 @@ def _sgd_numba(value: Array, grad: Array, lr: float, buf: Array = None, *, momen
     if flat is None:
         return False
     t = value.dtype.type
+    parts = threads.parts_for(value.size)
     if buf is None:
-        _loops()["sgd"](*flat, t(lr))
+        _loops()["sgd"](parts, *flat, t(lr))
     else:
-        _loops()["momentum"](*flat, t(lr), t(momentum), t(1.0 - dampening))
+        _loops()["momentum"](parts, *flat, t(lr), t(momentum), t(1.0 - dampening))
     return True
 
 
@@ -285,5 +299,5 @@ def _rms_numba(
     decay = rho is not None
     rate = t(rho) if decay else t(1.0)
     keep = t(1.0 - rho) if rho is not None else t(1.0)
-    _loops()["rms"](*flat, t(lr), t(eps), rate, keep, decay)
+    _loops()["rms"](threads.parts_for(value.size), *flat, t(lr), t(eps), rate, keep, decay)
     return True

@@ -8,13 +8,7 @@ twelve back over the (batch * time, 4 * dim) activations). With the paths here i
 61 ms. The loops make one pass each and keep NumPy's own SIMD ``tanh`` and ``exp`` between
 them (numba calls the scalar libm functions, several times slower):
 
-- GELU-tanh: the polynomial ``u = sqrt(2/pi) (x + 0.044715 x**3)``, NumPy's ``tanh``, then
-  ``0.5 x (1 + t)``; backward in one pass. The same operations in the same order as the plain
-  equations in :mod:`xpnn.functional.gelu`, scalars cast to the array's dtype first (as NumPy
-  casts a Python float), no fused multiply-add: the same bits.
-- Exact GELU: NumPy's ``exp(-x**2 / 2)``, then Cody's erf in one pass with all three of its
-  rationals computed and one chosen (so the loop vectorises); backward in one pass from the
-  kept ``exp``. A few ulps from the plain path, whose erf splits the square before its ``exp``.
+- GELU: :mod:`xpnn.kernels.gelu`.
 - LayerNorm: each row's mean, variance, ``xhat`` and ``y`` in one kernel; ``dx`` and the
   ``dweight``/``dbias`` column sums (NumPy's order: the same bits) in another.
 - Attention: the scores scaled and masked with their row maxima subtracted in one pass,
@@ -27,6 +21,9 @@ them (numba calls the scalar libm functions, several times slower):
 The row sums of LayerNorm and softmax may be reordered (the loops are compiled with LLVM's
 ``reassoc`` flag, so they vectorise instead of waiting on one chain of additions), so they
 equal the plain equations to float rounding, not bit for bit (tests compare at 1e-6 in float32).
+Each row is computed whole by one thread, so large batches split into blocks of rows over
+several threads (:mod:`xpnn.kernels.threads`) with the same bits; LayerNorm's backward (its
+column sums run over the rows) and the embedding's scatter-add stay on one.
 
 Every function returns None where it does not apply (numba absent or
 the fast paths off, not NumPy float arrays of one dtype in the layout
@@ -35,97 +32,49 @@ the loop needs, a mask of another shape) and then changes nothing: the caller ru
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from xpnn.kernels import compile
+from xpnn.kernels import compile, threads
 
 Array = Any
 
 _compiled: dict[str, Any] | None = None
-_COEFFICIENTS: dict[tuple[int, Any], list[Array]] = {}  # (id of a coefficient tuple, dtype) -> arrays
 _FLOATS = (np.float32, np.float64)
-_C = math.sqrt(2.0 / math.pi)
-_KAPPA = 0.044715
 
 
 # -- the loops (plain Python here; compiled at first use) ----------------------------------------
-def _gelu_inner_loop(x: Array, out: Array, c: Any, kappa: Any) -> None:
-    for i in range(x.shape[0]):  # SQRT_2_OVER_PI * (x + KAPPA * (x * x * x))
-        xi = x[i]
-        out[i] = c * (xi + kappa * (xi * xi * xi))
-
-
-def _gelu_out_loop(x: Array, t: Array, out: Array, half: Any, one: Any) -> None:
-    for i in range(x.shape[0]):  # 0.5 * x * (1.0 + t)
-        out[i] = half * x[i] * (one + t[i])
-
-
-def _gelu_grad_loop(x: Array, t: Array, g: Array, out: Array, c: Any, k3: Any, half: Any, one: Any) -> None:
-    for i in range(x.shape[0]):  # g * (0.5 (1 + t) + (0.5 x) (1 - t t) SQRT_2_OVER_PI (1 + 3 KAPPA x x))
-        xi, ti = x[i], t[i]
-        inner = c * (one + k3 * (xi * xi))
-        out[i] = g[i] * (half * (one + ti) + (half * xi) * (one - ti * ti) * inner)
-
-
-def _gelu_erf_loop(x: Array, e: Array, cdf: Array, y: Array, a: Array, b: Array, c: Array, d: Array, p: Array,
-                   q: Array, k: Array) -> None:  # fmt: skip
-    # Cody's erf of z = x / sqrt(2) from its three rationals (each on its argument clamped into
-    # its range, all computed and one chosen, so the loop vectorises), exp(-z**2) from NumPy (e)
-    sqrt_half, near, middle, far, sqrt_pi_inv = k[0], k[1], k[2], k[3], k[4]
-    a4, c8, p5, half, one = k[5], k[6], k[7], k[8], k[9]
-    for i in range(x.shape[0]):
-        xi = x[i]
-        z = xi * sqrt_half
-        v = abs(z)
-        vn = min(v, near)
-        zz = vn * vn
-        top, bottom = a4 * zz, zz
-        for j in range(3):
-            top, bottom = (top + a[j]) * zz, (bottom + b[j]) * zz
-        small = vn * (top + a[3]) / (bottom + b[3])
-        vm = min(max(v, near), middle)
-        top, bottom = c8 * vm, vm
-        for j in range(7):
-            top, bottom = (top + c[j]) * vm, (bottom + d[j]) * vm
-        erfc_middle = e[i] * ((top + c[7]) / (bottom + d[7]))
-        vf = min(max(v, middle), far)
-        w = one / (vf * vf)
-        top, bottom = p5 * w, w
-        for j in range(4):
-            top, bottom = (top + p[j]) * w, (bottom + q[j]) * w
-        erfc_far = e[i] * ((sqrt_pi_inv - w * (top + p[4]) / (bottom + q[4])) / vf)
-        erfc = erfc_middle if v <= middle else erfc_far
-        magnitude = small if v <= near else (half - erfc) + half
-        phi = half * (one + (-magnitude if z < 0 else magnitude))
-        cdf[i] = phi
-        y[i] = xi * phi
-
-
-def _gelu_erf_grad_loop(x: Array, e: Array, cdf: Array, g: Array, out: Array, scale: Any) -> None:
-    for i in range(x.shape[0]):  # g * (cdf + x * exp(-x**2 / 2) / sqrt(2 pi))
-        out[i] = g[i] * (cdf[i] + x[i] * (e[i] * scale))
-
-
-def _layer_norm_loop(x: Array, w: Array, b: Array, eps: Any, y: Array, xhat: Array, rstd: Array) -> None:
+def _layer_norm_loop(
+    x: Array,
+    w: Array,
+    b: Array,
+    eps: Any,
+    y: Array,
+    xhat: Array,
+    rstd: Array,
+    begin: int,
+    end: int,
+    parts: int,
+) -> None:
     n, count, one = x.shape[1], x.dtype.type(x.shape[1]), x.dtype.type(1)
-    for r in range(x.shape[0]):  # the row sums vectorise: compiled with reassociation allowed
-        total = x.dtype.type(0)
-        for j in range(n):
-            total += x[r, j]
-        mean = total / count
-        square = x.dtype.type(0)
-        for j in range(n):
-            c = x[r, j] - mean
-            square += c * c
-        s = one / np.sqrt(square / count + eps)
-        rstd[r, 0] = s
-        for j in range(n):  # without weight and bias: w = 1, b = 0 (h * 1 + 0 is h exactly)
-            h = (x[r, j] - mean) * s
-            xhat[r, j] = h
-            y[r, j] = h * w[j] + b[j]
+    items = x.shape[0]
+    for part in range(begin, end):  # the row sums vectorise: compiled with reassociation allowed
+        for r in range(part * items // parts, (part + 1) * items // parts):
+            total = x.dtype.type(0)
+            for j in range(n):
+                total += x[r, j]
+            mean = total / count
+            square = x.dtype.type(0)
+            for j in range(n):
+                c = x[r, j] - mean
+                square += c * c
+            s = one / np.sqrt(square / count + eps)
+            rstd[r, 0] = s
+            for j in range(n):  # without weight and bias: w = 1, b = 0 (h * 1 + 0 is h exactly)
+                h = (x[r, j] - mean) * s
+                xhat[r, j] = h
+                y[r, j] = h * w[j] + b[j]
 
 
 def _layer_norm_grad_loop(
@@ -147,40 +96,46 @@ def _layer_norm_grad_loop(
             dx[r, j] = s * (g[r, j] * w[j] - mean_d - xhat[r, j] * mean_dx)
 
 
-def _shift_loop(s: Array, mask: Array, scale: Any, ninf: Any) -> None:
+def _shift_loop(s: Array, mask: Array, scale: Any, ninf: Any, begin: int, end: int, parts: int) -> None:
     rows, n = mask.shape[0], s.shape[1]
     quads = n - n % 4
-    for r in range(s.shape[0]):  # scores * scale, -inf where masked out, minus the row maximum
-        i = r % rows
-        for j in range(n):
-            s[r, j] = s[r, j] * scale if mask[i, j] else ninf
-        m0 = m1 = m2 = m3 = ninf  # four running maxima: one chain would wait on each comparison
-        for j in range(0, quads, 4):
-            m0, m1 = max(m0, s[r, j]), max(m1, s[r, j + 1])
-            m2, m3 = max(m2, s[r, j + 2]), max(m3, s[r, j + 3])
-        for j in range(quads, n):
-            m0 = max(m0, s[r, j])
-        m = max(max(m0, m1), max(m2, m3))
-        for j in range(n):
-            s[r, j] = s[r, j] - m
+    items = s.shape[0]
+    for part in range(begin, end):  # scores * scale, -inf where masked out, minus the row maximum
+        for r in range(part * items // parts, (part + 1) * items // parts):
+            i = r % rows
+            for j in range(n):
+                s[r, j] = s[r, j] * scale if mask[i, j] else ninf
+            m0 = m1 = m2 = m3 = ninf  # four running maxima: one chain would wait on each comparison
+            for j in range(0, quads, 4):
+                m0, m1 = max(m0, s[r, j]), max(m1, s[r, j + 1])
+                m2, m3 = max(m2, s[r, j + 2]), max(m3, s[r, j + 3])
+            for j in range(quads, n):
+                m0 = max(m0, s[r, j])
+            m = max(max(m0, m1), max(m2, m3))
+            for j in range(n):
+                s[r, j] = s[r, j] - m
 
 
-def _normalize_loop(e: Array) -> None:
-    for r in range(e.shape[0]):
-        total = e.dtype.type(0)
-        for j in range(e.shape[1]):
-            total += e[r, j]
-        for j in range(e.shape[1]):
-            e[r, j] = e[r, j] / total
+def _normalize_loop(e: Array, begin: int, end: int, parts: int) -> None:
+    items = e.shape[0]
+    for part in range(begin, end):
+        for r in range(part * items // parts, (part + 1) * items // parts):
+            total = e.dtype.type(0)
+            for j in range(e.shape[1]):
+                total += e[r, j]
+            for j in range(e.shape[1]):
+                e[r, j] = e[r, j] / total
 
 
-def _softmax_grad_loop(p: Array, dp: Array, scale: Any) -> None:
-    for r in range(p.shape[0]):  # in place into dp: p * (dp - sum(dp * p)) * scale
-        total = p.dtype.type(0)
-        for j in range(p.shape[1]):
-            total += dp[r, j] * p[r, j]
-        for j in range(p.shape[1]):
-            dp[r, j] = p[r, j] * (dp[r, j] - total) * scale
+def _softmax_grad_loop(p: Array, dp: Array, scale: Any, begin: int, end: int, parts: int) -> None:
+    items = p.shape[0]
+    for part in range(begin, end):  # in place into dp: p * (dp - sum(dp * p)) * scale
+        for r in range(part * items // parts, (part + 1) * items // parts):
+            total = p.dtype.type(0)
+            for j in range(p.shape[1]):
+                total += dp[r, j] * p[r, j]
+            for j in range(p.shape[1]):
+                dp[r, j] = p[r, j] * (dp[r, j] - total) * scale
 
 
 def _embedding_grad_loop(ids: Array, g: Array, out: Array) -> None:
@@ -193,30 +148,25 @@ def _embedding_grad_loop(ids: Array, g: Array, out: Array) -> None:
 def _kernels() -> dict[str, Any]:
     global _compiled
     if _compiled is None:
-        exact = {
-            "gelu_inner": _gelu_inner_loop,
-            "gelu_out": _gelu_out_loop,
-            "gelu_grad": _gelu_grad_loop,
-            "gelu_erf": _gelu_erf_loop,
-            "gelu_erf_grad": _gelu_erf_grad_loop,
-            "shift": _shift_loop,
-            "embedding_grad": _embedding_grad_loop,
+        # row sums: reassociation lets them vectorise (one chain of adds: 4 cycles each); LLVM's
+        # reassoc and nsz flags only: no approximate functions, no fused multiply-add
+        reorder = {"fastmath": {"reassoc", "nsz"}}
+        _compiled = {
+            "shift": compile.threaded(_shift_loop),
+            "embedding_grad": compile.jit(_embedding_grad_loop),
+            "layer_norm_grad": compile.jit(_layer_norm_grad_loop, **reorder),
         }
-        summing = {  # row sums: reassociation lets them vectorise (one chain of adds: 4 cycles each)
+        summing = {
             "layer_norm": _layer_norm_loop,
-            "layer_norm_grad": _layer_norm_grad_loop,
             "normalize": _normalize_loop,
             "softmax_grad": _softmax_grad_loop,
         }
-        _compiled = {name: compile.jit(loop) for name, loop in exact.items()}
-        # LLVM's reassoc and nsz flags only: no approximate functions, no fused multiply-add
-        reorder = {"fastmath": {"reassoc", "nsz"}}
-        _compiled.update({name: compile.jit(loop, **reorder) for name, loop in summing.items()})
+        _compiled.update({name: compile.threaded(loop, **reorder) for name, loop in summing.items()})
     return _compiled
 
 
 # -- the entry points: the result, or None where a loop does not apply ---------------------------
-def _dense(*arrays: Array) -> bool:
+def dense_floats(*arrays: Array) -> bool:
     """C-contiguous NumPy float arrays of one dtype, numba available."""
     first = arrays[0]
     for a in arrays:
@@ -225,74 +175,28 @@ def _dense(*arrays: Array) -> bool:
     return first.dtype in _FLOATS and first.size > 0 and compile.available()
 
 
-def gelu_tanh(x: Array) -> tuple[Array, Array] | None:
-    """``(0.5 x (1 + t), t)`` with ``t = tanh(sqrt(2/pi) (x + 0.044715 x**3))``."""
-    if not _dense(x):
-        return None
-    kernels, flat, dt = _kernels(), x.reshape(-1), x.dtype.type
-    t = np.empty_like(x)
-    kernels["gelu_inner"](flat, t.reshape(-1), dt(_C), dt(_KAPPA))
-    np.tanh(t, out=t)
-    y = np.empty_like(x)
-    kernels["gelu_out"](flat, t.reshape(-1), y.reshape(-1), dt(0.5), dt(1.0))
-    return y, t
-
-
-def gelu_tanh_backward(x: Array, t: Array, g: Array) -> Array | None:
-    """GELU-tanh's ``dx`` from its input, the saved ``t`` and ``g``, into a fresh array."""
-    if not _dense(x, t, g) or not x.shape == t.shape == g.shape:
-        return None
-    dt, out = x.dtype.type, np.empty_like(g)
-    _kernels()["gelu_grad"](x.reshape(-1), t.reshape(-1), g.reshape(-1), out.reshape(-1), dt(_C),
-                            dt(3.0 * _KAPPA), dt(0.5), dt(1.0))  # fmt: skip
-    return out
-
-
-def gelu_erf(x: Array, coefficients: tuple[Any, ...]) -> tuple[Array, Array, Array] | None:
-    """``(x * cdf, cdf, exp(-x**2 / 2))`` with ``cdf = (1 + erf(x / sqrt 2)) / 2`` from Cody's
-    ``coefficients`` (:mod:`xpnn.functional.gelu` owns them: ``(A, B, C, D, P, Q, scalars)``):
-    one NumPy ``exp`` of ``-x**2 / 2`` (no splitting of the square: a few ulps from the plain
-    path, whose ``erf`` splits it) between two vectorised passes."""
-    if not _dense(x):
-        return None
-    dt, flat = x.dtype.type, x.reshape(-1)
-    e = np.multiply(flat, flat, dtype=x.dtype)
-    e *= dt(-0.5)
-    np.exp(e, out=e)
-    cdf, y = np.empty_like(flat), np.empty_like(flat)
-    key = (id(coefficients), x.dtype)
-    arrays = _COEFFICIENTS.get(key)
-    if arrays is None:
-        arrays = _COEFFICIENTS[key] = [np.asarray(c, dtype=x.dtype) for c in coefficients]
-    _kernels()["gelu_erf"](flat, e, cdf, y, *arrays)
-    return y.reshape(x.shape), cdf.reshape(x.shape), e.reshape(x.shape)
-
-
-def gelu_erf_backward(x: Array, cdf: Array, e: Array, g: Array, scale: float) -> Array | None:
-    """Exact GELU's ``dx = g * (cdf + x * e * scale)`` (``e = exp(-x**2 / 2)``, ``scale =
-    1 / sqrt(2 pi)``) in one pass into a fresh array."""
-    if not _dense(x, cdf, e, g) or not x.shape == cdf.shape == e.shape == g.shape:
-        return None
-    out = np.empty_like(g)
-    flat = [a.reshape(-1) for a in (x, e, cdf, g, out)]
-    _kernels()["gelu_erf_grad"](*flat, x.dtype.type(scale))
-    return out
-
-
 def layer_norm(
     x: Array, weight: Array | None, bias: Array | None, eps: float
 ) -> tuple[Array, Array, Array] | None:
     """``(y, xhat, rstd)`` of layer normalization over the last axis (``rstd``: (..., 1))."""
     params = [p for p in (weight, bias) if p is not None]
-    if not _dense(x, *params) or x.ndim < 1 or any(p.shape != x.shape[-1:] for p in params):
+    if not dense_floats(x, *params) or x.ndim < 1 or any(p.shape != x.shape[-1:] for p in params):
         return None
     n = x.shape[-1]
     y, xhat = np.empty_like(x), np.empty_like(x)
     rstd = np.empty((*x.shape[:-1], 1), dtype=x.dtype)
     w = np.ones(n, x.dtype) if weight is None else weight
     b = np.zeros(n, x.dtype) if bias is None else bias
-    _kernels()["layer_norm"](x.reshape(-1, n), w, b, x.dtype.type(eps), y.reshape(-1, n), xhat.reshape(-1, n),
-                             rstd.reshape(-1, 1))  # fmt: skip
+    rows = (
+        x.reshape(-1, n),
+        w,
+        b,
+        x.dtype.type(eps),
+        y.reshape(-1, n),
+        xhat.reshape(-1, n),
+        rstd.reshape(-1, 1),
+    )
+    _kernels()["layer_norm"](threads.parts_for(x.size), *rows)
     return y, xhat, rstd
 
 
@@ -301,7 +205,7 @@ def layer_norm_backward(
 ) -> tuple[Array, Array, Array] | None:
     """LayerNorm's ``(dx, dweight, dbias)`` (see :mod:`xpnn.functional.layer_norm`) in one pass;
     ``dweight`` and ``dbias`` summed over the rows in NumPy's order (the same bits)."""
-    if not _dense(g, xhat, rstd, *([] if weight is None else [weight])) or g.shape != xhat.shape:
+    if not dense_floats(g, xhat, rstd, *([] if weight is None else [weight])) or g.shape != xhat.shape:
         return None
     n = g.shape[-1]
     dx, dw, db = np.empty_like(g), np.zeros(n, g.dtype), np.zeros(n, g.dtype)
@@ -315,7 +219,7 @@ def masked_softmax(scores: Array, mask: Array | None, scale: float) -> Array | N
     """``softmax(where(mask, scale * scores, -inf))`` over the last axis, IN PLACE into the
     fresh ``scores`` (a matmul's output: nothing else holds it); ``mask`` None or boolean
     ``(time_q, time_k)``, broadcast over the leading axes."""
-    if not _dense(scores) or scores.ndim < 2:
+    if not dense_floats(scores) or scores.ndim < 2:
         return None
     if mask is not None and (type(mask) is not np.ndarray or mask.dtype != np.bool_
                              or mask.shape != scores.shape[-2:] or not mask.flags.c_contiguous):  # fmt: skip
@@ -323,9 +227,10 @@ def masked_softmax(scores: Array, mask: Array | None, scale: float) -> Array | N
     kernels, rows = _kernels(), scores.reshape(-1, scores.shape[-1])
     dt = scores.dtype.type
     allowed = np.ones((1, rows.shape[1]), dtype=np.bool_) if mask is None else mask
-    kernels["shift"](rows, allowed, dt(scale), dt(-np.inf))
+    parts = threads.parts_for(rows.size)
+    kernels["shift"](parts, rows, allowed, dt(scale), dt(-np.inf))
     np.exp(rows, out=rows)
-    kernels["normalize"](rows)
+    kernels["normalize"](parts, rows)
     return scores
 
 
@@ -333,7 +238,7 @@ def embedding_backward(ids: Array, g: Array, shape: tuple[int, int]) -> Array | 
     """``add_at(zeros(shape), ids, g)`` (rows of ``g`` added at the 1-D int ``ids``): numba's loop
     makes NumPy's ``add.at`` additions in its order (the same bits), without its per-index cost
     (878 against 20 us for a 12x64 batch into a 166x128 table). Ids out of range: None."""
-    if not _dense(g) or type(ids) is not np.ndarray or ids.dtype.kind not in "iu" or g.ndim != 2:
+    if not dense_floats(g) or type(ids) is not np.ndarray or ids.dtype.kind not in "iu" or g.ndim != 2:
         return None
     if ids.shape[0] != g.shape[0] or g.shape[1] != shape[1] or ids.size == 0:
         return None
@@ -365,8 +270,10 @@ def matmul_into(a: Array, b: Array, out: Array) -> Array | None:
 
 def softmax_backward(p: Array, dp: Array, scale: float) -> Array | None:
     """``p * (dp - sum(dp * p)) * scale`` over the last axis, IN PLACE into the fresh ``dp``."""
-    if not _dense(p, dp) or p.shape != dp.shape or p.ndim < 2:
+    if not dense_floats(p, dp) or p.shape != dp.shape or p.ndim < 2:
         return None
     n = p.shape[-1]
-    _kernels()["softmax_grad"](p.reshape(-1, n), dp.reshape(-1, n), p.dtype.type(scale))
+    _kernels()["softmax_grad"](
+        threads.parts_for(p.size), p.reshape(-1, n), dp.reshape(-1, n), p.dtype.type(scale)
+    )
     return dp

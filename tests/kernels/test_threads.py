@@ -1,0 +1,157 @@
+"""The numba loops on several threads (:mod:`xpnn.kernels.threads`): the thread count follows
+what the user set (BLAS's limit, numba's own, the cores allowed), and splitting a loop into
+parts leaves every bit as the serial loop computes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn.kernels import compile, threads
+
+pytestmark = pytest.mark.fast_paths  # tests of the fast paths themselves: on under XPNN_KERNELS=off
+numba = pytest.importorskip("numba", reason="numba is optional (the fast extra); its loops are not tested")
+RNG = np.random.default_rng(5)
+
+
+@pytest.fixture
+def parts(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``parts(n)``: every loop split into ``n`` parts from now on, whatever its size."""
+    monkeypatch.setattr(compile, "enabled", True)
+
+    def force(n: int) -> None:
+        monkeypatch.setattr(threads, "parts_for", lambda elements: n)
+
+    return force
+
+
+def test_the_count_follows_blas_limits_and_numba_and_is_at_least_one() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert threads.count() == 1
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert threads.count() == 1
+    finally:
+        numba.set_num_threads(before)
+    assert 1 <= threads.count() <= numba.get_num_threads()
+
+
+def test_small_work_stays_on_one_thread() -> None:
+    assert threads.parts_for(threads.MIN_ELEMENTS - 1) == 1
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).view(f"u{a.dtype.itemsize}")
+
+
+def _run(model: xpnn.Sequential, x: np.ndarray) -> list[np.ndarray]:
+    """Forward and backward of each layer by hand: outputs, input gradients, parameter grads."""
+    results, h = [], x
+    for layer in model.layers:
+        h = layer.forward(h)
+        results.append(h)
+    d = np.cos(h)
+    for layer in reversed(model.layers):
+        layer.input_grad = True
+        d = layer.backward(d)
+        results.append(d)
+    results += [p.grad for p in model.parameters()]
+    model.zero_grad()
+    return results
+
+
+@pytest.mark.parametrize("n", [2, 3, 7])
+def test_convolution_and_pooling_give_the_serial_bits_on_any_number_of_parts(parts: Any, n: int) -> None:
+    layers = [xpnn.Conv2D(3, 5, 3, padding=1), xpnn.MaxPool2D(2), xpnn.Conv2D(5, 4, 3, stride=2),
+              xpnn.MaxPool2D(3, stride=1, padding=1)]  # fmt: skip
+    model = xpnn.Sequential(layers, seed=0)
+    x = RNG.standard_normal((6, 3, 13, 12)).astype(np.float32)
+    parts(1)
+    serial = _run(model, x)
+    parts(n)
+    for got, want in zip(_run(model, x), serial, strict=True):
+        assert np.array_equal(_bits(got), _bits(want))
+
+
+def _kernel_results() -> list[np.ndarray]:
+    """Every other threaded loop on fresh copies of the same inputs: ReLU (alone, after a bias,
+    and its gradient with the bias's), softmax cross-entropy and its gradient, the data
+    loader's gather, both GELU forms and their gradients, layer norm, the masked softmax and its
+    gradient, and Adam, SGD (with and without momentum) and RMSProp steps."""
+    from xpnn.functional.gelu import CODY
+    from xpnn.kernels import cross_entropy, data, dense, gelu, optimizers, transformer
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((37, 29)).astype(np.float32)
+    g = rng.standard_normal((37, 29)).astype(np.float32)
+    labels = rng.integers(0, 29, 37)
+    signed = x.copy()
+    signed[0, :3] = np.nan, -0.0, 0.0
+    relu = dense.relu(signed)  # None on one thread: NumPy's maximum runs, the bits to match
+    out = [np.maximum(signed, 0.0) if relu is None else relu, dense.relu_grad(x, g)]
+    out.append(dense.bias_relu(x.copy(), g[0].copy()))
+    out += list(dense.relu_grad_bias(np.maximum(x, 0), g.copy(), None, True))
+    loss, probs = cross_entropy.softmax_cross_entropy(x.copy(), labels)
+    out += [np.asarray(loss), probs, cross_entropy.softmax_cross_entropy_grad(probs, labels)]
+    images = rng.integers(0, 256, (50, 7, 5), dtype=np.uint8)
+    out.append(data.gather_scaled(images, rng.permutation(50)[:41], np.float32, 1 / 255))
+    y, t = gelu.gelu_tanh(x)
+    out += [y, t, gelu.gelu_tanh_backward(x, t, g)]
+    y, cdf, e = gelu.gelu_erf(x, CODY)
+    out += [y, cdf, e, gelu.gelu_erf_backward(x, cdf, e, g, 0.3989422804014327)]
+    out += list(transformer.layer_norm(x, g[1].copy(), g[2].copy(), 1e-5))
+    mask = np.tril(np.ones((29, 29), dtype=bool))[:, :29]
+    p = transformer.masked_softmax(rng.standard_normal((3, 29, 29)).astype(np.float32), mask, 0.5)
+    out += [p.copy(), transformer.softmax_backward(p, rng.standard_normal(p.shape).astype(np.float32), 0.5)]
+    w, m, v = x.copy(), g.copy() * 0.1, np.abs(g) * 0.01
+    adam = dict(betas=(0.9, 0.999), step_size=1e-3, bias2_root=0.9, eps=1e-8, shrink=0.99)
+    assert optimizers.adam(w, g, m, v, **adam)
+    w2, buf, w3, acc = x.copy(), g.copy(), x.copy(), np.abs(x)
+    assert optimizers.sgd(w2, g, 0.1, buf, momentum=0.9) and optimizers.sgd(w, g, 0.1)
+    assert optimizers.rms(w3, g, acc, lr=1e-2, eps=1e-7, rho=0.9)
+    return [*out, w, m, v, w2, buf, w3, acc]
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_every_other_threaded_loop_gives_the_serial_bits(parts: Any, n: int) -> None:
+    parts(1)
+    serial = _kernel_results()
+    parts(n)
+    threaded = _kernel_results()
+    assert len(threaded) == len(serial) == 28
+    assert all(isinstance(a, np.ndarray) for a in serial + threaded)  # every fast path ran
+    for got, want in zip(threaded, serial, strict=True):
+        assert got.shape == want.shape and np.array_equal(_bits(got), _bits(want))
+
+
+def test_parts_run_on_several_threads_and_a_part_s_error_is_raised_after_all_finish() -> None:
+    import threading
+    import time
+
+    seen: list[tuple[int, int, int, int]] = []
+
+    def loop(tag: int, begin: int, end: int, parts: int) -> int:
+        time.sleep(0.01 * (parts - begin))  # part 0 finishes last... unless it raises
+        seen.append((tag, begin, end, parts))
+        return threading.get_ident()
+
+    assert threads.run(loop, 1, (7,)) == threading.get_ident() and seen == [(7, 0, 1, 1)]
+    seen.clear()
+    assert threads.run(loop, 3, (8,)) == threading.get_ident()  # part 0 on the caller's thread
+    assert sorted(seen) == [(8, 0, 1, 3), (8, 1, 2, 3), (8, 2, 3, 3)]
+
+    def failing(begin: int, end: int, parts: int) -> None:
+        if begin == 2:
+            raise ValueError("part 2")
+        time.sleep(0.05)
+        seen.append((0, begin, end, parts))
+
+    seen.clear()
+    with pytest.raises(ValueError, match="part 2"):
+        threads.run(failing, 3, ())
+    assert sorted(seen) == [(0, 0, 1, 3), (0, 1, 2, 3)]  # the others ran to the end first
