@@ -71,6 +71,8 @@ class Layer(Module):
         """Called after each forward that ran (BatchNorm keeps its new running statistics)."""
 
     def forward(self, x: Any) -> Any:
+        """``y`` for ``x``: on a Tensor, recorded as ONE node with the layer's hand-written
+        backward; on a plain array, what ``backward`` needs is kept on the layer."""
         function = self.function
         assert function is not None, f"{type(self).__name__} names no function"
         if isinstance(x, Tensor):
@@ -161,6 +163,8 @@ class Dropout(Layer):
         self.epoch = self.step = 0
 
     def forward(self, x: Any) -> Any:
+        """Training mode: the mask applied and the survivors scaled; eval mode (or ``rate`` 0):
+        ``x`` itself."""
         if not self.training or self.rate == 0.0:
             self._call = None
             return x
@@ -173,6 +177,7 @@ class Dropout(Layer):
         return {"rate": self.rate, "key": key}
 
     def backward(self, dout: Array) -> Array | None:
+        """dL/dx: ``dout`` through the last forward's mask (the identity in eval mode)."""
         if "_call" in vars(self) and self._call is None:
             return dout  # the identity of eval mode
         return super().backward(dout)
@@ -198,6 +203,7 @@ class Flatten(Layer):
     """Reshape ``(batch, *dims)`` to ``(batch, prod(dims))`` (e.g. 28x28 images to 784)."""
 
     def forward(self, x: Any) -> Any:
+        """``x`` reshaped to ``(batch, prod(dims))``."""
         value = x.value if isinstance(x, Tensor) else x
         check_array("Flatten", value)
         if value.ndim < 1:
@@ -209,6 +215,7 @@ class Flatten(Layer):
         return backend.namespace(value).reshape(value, shape)
 
     def backward(self, dout: Array) -> Array:
+        """``dout`` reshaped back to the last input's shape."""
         shape = vars(self).get("_call_shape")
         if shape is None:
             raise ForwardFirstError("Flatten().backward: called before forward (nothing to differentiate)")
