@@ -157,7 +157,11 @@ class RuntimeDocstrings(griffe.Extension):
         root = str(Path(str(pkg.filepath)).parent.parent)  # the checkout, where xpnn is not installed
         if root not in sys.path:
             sys.path.insert(0, root)
-        for obj in _walk(pkg):
+        for obj in [o for o in _walk(pkg) if o.is_module]:
+            live = _runtime(obj.path)
+            if live is not None:
+                _unshadow(obj, live)
+        for obj in list(_walk(pkg)):
             live = _runtime(obj.path)
             if obj.is_class and live is not None:
                 _take_runtime(obj, live)
@@ -171,6 +175,28 @@ def _walk(obj: griffe.Object) -> Any:
     for member in obj.members.values():
         if not member.is_alias:
             yield from _walk(member)
+
+
+def _unshadow(module: griffe.Object, live: Any) -> None:
+    """A package whose public function has the name of one of its submodules
+    (``xpnn.functional.gelu``: a function at runtime, and ``xpnn/functional/gelu.py``): static
+    analysis sees the submodule; the name is made the function Python binds (an alias where
+    it is defined elsewhere, else the function as inspected at runtime)."""
+    inspected = None
+    for name in getattr(live, "__all__", ()):
+        member = module.members.get(name)
+        value = getattr(live, name, None)
+        if member is None or not member.is_module or inspect.ismodule(value) or not callable(value):
+            continue
+        home = value.__module__
+        if home == f"{module.path}.{name}":
+            continue  # xpnn.train.lr_find: the function lives in the submodule; its alias resolves
+        if home != module.path:
+            module.set_member(name, griffe.Alias(name, f"{home}.{value.__qualname__}", parent=module))
+            continue
+        if inspected is None:
+            inspected = griffe.inspect(module.path)
+        module.set_member(name, inspected.members[name])
 
 
 def _take_runtime(cls: griffe.Object, live: Any) -> None:

@@ -5,7 +5,9 @@
   one the functions and classes it defines), and the methods and properties of those classes
   that xpnn defines (a method may take its docstring from the method it overrides).
 - After the build: every name in ``xpnn.__all__`` has an entry on an API page, an element with
-  the id ``xpnn.<Name>`` whose heading reads ``xpnn.<Name>``.
+  the id ``xpnn.<Name>`` whose heading reads ``xpnn.<Name>``; every name of the public
+  submodules has an entry with the id of its dotted name (``xpnn.functional.relu``, under the
+  heading ``xpnn.functional``); no API page shows an unconverted RST role.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -134,18 +137,49 @@ def api_entries(site_dir: Path) -> dict[str, str]:
     return entries
 
 
+# the public submodules whose every name (their ``__all__``, or the functions and classes they
+# define) has an entry, as ``xpnn.<module>.<name>`` or, where re-exported, as ``xpnn.<name>``
+ENTRY_MODULES = ["xpnn.functional", "xpnn.distributed", "xpnn.io", "xpnn.data", "xpnn.nnfs",
+                 "xpnn.testing", "xpnn.kernels", "xpnn.backend", "xpnn.optim.schedules"]  # fmt: skip
+ROLE_LEFT = re.compile(r":(class|func|meth|mod|attr|data|exc):`")
+
+
 def missing_entries(site_dir: Path) -> list[str]:
-    """The names of ``xpnn.__all__`` without an API entry that shows ``xpnn.<Name>``."""
+    """The public names without an API entry: every name in ``xpnn.__all__`` needs one whose
+    heading shows ``xpnn.<Name>``, those of :data:`ENTRY_MODULES` one with their dotted id."""
     import xpnn
 
     entries = api_entries(site_dir)
+
+    def shown(path: str) -> bool:
+        return path in entries and path in " ".join(entries[path].split())
+
+    missing = [f"xpnn.{name}" for name in xpnn.__all__ if not shown(f"xpnn.{name}")]
+    for module_name in ENTRY_MODULES:
+        module = importlib.import_module(module_name)
+        short = module_name.rsplit(".", 1)[-1]
+        for name in public_names(module):
+            # under its module's heading (``xpnn.functional``), the entry reads ``relu``: its
+            # anchor carries the dotted name; a name ``xpnn`` re-exports has its ``xpnn.<Name>`` entry
+            paths = [f"{module_name}.{name}", f"xpnn.{short}.{name}"]
+            if not any(path in entries for path in paths) and not shown(f"xpnn.{name}"):
+                missing.append(f"{module_name}.{name}")
+    return missing
+
+
+def leftover_roles(site_dir: Path) -> list[str]:
+    """API pages whose text still shows an RST role (``:class:`X```): a docstring the Griffe
+    extension did not convert."""
     return [
-        name
-        for name in xpnn.__all__
-        if f"xpnn.{name}" not in entries or f"xpnn.{name}" not in " ".join(entries[f"xpnn.{name}"].split())
+        str(page.relative_to(site_dir))
+        for page in sorted((site_dir / "api").rglob("*.html"))
+        if ROLE_LEFT.search(page.read_text(encoding="utf-8"))
     ]
 
 
 def on_post_build(config: Any) -> None:
-    for name in missing_entries(Path(config.site_dir)):
-        log.warning(f"xpnn: xpnn.{name} (in xpnn.__all__) has no API entry named xpnn.{name}")
+    site_dir = Path(config.site_dir)
+    for name in missing_entries(site_dir):
+        log.warning(f"xpnn: {name} has no API entry that shows its name")
+    for page in leftover_roles(site_dir):
+        log.warning(f"xpnn: {page} shows an RST role the Griffe extension did not convert")
