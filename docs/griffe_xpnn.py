@@ -10,7 +10,8 @@ where they differ from the source and turns the RST constructs into Markdown:
 - a role becomes the name in code, linked where the target is a page entry of the site (an
   optional autorefs reference: no link, and no warning, for a private module);
 - ``text::`` plus an indented block becomes ``text:`` plus a fenced ``text`` block;
-- a simple table becomes a Markdown table.
+- a simple table becomes a Markdown table;
+- a doctest (``>>>``) becomes a fenced ``pycon`` block.
 """
 
 from __future__ import annotations
@@ -116,6 +117,24 @@ def _literal_blocks(text: str) -> str:
     return "\n".join(out)
 
 
+def _doctests(text: str) -> str:
+    """A doctest (``>>>`` and ``...`` lines, then the output up to a blank line) -> a fenced
+    ``pycon`` block (Markdown would read ``>>>`` as a quotation)."""
+    lines, out, i = text.split("\n"), [], 0
+    while i < len(lines):
+        if not lines[i].lstrip().startswith(">>>"):
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = " " * (len(lines[i]) - len(lines[i].lstrip()))
+        j = i
+        while j < len(lines) and lines[j].strip():
+            j += 1
+        out += [indent + "```pycon", *lines[i:j], indent + "```"]
+        i = j
+    return "\n".join(out)
+
+
 def _tables(text: str) -> str:
     """RST simple tables (``====  ====`` borders) -> Markdown tables."""
     lines, out, i = text.split("\n"), [], 0
@@ -166,7 +185,7 @@ class RuntimeDocstrings(griffe.Extension):
             if obj.is_class and live is not None:
                 _take_runtime(obj, live)
             if obj.docstring is not None:
-                text = _tables(_literal_blocks(obj.docstring.value))
+                text = _tables(_literal_blocks(_doctests(obj.docstring.value)))
                 obj.docstring.value = _roles(text, obj, pkg)
 
 
