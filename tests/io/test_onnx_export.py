@@ -161,3 +161,13 @@ def test_integer_token_ids_are_the_graphs_input(tmp_path: Path) -> None:
     with xpnn.no_grad():  # predict takes images (floats, or uint8 it scales): call the model
         expected = model(ids).value
     np.testing.assert_allclose(_run(tmp_path / "t.onnx", ids), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_uint8_images_as_fit_and_predict_take_them_give_predicts_logits(kind: str, tmp_path: Path) -> None:
+    model = tm.build(kind)
+    images = np.random.default_rng(6).integers(0, 256, (9, *tm.inputs_for(kind, 1).shape[1:]), dtype=np.uint8)
+    proto = xpnn.io.export_onnx(model, images[:1], tmp_path / "u8.onnx")
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert [node.op_type for node in proto.graph.node[:2]] == ["Cast", "Mul"]
+    tm.assert_same_logits(_run(tmp_path / "u8.onnx", images), model.predict(images), rtol=1e-5)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xpnn.autograd.ops import axis_index
+from xpnn.autograd.structure import axis_index
 
 Array = Any
 

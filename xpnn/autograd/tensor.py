@@ -19,7 +19,7 @@ import operator
 from collections.abc import Iterator
 from typing import Any
 
-from xpnn.autograd import ops
+from xpnn.autograd import ops, structure
 from xpnn.autograd.graph import Node, _mode, run_backward
 from xpnn.autograd.namespace import recording_namespace
 from xpnn.backend import backend_name, device_of, namespace
@@ -346,7 +346,7 @@ class Tensor:
     def squeeze(self, axis: int | tuple[int, ...] | None = None) -> Tensor:
         """The tensor without the given axes of length 1 (None: every axis of length 1)."""
         axes = range(self.ndim) if axis is None else ((axis,) if isinstance(axis, int) else axis)
-        drop = {ops.axis_index(a, self.ndim) for a in axes if axis is not None or self.shape[a] == 1}
+        drop = {structure.axis_index(a, self.ndim) for a in axes if axis is not None or self.shape[a] == 1}
         for a in drop:
             if self.shape[a] != 1:
                 raise ShapeError(
@@ -357,7 +357,7 @@ class Tensor:
     def expand_dims(self, axis: int) -> Tensor:
         """The tensor with a new axis of length 1 at ``axis``."""
         shape = list(self.shape)
-        shape.insert(ops.axis_index(axis, self.ndim + 1), 1)
+        shape.insert(structure.axis_index(axis, self.ndim + 1), 1)
         return reshape(self, tuple(shape))
 
     def astype(self, dtype: Any) -> Tensor:
@@ -546,21 +546,21 @@ def apply(name: str, *operands: Any, **options: Any) -> Tensor:
 
 
 OPERATIONS: dict[str, tuple[Any, Any]] = {
-    "sum": (ops.sum_forward, ops.sum_vjp),
-    "mean": (ops.mean_forward, ops.mean_vjp),
-    "max": (ops.max_forward, ops.extreme_vjp),
-    "min": (ops.min_forward, ops.extreme_vjp),
-    "var": (ops.var_forward, ops.var_vjp),
-    "astype": (ops.astype_forward, ops.cast_vjp),
-    "reshape": (ops.reshape_forward, ops.reshape_vjp),
-    "permute_dims": (ops.permute_forward, ops.permute_vjp),
-    "broadcast_to": (ops.broadcast_forward, ops.broadcast_vjp),
+    "sum": (structure.sum_forward, structure.sum_vjp),
+    "mean": (structure.mean_forward, structure.mean_vjp),
+    "max": (structure.max_forward, structure.extreme_vjp),
+    "min": (structure.min_forward, structure.extreme_vjp),
+    "var": (structure.var_forward, structure.var_vjp),
+    "astype": (structure.astype_forward, structure.cast_vjp),
+    "reshape": (structure.reshape_forward, structure.reshape_vjp),
+    "permute_dims": (structure.permute_forward, structure.permute_vjp),
+    "broadcast_to": (structure.broadcast_forward, structure.broadcast_vjp),
     "where": (ops.where_forward, ops.pick_vjp),
     "maximum": (ops.maximum_forward, ops.pick_vjp),
     "minimum": (ops.minimum_forward, ops.pick_vjp),
-    "stack": (ops.stack_forward, ops.stack_vjp),
-    "concat": (ops.concat_forward, ops.stack_vjp),
-    "take": (ops.take_forward, ops.take_vjp),
-    "take_along_axis": (ops.take_along_axis_forward, ops.take_along_axis_vjp),
-    "getitem": (ops.getitem_forward, ops.getitem_vjp),
+    "stack": (structure.stack_forward, structure.stack_vjp),
+    "concat": (structure.concat_forward, structure.stack_vjp),
+    "take": (structure.take_forward, structure.take_vjp),
+    "take_along_axis": (structure.take_along_axis_forward, structure.take_along_axis_vjp),
+    "getitem": (structure.getitem_forward, structure.getitem_vjp),
 }

@@ -82,7 +82,7 @@ def _write_nodes(graph: OnnxGraph, x: Tensor, out: Tensor, names: dict[str, str]
         if t.node is not None:
             return values[id(t.node)]
         if t is x:
-            return names["input"]
+            return names["x"]
         if id(t) in params:
             return graph.array(t.value, params[id(t)])
         raise ExportError(
@@ -104,10 +104,12 @@ def _write_nodes(graph: OnnxGraph, x: Tensor, out: Tensor, names: dict[str, str]
     return values[id(out.node)]
 
 
-def _model_proto(onnx: Any, graph: OnnxGraph, x: Tensor, out: Tensor, names: dict[str, str]) -> Any:
+def _model_proto(
+    onnx: Any, graph: OnnxGraph, x: Tensor, out: Tensor, names: dict[str, str], example: Any
+) -> Any:
     helper = onnx.helper
     kind = helper.np_dtype_to_tensor_dtype(graph.dtype)
-    input_kind = helper.np_dtype_to_tensor_dtype(backend.to_host(x.value[:0, ...]).dtype)
+    input_kind = helper.np_dtype_to_tensor_dtype(backend.to_host(example[:0, ...]).dtype)
     batch = x.shape[0]
     out_dims: list[Any] = list(out.shape)
     if out_dims and out_dims[0] == batch:
@@ -132,8 +134,12 @@ def export_onnx(
 ) -> Any:
     """Write ``model`` (a Sequential or any Module of built-in layers and Tensor operations) as
     an ONNX file at ``path``, traced on ``example_input`` (an array of the model's backend and
-    dtype, or integer token ids; batch first: at most two of its samples are run); returns the
-    ``onnx.ModelProto``.
+    dtype, uint8 images, or integer token ids; batch first: at most two of its samples are run);
+    returns the ``onnx.ModelProto``.
+
+    uint8 images are what ``fit`` and ``predict`` take: the file then takes uint8 too, and its
+    first two nodes are those methods' scaling, ``Cast`` to the model's dtype and ``Mul`` by
+    1/255 (x / 255 rounded as on the device), so ``predict(images)`` and the file agree.
 
     The batch axis is free; the model is left as it was. Raises :class:`ExportError` naming an
     operation without an ONNX form, a BatchNorm without running statistics, or a constant the
@@ -143,16 +149,27 @@ def export_onnx(
     if opset not in OPSETS:
         raise ExportError(f"export_onnx: opset {opset!r}, expected {OPSETS.start} to {OPSETS.stop - 1}")
     example = example_input.value if isinstance(example_input, Tensor) else example_input
-    x, out = _trace(model, example[:2, ...])
+    floats = [p.value for p in model.parameters()] + [example]
+    dtype = next((backend.to_host(v[:0, ...]).dtype for v in floats if is_floating(v)), None)
+    if dtype is None:
+        raise ExportError("export_onnx: neither the model's parameters nor the input are floating-point")
+    images = backend.dtype_name(example.dtype) == "uint8"
+    traced = example[:2, ...]
+    if images:
+        xp = backend.namespace(example)
+        traced = xp.astype(traced, backend.dtype_named(xp, str(dtype))) * (1.0 / 255.0)
+    x, out = _trace(model, traced)
     known = {id(value): name for name, value in model.named_buffers()}
-    floats = [p.value for p in model.parameters()] + [x.value]
-    dtype = next(backend.to_host(v[:0, ...]).dtype for v in floats if is_floating(v))
     graph = OnnxGraph(onnx, dtype, opset, known)
     names = {"input": graph.fresh(input_name)}
-    graph.stored[id(x.value)] = names["input"]  # read as a constant (token ids): the input
+    names["x"] = names["input"]
+    if images:  # fit's and predict's scaling of uint8 images, as the file's first nodes
+        cast = graph.add("Cast", [names["input"]], "images", to=onnx.helper.np_dtype_to_tensor_dtype(dtype))
+        names["x"] = graph.add("Mul", [cast, graph.constant(1.0 / 255.0, "inverse_255")], "scaled")
+    graph.stored[id(x.value)] = names["x"]  # read as a constant (token ids): the input
     result = _write_nodes(graph, x, out, names, model)
     names["output"] = graph.add("Identity", [result], output_name)
-    proto = _model_proto(onnx, graph, x, out, names)
+    proto = _model_proto(onnx, graph, x, out, names, example)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as error:
