@@ -18,6 +18,9 @@ A page that needs optional packages says so once, anywhere in it:
 ``<!-- test: needs safetensors onnx -->``; its test skips, naming them, where one is missing
 (``nox -s tests-cpu`` installs them all).
 
+A ```text block right after a block (blank lines between at most) is what that block prints:
+the test compares it with the block's output, line for line.
+
 A block that uses ``...`` as a value (``loss=...``, ``fit(x, y, ..., callbacks=...)``) is a
 *fragment* of a program the reader already has: the test runs it after :data:`FRAGMENT_PRELUDE`
 (a small model, data and optimizer) with each placeholder filled by :data:`FILL`.
@@ -26,7 +29,7 @@ A block that uses ``...`` as a value (``loss=...``, ``fit(x, y, ..., callbacks=.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +64,7 @@ class Block:
     line: int  # of the opening fence, from 1
     code: str
     marker: str
+    output: str | None = None  # the ```text block that follows it: what it prints
 
     @property
     def where(self) -> str:
@@ -109,18 +113,23 @@ def needs(page: Path) -> list[str]:
 def blocks(page: Path) -> list[Block]:
     """The ```python blocks of ``page`` in order (other languages are not run)."""
     lines = page.read_text(encoding="utf-8").split("\n")
-    found, i = [], 0
+    found: list[Block] = []
+    i, after_python = 0, False  # after_python: only blank lines since a python block closed
     while i < len(lines):
         opening = FENCE.match(lines[i])
         if not opening:
+            after_python = after_python and not lines[i].strip()
             i += 1
             continue
         indent, j = len(opening.group("indent")), i + 1
         while not re.match(rf"^ {{{indent}}}```\s*$", lines[j]):
             j += 1
+        body = "\n".join(line[indent:] for line in lines[i + 1 : j])
         if opening.group("lang") == "python":
             marker = MARKER.match(lines[i - 1]) if i else None
-            code = "\n".join(line[indent:] for line in lines[i + 1 : j])
-            found.append(Block(page, i + 1, code + "\n", marker.group("what") if marker else ""))
+            found.append(Block(page, i + 1, body + "\n", marker.group("what") if marker else ""))
+        elif opening.group("lang") == "text" and after_python:
+            found[-1] = replace(found[-1], output=body)
+        after_python = opening.group("lang") == "python"
         i = j + 1
     return found

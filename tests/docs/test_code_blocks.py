@@ -1,7 +1,8 @@
 """Every ```python block of README.md and of the site's pages runs (see tests/docs/blocks.py for
 the markers), so a renamed keyword fails here instead of a reader.
 
-Blocks run in page order in one namespace per page, in a fresh working folder (files a block
+Blocks run in page order in one namespace per page (a block followed by a ```text block must
+print what it shows), in a fresh working folder (files a block
 writes land there) that holds a link to ``examples/``, as a checkout's root would. Fashion-MNIST
 blocks get the first :data:`~tests.docs.blocks.SLICE` images; where the data set is not
 installed, random uint8 images of the same shapes stand in (the code runs; the numbers mean
@@ -11,6 +12,8 @@ quick start names the full set, and the tests run it on that slice too.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,9 +55,17 @@ def page_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_block(block: docs.Block, namespace: dict[str, Any]) -> None:
+    """Run the block; where the page shows its output, it prints that."""
     if block.fragment:
         exec(compile(docs.FRAGMENT_PRELUDE, f"{block.where} (fragment prelude)", "exec"), namespace)
-    exec(compile(block.runnable(), block.where, "exec"), namespace)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(block.runnable(), block.where, "exec"), namespace)
+    if block.output is not None:
+        shown = [line.rstrip() for line in block.output.strip().split("\n")]
+        assert [line.rstrip() for line in printed.getvalue().strip().split("\n")] == shown, (
+            f"{block.where} prints otherwise than the page shows:\n{printed.getvalue()}"
+        )
 
 
 def run_under_mpi(page: Path, mpi_blocks: list[docs.Block], folder: Path) -> None:
