@@ -120,3 +120,5 @@ def test_a_page_marks_every_block_that_loads_fashion_mnist() -> None:
                 assert block.marker == "fashion-mnist slice", (
                     f"{block.where}: mark it <!-- test: fashion-mnist slice -->"
                 )
+                text = " ".join(page.read_text(encoding="utf-8").split())
+                assert f"the first {docs.SLICE} training" in text, f"{page.name} must say how many images"
