@@ -5,6 +5,7 @@ XPNN_GPU_PYTHON=/path/to/python XPNN_WHEELS=/path/to/wheels nox -s tests-gpu   #
 nox -s lint                  # ruff + mypy
 nox -s tests-jax             # JAX: immutable arrays (large install, not part of tests-cpu)
 nox -s bench                 # benchmarks against PyTorch
+nox -s docs                  # the documentation site, strict, into site/
 """
 
 from __future__ import annotations
@@ -107,6 +108,16 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "xpnn")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (MkDocs + Material + mkdocstrings) into ``site/``, in strict mode: a
+    warning fails it (a broken link, a public name without a docstring or without its API entry,
+    see docs/hooks.py). Its code samples run in the test sessions (tests/docs/)."""
+    session.install("-e", ".[docs]")
+    mkdocs_2_notice_off = {"NO_MKDOCS_2_WARNING": "1"}  # Material's end-of-life banner on every build
+    session.run("python", "-m", "mkdocs", "build", "--strict", *session.posargs, env=mkdocs_2_notice_off)
 
 
 @nox.session

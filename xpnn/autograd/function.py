@@ -30,10 +30,14 @@ class Function:
 
     @staticmethod
     def forward(ctx: Node, *arrays: Array, **options: Any) -> Array:
+        """The output array for the input arrays, plain Array API code; keep in ``ctx.saved``
+        what ``backward`` needs."""
         raise NotImplementedError
 
     @staticmethod
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
+        """One gradient per array input, given ``g`` = dL/d(output); None where ``ctx.needs``
+        says none is wanted."""
         raise NotImplementedError
 
     @classmethod

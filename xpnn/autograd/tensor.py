@@ -67,26 +67,32 @@ class Tensor:
     # -- what it is -------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        """The array's shape, a tuple of ints."""
         return tuple(self.value.shape)
 
     @property
     def dtype(self) -> Any:
+        """The array's dtype (of its namespace)."""
         return self.value.dtype
 
     @property
     def ndim(self) -> int:
+        """The number of axes."""
         return int(self.value.ndim)
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return math.prod(self.value.shape)
 
     @property
     def device(self) -> Any:
+        """The array's device."""
         return device_of(self.value)
 
     @property
     def is_leaf(self) -> bool:
+        """True for a tensor no recorded operation made (a leaf of the graph)."""
         return self.node is None
 
     def __array_namespace__(self, api_version: str | None = None) -> Any:
@@ -253,21 +259,26 @@ class Tensor:
 
     # -- elementwise functions --------------------------------------------------------------------
     def exp(self) -> Tensor:
+        """``e ** x``, elementwise."""
         y = namespace(self.value).exp(self.value)
         return record(y, ops.exp_vjp, (self,), y, "exp")
 
     def log(self) -> Tensor:
+        """The natural logarithm, elementwise."""
         return record(namespace(self.value).log(self.value), ops.log_vjp, (self,), self.value, "log")
 
     def sqrt(self) -> Tensor:
+        """The square root, elementwise."""
         y = namespace(self.value).sqrt(self.value)
         return record(y, ops.sqrt_vjp, (self,), y, "sqrt")
 
     def tanh(self) -> Tensor:
+        """The hyperbolic tangent, elementwise."""
         y = namespace(self.value).tanh(self.value)
         return record(y, ops.tanh_vjp, (self,), y, "tanh")
 
     def abs(self) -> Tensor:
+        """``|x|``, elementwise; the gradient is ``sign(x)`` (0 at 0)."""
         return record(namespace(self.value).abs(self.value), ops.abs_vjp, (self,), self.value, "abs")
 
     def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
@@ -283,9 +294,11 @@ class Tensor:
 
     # -- reductions -------------------------------------------------------------------------------
     def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """The sum over ``axis`` (None: every axis)."""
         return apply("sum", self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """The mean over ``axis`` (None: every axis)."""
         return apply("mean", self, axis=axis, keepdims=keepdims)
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
@@ -293,6 +306,7 @@ class Tensor:
         return apply("max", self, axis=axis, keepdims=keepdims)
 
     def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """The minimum; tied elements share the gradient equally (torch's ``amin``)."""
         return apply("min", self, axis=axis, keepdims=keepdims)
 
     def var(self, axis: Axis = None, keepdims: bool = False, *, correction: float = 0.0) -> Tensor:
@@ -300,6 +314,7 @@ class Tensor:
         return apply("var", self, axis=axis, keepdims=keepdims, correction=correction)
 
     def argmax(self, axis: int | None = None, keepdims: bool = False) -> Array:
+        """The index of the maximum along ``axis``: a plain integer array (not recorded)."""
         return namespace(self.value).argmax(self.value, axis=axis, keepdims=keepdims)
 
     # -- shape ------------------------------------------------------------------------------------
@@ -315,6 +330,7 @@ class Tensor:
 
     @property
     def T(self) -> Tensor:
+        """The transpose of a 2-D tensor (``.mT`` swaps the last two axes of any)."""
         if self.ndim != 2:
             raise ShapeError(
                 f"Tensor.T: expected a 2-D tensor, got shape {self.shape} (use .mT or transpose)"
@@ -328,6 +344,7 @@ class Tensor:
         return permute(self, order)
 
     def squeeze(self, axis: int | tuple[int, ...] | None = None) -> Tensor:
+        """The tensor without the given axes of length 1 (None: every axis of length 1)."""
         axes = range(self.ndim) if axis is None else ((axis,) if isinstance(axis, int) else axis)
         drop = {structure.axis_index(a, self.ndim) for a in axes if axis is not None or self.shape[a] == 1}
         for a in drop:
@@ -338,11 +355,13 @@ class Tensor:
         return reshape(self, tuple(n for i, n in enumerate(self.shape) if i not in drop))
 
     def expand_dims(self, axis: int) -> Tensor:
+        """The tensor with a new axis of length 1 at ``axis``."""
         shape = list(self.shape)
         shape.insert(structure.axis_index(axis, self.ndim + 1), 1)
         return reshape(self, tuple(shape))
 
     def astype(self, dtype: Any) -> Tensor:
+        """The tensor cast to ``dtype``; the gradient is cast back to this tensor's dtype."""
         return apply("astype", self, dtype=dtype)
 
 

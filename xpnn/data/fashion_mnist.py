@@ -34,6 +34,7 @@ FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
+"""The ten class names of Fashion-MNIST, indexed by label (``FASHION_MNIST_CLASSES[y]``)."""
 SYSTEM_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 HOW_TO_GET = (
     "install the Debian package (apt-get install -y dataset-fashion-mnist, which puts the four files in "

@@ -78,6 +78,7 @@ class DataLoader:
 
     @property
     def num_samples(self) -> int:
+        """The number of samples (rows of ``x``)."""
         return int(self.x.shape[0])
 
     def order(self, epoch: int) -> np.ndarray:

@@ -85,13 +85,16 @@ class SingleProcess:
     supported_backends: tuple[str, ...] | None = None
 
     def allreduce_sum(self, array: Array) -> Array:
+        """``array`` (the sum over one rank)."""
         return array
 
     def allreduce_mean(self, array: Array, weight: float | None = None, *, adopt: bool = False) -> Array:
+        """``array`` (the mean over one rank)."""
         # weight is n_local / n_global, which is 1 in one process: nothing to scale
         return array
 
     def broadcast(self, array: Array, root: int = 0) -> Array:
+        """``array`` (rank 0 is this process)."""
         return array
 
     def allgather(self, array: Array) -> Array:
@@ -104,6 +107,7 @@ class SingleProcess:
         return self
 
     def abort(self, code: int = 1) -> None:
+        """End the process with exit status ``code``."""
         raise SystemExit(code)
 
     def __repr__(self) -> str:

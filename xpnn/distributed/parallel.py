@@ -66,6 +66,8 @@ class DistributedOptimizer:
         self.optimizer, self.communicator = optimizer, communicator
 
     def step(self, weight: float | None = None) -> None:
+        """Average the gradients over ranks (weighted by ``weight``, this rank's share of the
+        batch; None: ``1 / size``), then run the wrapped optimizer's step."""
         if self.communicator.size > 1:
             average_gradients(self.optimizer, self.communicator, weight)
         self.optimizer.step()
@@ -103,6 +105,7 @@ class DataParallel:
 
     @property
     def rank(self) -> int:
+        """This process's rank."""
         return self.communicator.rank
 
     def meet(self, operation: str, run: Sequence[str]) -> None:

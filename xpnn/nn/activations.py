@@ -60,7 +60,8 @@ class Tanh(_Activation):
 
 
 class Softmax(_Activation):
-    """Softmax over the last axis (e.g. ``(batch, classes)`` scores), shifted by the row max for
+    """Softmax over the last axis (e.g. ``(batch, classes)`` scores):
+    ``y_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x))``, shifted by the row max for
     stability; backward is the Jacobian-vector product ``dx = y * (dout - sum(dout * y))``.
     ``fused``: the row max and sums by NumPy's ufunc reduce."""
 

@@ -26,6 +26,10 @@ Array = Any
 class MultiHeadAttention(Layer):
     """``mha(x, mask=None)``: ``(batch, time, dim) -> (batch, time, dim)``.
 
+    ``q, k, v = split(qkv(x))`` (one ``Dense(dim, 3 * dim)``), each cut into ``heads`` heads of
+    ``dim / heads``; per head ``softmax(q k^T / sqrt(dim / heads)) v`` (masked scores set to
+    -inf), the heads joined again and projected: ``out(...)``, a ``Dense(dim, dim)``.
+
     ``causal``: position ``i`` attends to positions ``j <= i`` (a language model's mask, kept,
     not rebuilt per call); ``mask``: boolean, True where a query may attend to a key,
     broadcastable to ``(batch, heads, time, time)`` (combined with ``causal``). ``bias``: the

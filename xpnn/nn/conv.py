@@ -30,7 +30,11 @@ Padding = int | tuple[int, int] | str
 
 class Conv2D(Layer):
     """``(N, C_in, H, W) -> (N, C_out, H_out, W_out)``; weight (C_out, C_in/groups, kh, kw) and
-    bias (C_out,) as torch's ``nn.Conv2d``.
+    bias (C_out,) as torch's ``nn.Conv2d``: the cross-correlation (no kernel flip)
+    ``y[n, o, i, j] = bias[o] + sum_{c, p, q} weight[o, c, p, q] * x_pad[n, c, i*s + p*d, j*s + q*d]``
+    with ``c`` over the input channels of ``o``'s group (``weight`` counts them from the group's
+    first), stride ``s`` and dilation ``d``;
+    ``H_out = (H + pad_top + pad_bottom - d * (kh - 1) - 1) // s + 1``.
 
     ``kernel_size``, ``stride``, ``dilation``: int or (h, w). ``padding``: int, (h, w),
     ``"valid"`` (0) or ``"same"`` (stride 1 only; an even kernel pads one more at the bottom

@@ -72,6 +72,8 @@ class Layer(Module):
         """Called after each forward that ran (BatchNorm keeps its new running statistics)."""
 
     def forward(self, x: Any) -> Any:
+        """``y`` for ``x``: on a Tensor, recorded as ONE node with the layer's hand-written
+        backward; on a plain array, what ``backward`` needs is kept on the layer."""
         function = self.function
         assert function is not None, f"{type(self).__name__} names no function"
         if isinstance(x, Tensor):
@@ -163,6 +165,8 @@ class Dropout(Layer):
         self.epoch = self.step = 0
 
     def forward(self, x: Any) -> Any:
+        """Training mode: the mask applied and the survivors scaled; eval mode (or ``rate`` 0):
+        ``x`` itself."""
         if not self.training or self.rate == 0.0:
             if not isinstance(x, Tensor):
                 check_array("Dropout", x)
@@ -184,6 +188,7 @@ class Dropout(Layer):
         return {"rate": self.rate, "key": (*key, self.share.communicator.rank + 1)}
 
     def backward(self, dout: Array) -> Array | None:
+        """dL/dx: ``dout`` through the last forward's mask (the identity in eval mode)."""
         call = vars(self).get("_call")
         if call is not None and call.ctx is None:  # the identity of eval mode
             self.check_dout(dout, call.out)
@@ -211,6 +216,7 @@ class Flatten(Layer):
     """Reshape ``(batch, *dims)`` to ``(batch, prod(dims))`` (e.g. 28x28 images to 784)."""
 
     def forward(self, x: Any) -> Any:
+        """``x`` reshaped to ``(batch, prod(dims))``."""
         value = x.value if isinstance(x, Tensor) else x
         check_array("Flatten", value)
         if value.ndim < 1:
@@ -223,6 +229,7 @@ class Flatten(Layer):
         return out
 
     def backward(self, dout: Array) -> Array:
+        """``dout`` reshaped back to the last input's shape."""
         shape = vars(self).get("_call_shape")
         if shape is None:
             raise ForwardFirstError("Flatten().backward: called before forward (nothing to differentiate)")

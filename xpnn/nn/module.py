@@ -47,6 +47,7 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """What the module computes; a subclass writes it (on Tensors: the tape differentiates it)."""
         raise MissingForwardError(
             f"{type(self).__name__}.forward is not written: a Module subclass defines "
             "forward(self, x) -> Tensor (its backward then comes from the tape)"
@@ -125,6 +126,7 @@ class Module:
         return found
 
     def parameters(self) -> list[Parameter]:
+        """The Parameters of this module and its sub-modules, in assignment order; a tied one once."""
         return [p for _, p in self.named_parameters()]
 
     def register_buffer(self, name: str, value: Array | None) -> None:
@@ -144,6 +146,7 @@ class Module:
         return {name: value for name, value in values.items() if value is not None}
 
     def named_buffers(self) -> list[tuple[str, Array]]:
+        """``(dotted name, array)`` of every module's buffers, in module order."""
         return [
             (f"{prefix}.{name}" if prefix else name, value)
             for prefix, module in self.named_modules()
@@ -171,14 +174,17 @@ class Module:
 
     # -- modes, placement, gradients ----------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Training mode (``mode=True``) or eval mode for this module and every sub-module; returns self."""
         for module in self.modules():
             module.training = bool(mode)
         return self
 
     def eval(self) -> Module:
+        """Eval mode (``train(False)``): dropout off, BatchNorm on its running statistics; returns self."""
         return self.train(False)
 
     def zero_grad(self) -> None:
+        """Set every parameter's ``.grad`` to None (the next backward sets, then adds)."""
         for p in self.parameters():
             p.grad = None
 

@@ -19,7 +19,9 @@ Array = Any
 
 
 class BatchNorm(Layer):
-    """Normalize each of ``num_features`` channels (axis 1) over the batch and any pixels.
+    """Normalize each of ``num_features`` channels (axis 1) over the batch and any pixels:
+    ``y = (x - mean_c) / sqrt(var_c + eps) * weight[c] + bias[c]``, with ``mean_c`` and the
+    biased ``var_c`` over the batch (and pixels) in training, the running estimates in eval.
 
     ``weight`` (gamma, ones) and ``bias`` (beta, zeros) Parameters when ``affine``; buffers
     ``running_mean`` (zeros) and ``running_var`` (ones) when ``track_running_stats`` (else both

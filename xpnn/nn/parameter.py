@@ -49,6 +49,7 @@ class Parameter(Tensor):
         return self.grad_home if self.grad is None else None
 
     def zero_grad(self) -> None:
+        """Set ``.grad`` to None (the next backward sets it, then adds into it)."""
         self.grad = None
 
     def __repr__(self) -> str:

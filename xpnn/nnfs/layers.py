@@ -64,6 +64,7 @@ class Layer_Dense:
 
     @property
     def weights(self) -> Array:
+        """The book's ``weights`` (n_inputs, n_neurons): the core Dense's weight array."""
         return self.dense.weight.value
 
     @weights.setter
@@ -72,6 +73,7 @@ class Layer_Dense:
 
     @property
     def biases(self) -> Array:
+        """The book's ``biases`` (1, n_neurons) (the core's (n,) bias as a row)."""
         return _row(self._bias.value)
 
     @biases.setter
@@ -80,6 +82,7 @@ class Layer_Dense:
 
     @property
     def dweights(self) -> Array:
+        """dL/dweights of the last ``backward`` (None before one)."""
         return self.dense.weight.grad
 
     @dweights.setter
@@ -88,6 +91,7 @@ class Layer_Dense:
 
     @property
     def dbiases(self) -> Array:
+        """dL/dbiases (1, n_neurons) of the last ``backward`` (None before one)."""
         grad = self._bias.grad
         return None if grad is None else _row(grad)
 
@@ -97,18 +101,22 @@ class Layer_Dense:
 
     @property
     def weight_regularizer_l1(self) -> float:
+        """The chapter-14 L1 factor on the weights."""
         return self.dense.regularizers[0]
 
     @property
     def weight_regularizer_l2(self) -> float:
+        """The chapter-14 L2 factor on the weights."""
         return self.dense.regularizers[1]
 
     @property
     def bias_regularizer_l1(self) -> float:
+        """The chapter-14 L1 factor on the biases."""
         return self.dense.regularizers[2]
 
     @property
     def bias_regularizer_l2(self) -> float:
+        """The chapter-14 L2 factor on the biases."""
         return self.dense.regularizers[3]
 
     def _set(self, param: Parameter, value: Array, shape: tuple[int, ...], name: str) -> None:
@@ -120,12 +128,15 @@ class Layer_Dense:
 
     # -- forward and backward ----------------------------------------------------------------------
     def forward(self, inputs: Array) -> None:
+        """``output = inputs @ weights + biases`` (the book's; keeps ``inputs``)."""
         if not self._placed:
             self._follow(inputs)
         self.inputs = inputs
         self.output = self.dense.forward(inputs)
 
     def backward(self, dvalues: Array) -> None:
+        """Sets ``dweights``, ``dbiases`` (with the regularizers' gradients) and ``dinputs``
+        from ``dvalues``."""
         # the book overwrites dweights / dbiases each backward; the core layer adds into .grad
         self.dense.weight.grad = self._bias.grad = None
         self.dinputs = self.dense.backward(dvalues)
@@ -154,10 +165,12 @@ class _BookActivation:
         self._core = core
 
     def forward(self, inputs: Array) -> None:
+        """Sets ``output`` for ``inputs`` (and keeps ``inputs``)."""
         self.inputs = inputs
         self.output = self._core.forward(inputs)
 
     def backward(self, dvalues: Array) -> None:
+        """Sets ``dinputs`` from ``dvalues``, the gradient of the loss with respect to ``output``."""
         self.dinputs = self._core.backward(dvalues)
 
 
@@ -175,4 +188,5 @@ class Activation_Softmax(_BookActivation):
         super().__init__(Softmax())
 
     def predictions(self, outputs: Array) -> Array:
+        """The predicted class of each row: ``argmax(outputs, axis=1)``."""
         return backend.namespace(outputs).argmax(outputs, axis=1)

@@ -73,10 +73,12 @@ class Loss:
     """The book's loss base: ``calculate(output, y)`` is the mean loss; ``regularization_loss``."""
 
     def calculate(self, output: Array, y: Array) -> Array:
+        """The mean over samples of ``forward(output, y)``."""
         data_loss = self.forward(output, y)
         return backend.namespace(data_loss).mean(data_loss)
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
+        """The per-sample losses (a subclass writes it)."""
         raise NotImplementedError
 
     def regularization_loss(self, layer: Any) -> Any:
@@ -101,12 +103,14 @@ class Loss_CategoricalCrossentropy(Loss):
         self._labels = _Labels(type(self).__name__)
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
+        """The per-sample losses ``-log(clip(p_true, 1e-7, 1 - 1e-7))``."""
         labels, fresh, bad = self._labels(y_pred, y_true)
         losses = self._loss.sample_losses(y_pred, labels, validate=fresh)
         self._labels.passed(y_true)
         return _mark_bad(backend.namespace(losses), losses, bad)
 
     def backward(self, dvalues: Array, y_true: Array) -> None:
+        """Sets ``dinputs = -onehot(y_true) / dvalues / samples``."""
         labels, fresh, bad = self._labels(dvalues, y_true)
         self._loss.sample_losses(dvalues, labels, validate=fresh)
         self._labels.passed(y_true)
@@ -127,6 +131,7 @@ class Activation_Softmax_Loss_CategoricalCrossentropy:
         self._labels = _Labels(type(self).__name__)
 
     def forward(self, inputs: Array, y_true: Array) -> Array:
+        """Sets ``output`` (the softmax) and returns the mean clipped cross-entropy."""
         labels, fresh, bad = self._labels(inputs, y_true)
         self.activation.forward(inputs)
         self.output = self.activation.output
@@ -136,6 +141,7 @@ class Activation_Softmax_Loss_CategoricalCrossentropy:
         return xp.mean(_mark_bad(xp, losses, bad))
 
     def backward(self, dvalues: Array, y_true: Array) -> None:
+        """Sets ``dinputs = (dvalues - onehot(y_true)) / samples``."""
         labels, fresh, bad = self._labels(dvalues, y_true)
         dinputs = self._gradient.gradient(dvalues, labels, validate=fresh)
         self._labels.passed(y_true)

@@ -40,11 +40,13 @@ class _BookOptimizer:
         raise NotImplementedError
 
     def pre_update_params(self) -> None:
+        """Before the updates of an iteration: ``current_learning_rate = lr / (1 + decay * iterations)``."""
         self._t = self.iterations
         if self.core is not None:
             self.current_learning_rate = self.core.lr_at(self._t)
 
     def update_params(self, layer: Any) -> None:
+        """One update of ``layer``'s weights and biases (a ``Layer_Dense`` or an ``xpnn.Dense``)."""
         params = self._parameters_of(layer)
         core: Any = self.core
         others = [p for p in core.parameters() if all(p is not q for q in params)]
@@ -59,6 +61,7 @@ class _BookOptimizer:
                 p.grad = grad
 
     def post_update_params(self) -> None:
+        """After the updates of an iteration: ``iterations += 1``."""
         self.iterations += 1
 
     def _parameters_of(self, layer: Any) -> list[Parameter]:

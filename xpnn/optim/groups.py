@@ -3,9 +3,8 @@
 Decoupled weight decay (AdamW) shrinks every weight it is given towards zero; a bias or a
 LayerNorm gain pulled to zero only hurts (a gain of 0 switches its feature off), so GPT-2 and
 nanoGPT decay the matrices (Dense and Embedding weights: 2-D and up) and leave the vectors
-alone. ``decay_groups`` returns the two torch-style groups for any optimizer::
-
-    opt = xpnn.AdamW(xpnn.optim.decay_groups(model, 0.1), lr=3e-4)
+alone. ``decay_groups`` returns the two torch-style groups for any optimizer:
+``xpnn.AdamW(xpnn.optim.decay_groups(model, 0.1), lr=3e-4)``.
 """
 
 from __future__ import annotations
@@ -36,6 +35,13 @@ def decay_groups(
     ``decays(name, parameter)`` picks the decayed ones (default: 2-D and up); names in
     ``exclude`` (exact dotted names, e.g. ``"pos.weight"``) never decay. Frozen parameters
     (``requires_grad = False``) are left out, as optimizers skip them anyway.
+
+    >>> import xpnn
+    >>> model = xpnn.Sequential([xpnn.Embedding(10, 4), xpnn.LayerNorm(4), xpnn.Dense(4, 2)])
+    >>> groups = xpnn.optim.decay_groups(model, 0.1)
+    >>> [([p.name for p in group["params"]], group["weight_decay"]) for group in groups]
+    [(['weight', 'weight'], 0.1), (['weight', 'bias', 'bias'], 0.0)]
+    >>> optimizer = xpnn.AdamW(groups, lr=3e-4)
     """
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, int | float) or weight_decay < 0:
         raise OptimizerError(f"decay_groups: expected weight_decay a number >= 0, got {weight_decay!r}")

@@ -108,7 +108,12 @@ class CosineDecay:
 class Warmup:
     """A linear ramp from ``start`` to ``then(0)`` over ``steps`` steps, then ``then(t - steps)``.
 
-    ``Warmup(500, CosineDecay(1e-3, 10_000))`` is the usual warmup-then-cosine.
+    ``Warmup(500, CosineDecay(1e-3, 10_000))`` is the usual warmup-then-cosine; in small:
+
+    >>> from xpnn import schedules
+    >>> lr = schedules.Warmup(2, schedules.CosineDecay(1e-3, 4, min_lr=1e-5))
+    >>> [round(lr(t), 6) for t in range(7)]
+    [0.0, 0.0005, 0.001, 0.000855, 0.000505, 0.000155, 1e-05]
     """
 
     def __init__(self, steps: int, then: Schedule | float, *, start: float = 0.0) -> None:

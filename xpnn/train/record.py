@@ -32,6 +32,7 @@ class History:
     interrupted: bool = False  # fit stopped by Ctrl-C (inside an epoch not listed here)
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
+        """Record epoch ``epoch``'s numbers (a key missing from ``logs`` is NaN)."""
         self.epochs.append(int(epoch))
         for key in KEYS:
             self.history[key].append(float(logs.get(key, math.nan)))
@@ -43,10 +44,12 @@ class History:
         return len(self.epochs)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists of floats by key, and ``epochs``), as saved in checkpoints."""
         return {"epochs": list(self.epochs), **{k: list(v) for k, v in self.history.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
+        """The History that ``to_dict`` gave."""
         return cls(list(data["epochs"]), {k: [float(v) for v in data.get(k, [])] for k in KEYS})
 
 
