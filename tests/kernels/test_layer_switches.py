@@ -170,3 +170,27 @@ def test_mae_gradient_equals_sign_without_calling_it(
     loss_fn = xpnn.MAE()
     loss_fn.forward(pred, target)
     assert np.array_equal(backend.to_host(loss_fn.backward()), expected)
+
+
+def test_the_one_switch_off_runs_no_convolution_pooling_or_attention_fast_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``xpnn.kernels.disabled()`` reaches the NumPy in-place forms too, not only numba's loops."""
+    from xpnn.kernels import conv, transformer
+
+    for name in ("conv_forward", "conv_backward", "max_pool_forward", "max_pool_backward"):
+
+        def refuse(*args: Any, _name: str = name, **kwargs: Any) -> None:
+            raise AssertionError(f"{_name} called with the fast paths off")
+
+        monkeypatch.setattr(conv, name, refuse)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    model = xpnn.Sequential([xpnn.Conv2D(2, 3, 3, padding=1), xpnn.MaxPool2D(2), xpnn.Flatten()], seed=0)
+    with xpnn.kernels.disabled():
+        x = xpnn.Tensor(rng.standard_normal((2, 2, 6, 6)).astype(np.float32), requires_grad=True)
+        model(x).sum().backward()
+        assert transformer.empty_for(a, (3, 3)) is None
+        assert transformer.matmul_into(a, a.T, np.empty((3, 3), np.float32)) is None
+    assert x.grad is not None
+    assert transformer.empty_for(a, (3, 3)) is not None

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from xpnn import kernels
 from xpnn.kernels import conv_numba, workspace
 
 Array = Any  # a NumPy array here; geometry objects come from xpnn.functional.windows (duck-typed)
@@ -43,8 +44,9 @@ KEEP_BYTES = 1 << 25  # a whole batch's columns up to 32 MiB: written once, kept
 
 
 def applies(x: Array, groups: int = 1) -> bool:
-    """Whether the fast path takes ``x``: a NumPy array (and one group, for convolution)."""
-    return type(x) is np.ndarray and groups == 1
+    """Whether the fast path takes ``x``: a NumPy array (and one group, for convolution), with
+    the fast paths on (:func:`xpnn.kernels.enabled`)."""
+    return type(x) is np.ndarray and groups == 1 and kernels.enabled()
 
 
 def _chunk(x_shape: tuple[int, ...], geo: Any, itemsize: int) -> int:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from xpnn import kernels
 from xpnn.kernels import compile, threads
 
 Array = Any
@@ -252,7 +253,7 @@ def embedding_backward(ids: Array, g: Array, shape: tuple[int, int]) -> Array | 
 def empty_for(like: Array, shape: tuple[int, ...]) -> Array | None:
     """An empty NumPy array of ``like``'s dtype where ``like`` is a NumPy float array (a buffer
     the fast paths write into), else None."""
-    if type(like) is not np.ndarray or like.dtype not in _FLOATS:
+    if type(like) is not np.ndarray or like.dtype not in _FLOATS or not kernels.enabled():
         return None
     return np.empty(shape, dtype=like.dtype)
 
@@ -262,6 +263,8 @@ def matmul_into(a: Array, b: Array, out: Array) -> Array | None:
     view, such as one head's slice of a packed array: BLAS writes it with its leading
     dimension, no copy), else None."""
     if type(a) is not np.ndarray or type(b) is not np.ndarray or type(out) is not np.ndarray:
+        return None
+    if not kernels.enabled():
         return None
     if not a.dtype == b.dtype == out.dtype or out.shape != (*a.shape[:-1], b.shape[-1]):
         return None
