@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import backend
-from xpnn.autograd.tensor import Tensor
 from xpnn.checks import (
     check_array,
     check_count,
@@ -17,7 +16,7 @@ from xpnn.checks import (
     check_seed,
 )
 from xpnn.errors import ArgumentError, ShapeError
-from xpnn.functional import concat, windows
+from xpnn.functional import windows
 from xpnn.functional.conv import Conv2d
 from xpnn.nn import init as init_module
 from xpnn.nn.init import initial_weights
@@ -118,20 +117,12 @@ class Conv2D(Layer):
         geo = windows.geometry(name, tuple(x.shape), self.kernel_size, self.stride, self.dilation, self.pads)
         return {"geometry": geo, "groups": self.groups, "fused": self.fused}
 
-    def forward(self, x: Any) -> Any:
-        """In eval mode a large batch runs in chunks whose im2col holds at most 64 MiB."""
-        value = x.value if isinstance(x, Tensor) else x
-        if self.training or getattr(value, "ndim", None) != 4:
-            return super().forward(x)
-        geo = self.options(value)["geometry"]
-        per_sample = self.in_channels * len(geo.offsets) * geo.out[0] * geo.out[1]
-        parts = windows.chunks(value.shape[0], per_sample)
-        if len(parts) == 1:
-            return super().forward(x)
-        outputs = [super(Conv2D, self).forward(x[part, ...]) for part in parts]
-        if isinstance(x, Tensor):
-            return concat(outputs, axis=0)
-        return backend.namespace(value).concat(outputs, axis=0)
+    def eval_parts(self, x: Array, options: dict[str, Any]) -> list[slice] | None:
+        """Chunks of the batch whose im2col holds at most 64 MiB (:func:`~xpnn.functional.windows.chunks`)."""
+        if getattr(x, "ndim", None) != 4:
+            return None
+        geo = options["geometry"]
+        return windows.chunks(x.shape[0], self.in_channels * len(geo.offsets) * geo.out[0] * geo.out[1])
 
     def config(self) -> dict[str, Any]:
         return {

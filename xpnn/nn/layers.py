@@ -21,6 +21,7 @@ from xpnn.autograd.graph import Node
 from xpnn.autograd.tensor import Tensor, record
 from xpnn.checks import ArrayKind, check_array, check_dout, check_floating, check_number, check_seed, kind_of
 from xpnn.errors import ArgumentError, CheckpointError, ForwardFirstError, ShapeError
+from xpnn.functional import concat
 from xpnn.functional.dropout import Dropout as DropoutFunction
 from xpnn.nn.module import Module
 from xpnn.nn.parameter import Parameter
@@ -71,22 +72,41 @@ class Layer(Module):
     def after_forward(self, options: dict[str, Any]) -> None:
         """Called after each forward that ran (BatchNorm keeps its new running statistics)."""
 
+    def eval_parts(self, x: Array, options: dict[str, Any]) -> list[slice] | None:
+        """In eval mode, the batch slices ``function`` runs on one after the other (so a large
+        intermediate such as im2col's columns stays bounded when predicting on a large array);
+        None: the whole batch at once."""
+        return None
+
     def forward(self, x: Any) -> Any:
         """``y`` for ``x``: on a Tensor, recorded as ONE node with the layer's hand-written
-        backward; on a plain array, what ``backward`` needs is kept on the layer."""
-        function = self.function
-        assert function is not None, f"{type(self).__name__} names no function"
-        if isinstance(x, Tensor):
-            options = self.options(x.value)
-            out = function.call(x, self.inputs(), options)
+        backward; on a plain array, what ``backward`` needs is kept on the layer. In eval mode a
+        layer's :meth:`eval_parts` may split the batch (the outputs joined along it)."""
+        assert self.function is not None, f"{type(self).__name__} names no function"
+        options = self.options(x.value if isinstance(x, Tensor) else x)
+        parts = None if self.training else self.eval_parts(x.value if isinstance(x, Tensor) else x, options)
+        if parts is None or len(parts) == 1:
+            out = self._apply(x, options)
         else:
-            options = self.options(x)
-            params = self.inputs()
-            ctx = function.context()
-            out = function.forward(ctx, x, *(None if p is None else p.value for p in params), **options)
-            ctx.inputs = (None, *params)
-            self._call: _Call | None = _Call(ctx, params, kind_of(out))
+            outputs = [self._apply(x[part, ...], options) for part in parts]
+            out = (
+                concat(outputs, axis=0)
+                if isinstance(x, Tensor)
+                else backend.namespace(x).concat(outputs, axis=0)
+            )
         self.after_forward(options)
+        return out
+
+    def _apply(self, x: Any, options: dict[str, Any]) -> Any:
+        function = self.function
+        assert function is not None
+        if isinstance(x, Tensor):
+            return function.call(x, self.inputs(), options)
+        params = self.inputs()
+        ctx = function.context()
+        out = function.forward(ctx, x, *(None if p is None else p.value for p in params), **options)
+        ctx.inputs = (None, *params)
+        self._call: _Call | None = _Call(ctx, params, kind_of(out))
         return out
 
     def backward(self, dout: Array) -> Array | None:
