@@ -24,7 +24,7 @@ from typing import Any
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
 from xpnn.autograd.tensor import plain
-from xpnn.backend import assign, namespace, to_host
+from xpnn.backend import assign, backend_name, namespace, to_host
 from xpnn.errors import ShapeError
 
 Array = Any
@@ -133,7 +133,10 @@ def _batch_statistics(
     if _global(communicator):
         totals = communicator.allreduce_sum(xp.stack([xp.full_like(sums[0], count), *sums]))
         count, sums = totals[0, ...], [totals[1, ...], totals[2, ...]]
-        if training:  # the same total on every rank: all raise, before the statistics change
+        # the same total on every rank: all raise, before the statistics change. Read only where
+        # the sums are host memory (the backends MPI serves), free; on a device it would be a
+        # sync per step: there fit refuses a one-sample global batch once, before training
+        if training and backend_name(count) in ("numpy", "torch"):
             _refuse_one_value(float(to_host(count[:1])[0]), x, " in the global batch")
     elif training:
         _refuse_one_value(local, x)
