@@ -69,9 +69,14 @@ def role_command(*options: str, ranks: int = 0) -> list[str]:
 
 
 def start(command: list[str]) -> subprocess.Popen[str]:
+    """Start ``command`` in a session of its own. Linux's scheduler (autogroup, on by default)
+    shares a loaded CPU equally between sessions, and Hydra puts every MPI rank in a session of
+    its own: a plain child left in the driver's session (with a busy process also started here)
+    would get a smaller share than a rank, and the comparison would flatter the ranks."""
     env = child_env()
     env[LAUNCHED] = repr(time.time())
-    return subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
 
 
 def launch(commands: list[list[str]], timeout: float) -> list[dict]:

@@ -189,6 +189,31 @@ def test_two_ranks_with_half_batches_reproduce_one_process_on_the_whole_batch():
     np.testing.assert_allclose(layers[0].weight.grad + layers[1].weight.grad, whole.weight.grad, rtol=1e-10)
 
 
+def test_a_global_batch_of_one_sample_raises_on_every_rank_before_the_statistics_change():
+    # rank 0 holds the one sample, rank 1 none: each rank alone would not see it, the global count does
+    x = RNG.standard_normal((1, 3)).astype(np.float64)
+    ranks, layers = ThreadRanks(2), [xpnn.BatchNorm(3).to("numpy", dtype="float64") for _ in range(2)]
+    errors: list[Any] = [None, None]
+
+    def run(r: int) -> None:
+        layers[r].set_communicator(ranks.rank(r))
+        try:
+            layers[r].forward(x[: 1 - r])
+        except xpnn.ShapeError as error:
+            errors[r] = error
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for error, layer in zip(errors, layers, strict=True):
+        assert error is not None and "got 1 in the global batch" in str(error)
+        np.testing.assert_array_equal(layer.running_var, np.ones(3))
+        np.testing.assert_array_equal(layer.running_mean, np.zeros(3))
+        assert layer.num_batches_tracked == 0
+
+
 def small_cnn() -> xpnn.Sequential:
     return xpnn.Sequential(
         [xpnn.Conv2D(1, 4, 3, padding=1), xpnn.BatchNorm(4), xpnn.ReLU(), xpnn.MaxPool2D(2),

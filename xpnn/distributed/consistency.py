@@ -18,13 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
-
 from xpnn import backend
 from xpnn.autograd.graph import no_grad
 from xpnn.autograd.tensor import Tensor
 from xpnn.distributed.communicator import Communicator
-from xpnn.distributed.host_buffers import host_bytes, host_values
+from xpnn.distributed.host_buffers import digest_row, first_mismatch, host_bytes, host_values, probe_row
 from xpnn.distributed.run_config import describe_optimizer, describe_tensors, digest
 from xpnn.errors import DistributedError, ModelMismatchError
 from xpnn.nn.parameter import Parameter
@@ -63,10 +61,9 @@ def handshake(communicator: Communicator, operation: str, lines: Sequence[str]) 
     control = communicator.control()
     text = "\n".join(lines).encode()
     code = OPERATIONS.index(operation) if operation in OPERATIONS else len(OPERATIONS)
-    mine = np.concatenate([[code], np.frombuffer(digest(lines), dtype=np.int64)]).astype(np.int64)
     if hasattr(control, "where"):  # a timeout here: a rank never started the operation
         control.where = lambda: f"the handshake that opens {operation}: every rank must call it"
-    table = np.asarray(control.allgather(mine[None, :]))
+    table = backend.to_host(control.allgather(digest_row(code, digest(lines))))
     if len(set(table[:, 0].tolist())) > 1:
         names = [OPERATIONS[c] if c < len(OPERATIONS) else "another operation" for c in table[:, 0]]
         other = next(r for r, name in enumerate(names) if name != names[0])
@@ -100,19 +97,15 @@ def check_same_outputs(communicator: Communicator, model: Any, probe: Array, ope
     model.eval()
     try:
         with no_grad():
-            out = backend.to_host(model(Tensor(probe)).value).astype(np.float64).ravel()
+            out = backend.to_host(model(Tensor(probe)).value)
     finally:
         for module, training in modes:
             module.training = training
-    mine = np.zeros(PROBE_VALUES + 1)
-    mine[0], mine[1 : 1 + min(out.size, PROBE_VALUES)] = out.size, out[:PROBE_VALUES]
-    table = np.asarray(communicator.control().allgather(mine[None, :]))
+    table = backend.to_host(communicator.control().allgather(probe_row(out, PROBE_VALUES)))
     for rank in range(1, table.shape[0]):
         a, b = table[0], table[rank]
-        scale = 1e-4 * (1.0 + np.nanmax(np.abs(a[1:]), initial=0.0))
-        close = np.isclose(a, b, rtol=0.0, atol=scale, equal_nan=True)
-        if not close.all():
-            at = int(np.argmin(close))
+        at = first_mismatch(a, b)
+        if at is not None:
             what = "outputs" if at == 0 else f"output value {at - 1}"
             raise ModelMismatchError(
                 f"data-parallel {operation}: rank {rank}'s model computes other outputs than rank 0's "

@@ -25,11 +25,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from xpnn import backend
 from xpnn.distributed.buckets import BUCKET_ELEMENTS
-from xpnn.distributed.host_buffers import host_view
+from xpnn.distributed.host_buffers import contiguous, gather_buffers, host_values, host_view
 from xpnn.distributed.shared_memory import NodeReducer
 from xpnn.distributed.waiting import ABORT_GRACE_S, DEFAULT_TIMEOUT_S, Waiter
 from xpnn.errors import DistributedError
@@ -152,14 +150,10 @@ class MPICommunicator:
 
     def allgather(self, array: Array) -> Array:
         """Every rank's ``array`` concatenated along axis 0 in rank order (only axis 0 may differ)."""
-        host = np.ascontiguousarray(backend.to_host(array))
-        rows = np.array([host.shape[0]], dtype=np.int64)
-        counts = np.empty(self.size, dtype=np.int64)
+        host = contiguous(backend.to_host(array))
+        rows, counts = host_values([host.shape[0]], "int64"), host_values([0] * self.size, "int64")
         self.complete(self.comm.Iallgather(rows, counts), "allgather")
-        width = int(np.prod(host.shape[1:], dtype=np.int64))
-        out = np.empty((int(counts.sum()), *host.shape[1:]), dtype=host.dtype)
-        sizes = counts * width
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        out, sizes, offsets = gather_buffers(host, counts)
         self.complete(self.comm.Iallgatherv(host, [out, (sizes, offsets)]), "allgather")
         return backend.move_like(out, array)
 

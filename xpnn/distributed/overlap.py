@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from xpnn import backend
 from xpnn.autograd.graph import set_gradient_ready_hook
 from xpnn.distributed.buckets import BUCKET_ELEMENTS, Bucket, MPIBuckets, plan_buckets
+from xpnn.distributed.host_buffers import digest_row
 from xpnn.distributed.run_config import digest
 from xpnn.distributed.shared_buckets import SharedBuckets
 from xpnn.nn.parameter import Parameter
@@ -111,8 +110,7 @@ class GradientOverlap:
         self.homes = {id(p): p.grad_home for _, slots in layout for p, _, _ in slots}
         path = self._path(buffers, {id(p) for _, slots in layout for p, _, _ in slots})
         shape = [f"{len(b)}" for b in buffers] + [f"{b.buffer}:{b.start}:{b.stop}" for b in self.buckets]
-        mine = np.concatenate([[path], np.frombuffer(digest(shape), dtype=np.int64)]).astype(np.int64)
-        table = np.asarray(self.communicator.allgather(mine[None, :]))
+        table = backend.to_host(self.communicator.allgather(digest_row(path, digest(shape))))
         agreed = (table[:, 1:] == table[0, 1:]).all()
         self.path = int(table[:, 0].min()) if agreed else OFF
         self.bucket_of = {id(p): i for i, b in enumerate(self.buckets) for p in b.params}

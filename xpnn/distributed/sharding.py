@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 from xpnn import backend
 from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
-from xpnn.distributed.host_buffers import host_values
+from xpnn.distributed.host_buffers import host_values, inverse_order
 
 Array = Any
 
@@ -70,11 +68,10 @@ class Shards:
         """Every rank's rows of an unshuffled pass (``local``: this rank's shares of each batch of
         ``batch_size``, concatenated), on every rank, in the samples' order: one allgather."""
         gathered = self.communicator.allgather(local)
-        positions = []  # the sample each gathered row belongs to: rank by rank, batch by batch
+        runs = []  # the samples the gathered rows belong to: rank by rank, batch by batch
         for rank in range(self.communicator.size):
             for first in range(0, n, batch_size):
                 start, stop = shard_bounds(min(first + batch_size, n) - first, rank, self.communicator.size)
-                positions.append(np.arange(first + start, first + stop, dtype=np.int64))
-        where = np.empty(n, dtype=np.int64)
-        where[np.concatenate(positions)] = np.arange(n, dtype=np.int64)
+                runs.append((first + start, first + stop))
+        where = inverse_order(runs, n)
         return bk.xp.take(gathered, backend.from_host(where, bk), axis=0)

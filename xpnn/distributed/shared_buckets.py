@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from xpnn.distributed.buckets import Bucket
 
 
@@ -43,9 +41,7 @@ class SharedBuckets:
         self.generation = 1
         self.summed = [False] * count  # this rank's slice of the bucket summed, this step
 
-    def _part(
-        self, window: tuple[Any, list[np.ndarray]], bucket: Bucket
-    ) -> tuple[Any, list[np.ndarray], slice]:
+    def _part(self, window: tuple[Any, list[Any]], bucket: Bucket) -> tuple[Any, list[Any], slice]:
         """(window, every rank's view of the bucket, this rank's slice of it)."""
         handle, arrays = window
         n = bucket.stop - bucket.start
@@ -73,7 +69,7 @@ class SharedBuckets:
         handle.Sync()  # see every rank's data behind its flag
         total = views[0][mine]
         for other in views[1:]:
-            np.add(total, other[mine], out=total)
+            total += other[mine]  # in place, into this rank's own buffer
         for other in views[1:]:
             other[mine] = total
         handle.Sync()

@@ -25,7 +25,7 @@ from typing import Any
 from xpnn.autograd.function import Function
 from xpnn.autograd.graph import Node
 from xpnn.autograd.tensor import plain
-from xpnn.backend import assign, namespace, to_host
+from xpnn.backend import assign, backend_name, namespace, to_host
 from xpnn.errors import ShapeError
 
 Array = Any
@@ -135,7 +135,10 @@ def _batch_statistics(
     centered = None
     if _global(communicator):
         mean, var, count = _global_statistics(xp, x, axes, communicator, count)
-        if training:  # the same total on every rank: all raise, before the statistics change
+        # the same total on every rank: all raise, before the statistics change. Read only where
+        # the sums are host memory (the backends MPI serves), free; on a device it would be a
+        # sync per step: there fit refuses a one-sample global batch once, before training
+        if training and backend_name(count) in ("numpy", "torch"):
             _refuse_one_value(float(to_host(count[:1])[0]), x, " in the global batch")
     else:  # two passes: x * x of the sums form overflows float32 from |x| > 1.8e19 (torch's stays finite)
         if training:
