@@ -129,29 +129,36 @@ def test_every_other_threaded_loop_gives_the_serial_bits(parts: Any, n: int) -> 
         assert got.shape == want.shape and np.array_equal(_bits(got), _bits(want))
 
 
-def test_parts_run_on_several_threads_and_a_part_s_error_is_raised_after_all_finish() -> None:
+def test_pieces_run_on_several_threads_and_a_piece_s_error_is_raised_after_all_finish() -> None:
     import threading
     import time
 
     seen: list[tuple[int, int, int, int]] = []
+    idents: set[int] = set()
 
-    def loop(tag: int, begin: int, end: int, parts: int) -> int:
-        time.sleep(0.01 * (parts - begin))  # part 0 finishes last... unless it raises
-        seen.append((tag, begin, end, parts))
-        return threading.get_ident()
+    def loop(tag: int, begin: int, end: int, pieces: int) -> int:
+        idents.add(threading.get_ident())
+        deadline = time.monotonic() + 5.0
+        while tag == 8 and len(idents) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the pool's thread has taken a piece too
+        seen.append((tag, begin, end, pieces))
+        return begin
 
-    assert threads.run(loop, 1, (7,)) == threading.get_ident() and seen == [(7, 0, 1, 1)]
+    assert threads.run(loop, 1, (7,)) == 0 and seen == [(7, 0, 1, 1)]
     seen.clear()
-    assert threads.run(loop, 3, (8,)) == threading.get_ident()  # part 0 on the caller's thread
-    assert sorted(seen) == [(8, 0, 1, 3), (8, 1, 2, 3), (8, 2, 3, 3)]
+    idents.clear()
+    assert threads.run(loop, 2, (8,)) == 0  # piece 0's result
+    pieces = 2 * threads.PIECES_PER_THREAD
+    assert sorted(seen) == [(8, i, i + 1, pieces) for i in range(pieces)]  # each piece once
+    assert threading.get_ident() in idents and len(idents) == 2
 
-    def failing(begin: int, end: int, parts: int) -> None:
+    def failing(begin: int, end: int, pieces: int) -> None:
         if begin == 2:
-            raise ValueError("part 2")
-        time.sleep(0.05)
-        seen.append((0, begin, end, parts))
+            raise ValueError("piece 2")
+        time.sleep(0.02)
+        seen.append((0, begin, end, pieces))
 
     seen.clear()
-    with pytest.raises(ValueError, match="part 2"):
-        threads.run(failing, 3, ())
-    assert sorted(seen) == [(0, 0, 1, 3), (0, 1, 2, 3)]  # the others ran to the end first
+    with pytest.raises(ValueError, match="piece 2"):
+        threads.run(failing, 2, ())
+    assert sorted(seen) == [(0, i, i + 1, pieces) for i in range(pieces) if i != 2]  # the others ran first

@@ -57,8 +57,8 @@ def jit(loop: Any, **overrides: Any) -> Any:
 class Threaded:
     """A loop whose last three arguments are ``begin, end, parts``: it computes parts
     ``begin..end-1`` of ``parts`` equal pieces of its work. Compiled once, serially; called with
-    ``parts`` above 1, each part runs on its own thread (:func:`.threads.run`: part 0 on the
-    caller's, the others on a pool of Python threads, the GIL released inside the loop)."""
+    more than one thread, :func:`.threads.run` splits the work into pieces that the caller's
+    thread and a pool of Python threads take one at a time (the GIL released inside the loop)."""
 
     def __init__(self, loop: Any, **overrides: Any) -> None:
         self.loop = jit(loop, **overrides)
@@ -68,5 +68,5 @@ class Threaded:
 
 
 def threaded(loop: Any, **overrides: Any) -> Threaded:
-    """``loop`` (last arguments ``begin, end, parts``) compiled lazily, run on ``parts`` threads."""
+    """``loop`` (last arguments ``begin, end, parts``) compiled lazily, run on several threads."""
     return Threaded(loop, **overrides)

@@ -24,6 +24,11 @@ threads sleep on a lock, so a loop and a GEMM never fight for a core; workqueue,
 other layer, also sleeps but aborts the process when two threads start loops at once. And
 only the serial loop compiles (and caches): no parallel build at the first run.
 
+The threads take the pieces (:data:`PIECES_PER_THREAD` per thread) one at a time, whichever is
+free: on a machine shared with other processes, a thread that is not scheduled holds back one
+piece at most, and the caller runs the others. (Fixed halves made a 2-thread step wait for the
+other half at every loop, as OpenBLAS's GEMMs must.)
+
 Small work stays on one thread: waking a thread costs 20-60 us, more than a pass over 64K
 floats takes. The count is looked up only for work above :data:`MIN_ELEMENTS` (three C calls,
 about 3 us).
@@ -31,13 +36,16 @@ about 3 us).
 
 from __future__ import annotations
 
+import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor, wait
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 MIN_ELEMENTS = 1 << 17  # below this many elements a pass takes ~20 us: one thread
+PIECES_PER_THREAD = 4  # a loop's work in this many pieces per thread, taken by whichever is free
 _blas: list[Any] | None = None  # threadpoolctl's controllers of NumPy's BLAS, looked up once
-_pool: ThreadPoolExecutor | None = None  # the threads that run parts 1.. (part 0: the caller's)
+_pool: ThreadPoolExecutor | None = None  # the threads beside the caller's
 _pool_size = 0
 
 
@@ -75,20 +83,49 @@ def parts_for(elements: int) -> int:
 
 
 def run(loop: Any, parts: int, args: tuple[Any, ...]) -> Any:
-    """``loop(*args, begin, end, parts)`` for every part ``0..parts-1``, each on its own thread
-    (part 0 on this one), and wait for all; part 0's result. Every part's exception is raised
-    (the first), after all parts have stopped writing."""
+    """``loop(*args, begin, end, pieces)`` over every piece ``0..pieces-1`` of ``pieces =
+    parts * PIECES_PER_THREAD``, on ``parts`` threads (this one among them), and wait for all;
+    piece 0's result. A part's exception is raised (the first) after every piece has stopped
+    writing."""
     if parts <= 1:
         return loop(*args, 0, 1, 1)
+    job = _Job(loop, args, parts * PIECES_PER_THREAD)
     pool = _executor(parts - 1)
-    futures = [pool.submit(loop, *(*args, part, part + 1, parts)) for part in range(1, parts)]
-    try:
-        result = loop(*args, 0, 1, parts)
-    finally:
-        wait(futures)  # nothing may still write into the arrays when this returns or raises
-    for future in futures:
-        future.result()  # a part's exception
-    return result
+    for _ in range(parts - 1):
+        pool.submit(job.work)
+    job.work()
+    job.finished.wait()  # nothing may still write into the arrays when this returns or raises
+    job.args = ()  # a worker that starts late finds no piece: it need not keep the arrays alive
+    if job.errors:
+        raise job.errors[0]
+    return job.result
+
+
+class _Job:
+    """One loop's pieces, taken one at a time by whichever thread is free: a thread the machine
+    does not schedule now (other processes on its core) holds back no more than the piece it
+    runs; the caller takes the rest, as a serial loop would."""
+
+    def __init__(self, loop: Any, args: tuple[Any, ...], pieces: int) -> None:
+        self.loop, self.args, self.pieces = loop, args, pieces
+        self.claim = itertools.count()  # next(): the next free piece, atomic under the GIL
+        self.done, self.lock, self.finished = 0, threading.Lock(), threading.Event()
+        self.errors: list[BaseException] = []
+        self.result: Any = None
+
+    def work(self) -> None:
+        while (piece := next(self.claim)) < self.pieces:
+            try:
+                result = self.loop(*self.args, piece, piece + 1, self.pieces)
+                if piece == 0:
+                    self.result = result
+            except BaseException as error:  # raised on the caller's thread by run()
+                self.errors.append(error)
+            finally:
+                with self.lock:
+                    self.done += 1
+                    if self.done == self.pieces:
+                        self.finished.set()
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
