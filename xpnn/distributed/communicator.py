@@ -98,12 +98,14 @@ class SingleProcess:
         return array
 
     def allgather(self, array: Array) -> Array:
+        """``array`` itself: the only rank's."""
         return array
 
     def barrier(self) -> None:
         """Nothing to wait for."""
 
     def control(self) -> SingleProcess:
+        """Itself: one process has no collective to keep apart."""
         return self
 
     def abort(self, code: int = 1) -> None:
