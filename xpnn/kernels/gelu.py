@@ -28,6 +28,8 @@ from xpnn.kernels import compile, threads
 from xpnn.kernels.transformer import dense_floats as _dense
 
 Array = Any
+_u = np.uint64  # unsigned loop bounds: numba then skips the negative-index wraparound, which
+# blocks vectorisation (an Adam step 7x slower with signed part bounds)
 
 _compiled: dict[str, Any] | None = None
 _COEFFICIENTS: dict[tuple[int, Any], list[Array]] = {}  # (id of a coefficient tuple, dtype) -> arrays
@@ -39,7 +41,7 @@ _KAPPA = 0.044715
 def _gelu_inner_loop(x: Array, out: Array, c: Any, kappa: Any, begin: int, end: int, parts: int) -> None:
     items = x.shape[0]
     for part in range(begin, end):  # SQRT_2_OVER_PI * (x + KAPPA * (x * x * x))
-        for i in range(part * items // parts, (part + 1) * items // parts):
+        for i in range(_u(part * items // parts), _u((part + 1) * items // parts)):
             xi = x[i]
             out[i] = c * (xi + kappa * (xi * xi * xi))
 
@@ -49,7 +51,7 @@ def _gelu_out_loop(
 ) -> None:
     items = x.shape[0]
     for part in range(begin, end):  # 0.5 * x * (1.0 + t)
-        for i in range(part * items // parts, (part + 1) * items // parts):
+        for i in range(_u(part * items // parts), _u((part + 1) * items // parts)):
             out[i] = half * x[i] * (one + t[i])
 
 
@@ -68,7 +70,7 @@ def _gelu_grad_loop(
 ) -> None:
     items = x.shape[0]
     for part in range(begin, end):  # g * (0.5 (1 + t) + (0.5 x) (1 - t t) SQRT_2_OVER_PI (1 + 3 KAPPA x x))
-        for i in range(part * items // parts, (part + 1) * items // parts):
+        for i in range(_u(part * items // parts), _u((part + 1) * items // parts)):
             xi, ti = x[i], t[i]
             inner = c * (one + k3 * (xi * xi))
             out[i] = g[i] * (half * (one + ti) + (half * xi) * (one - ti * ti) * inner)
@@ -82,7 +84,7 @@ def _gelu_erf_loop(x: Array, e: Array, cdf: Array, y: Array, a: Array, b: Array,
     a4, c8, p5, half, one = k[5], k[6], k[7], k[8], k[9]
     items = x.shape[0]
     for part in range(begin, end):
-        for i in range(part * items // parts, (part + 1) * items // parts):
+        for i in range(_u(part * items // parts), _u((part + 1) * items // parts)):
             xi = x[i]
             z = xi * sqrt_half
             v = abs(z)
@@ -115,7 +117,7 @@ def _gelu_erf_grad_loop(
 ) -> None:
     items = x.shape[0]
     for part in range(begin, end):  # g * (cdf + x * exp(-x**2 / 2) / sqrt(2 pi))
-        for i in range(part * items // parts, (part + 1) * items // parts):
+        for i in range(_u(part * items // parts), _u((part + 1) * items // parts)):
             out[i] = g[i] * (cdf[i] + x[i] * (e[i] * scale))
 
 
