@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -133,5 +134,14 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     if _pool is None or _pool_size < workers:
         # a bigger pool replaces it; the old one's threads end once no caller holds it any more
-        _pool, _pool_size = ThreadPoolExecutor(workers, thread_name_prefix="xpnn-loop"), workers
+        _pool = ThreadPoolExecutor(workers, thread_name_prefix="xpnn-loop", initializer=_block_signals)
+        _pool_size = workers
     return _pool
+
+
+def _block_signals() -> None:
+    """A pool thread never receives SIGINT (or SIGTERM): the kernel then delivers Ctrl-C to the
+    main thread, whose handler ``fit`` relies on (:mod:`xpnn.train.interrupt`); taken by a
+    worker, it was at times lost (a Ctrl-C that did not stop training)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
