@@ -113,7 +113,7 @@ def _train_epoch(
                 shown_acc = {"acc": f"{int(correct) / seen:.4f}"} if counting else {}
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", **shown_acc,
                                 samples_s=f"{seen / (now - start):,.0f}")  # fmt: skip
-        if run.stop_request is not None and run.stop_request.requested:  # Ctrl-C: after this step
+        if run.stop_request is not None and run.stop_request.poll():  # Ctrl-C: after this step
             run.step, run.partial = step + 1, (host_float(loss_sum), host_float(correct), seen)
             return None
     loss_total, hits = host_float(loss_sum), host_float(correct)  # the epoch's one synchronisation
