@@ -164,15 +164,6 @@ def torch_mlp(
 
 
 # -- (c) the CNN of benchmarks/conv.py -----------------------------------------------------------
-def sequential_cnn() -> xpnn.Sequential:
-    return xpnn.Sequential(
-        [xpnn.Conv2D(1, 32, 3, padding=1), xpnn.ReLU(), xpnn.MaxPool2D(2),
-         xpnn.Conv2D(32, 64, 3, padding=1), xpnn.ReLU(), xpnn.MaxPool2D(2), xpnn.Flatten(),
-         xpnn.Dense(3136, 128), xpnn.ReLU(), xpnn.Dense(128, 10)],
-        seed=0,
-    )  # fmt: skip
-
-
 class ModuleCNN(xpnn.Module):
     """The same CNN as a Module: layers as attributes, ReLU and the flattening in ``forward``
     (one MaxPool2D called twice), initial weights copied from ``reference``."""
@@ -338,7 +329,9 @@ def case_cnn(args: argparse.Namespace) -> list[str]:
     batches, source = load_batches(args.batches, images=True)
 
     def make() -> dict[str, tuple[Step, list[Any]]]:
-        reference = sequential_cnn()
+        from _cnn_peers import xpnn_model  # beside this script: the CNN of benchmarks/conv.py
+
+        reference = xpnn_model()
         return {
             "Sequential": xpnn_trainer(reference, batches),
             "Module": xpnn_trainer(ModuleCNN(reference), batches),
