@@ -27,6 +27,7 @@ from xpnn.autograd.graph import Node
 from xpnn.autograd.tensor import plain
 from xpnn.backend import assign, backend_name, namespace, to_host
 from xpnn.errors import ShapeError
+from xpnn.kernels import batch_norm as batch_norm_kernels
 
 Array = Any
 
@@ -54,14 +55,26 @@ class BatchNorm(Function):
         running: Running | None = None,
         eps: float = 1e-5,
         communicator: Any = None,
+        fused: bool = True,
     ) -> Array:
         xp = namespace(x)
         channels = x.shape[1]
         axes = (0,) if x.ndim == 2 else (0, 2, 3)
         shape = (1, channels) + (1,) * (x.ndim - 2)
         count = local = float(math.prod(x.shape) // channels)
+        batch_stats = training or running is None
+        fast = None
+        if fused and batch_stats and weight is not None and bias is not None and not _global(communicator):
+            if training:
+                _refuse_one_value(local, x)
+            fast = batch_norm_kernels.forward(x, weight, bias, eps)
+        if fast is not None:
+            y, xhat, mean, var, invstd = fast
+            _update_running(running, mean, var, count, training)
+            ctx.saved = (xhat, invstd, weight, axes, shape, True, count, local, communicator, fused)
+            return y
         centered = None
-        if training or running is None:
+        if batch_stats:
             mean, var, count, centered = _batch_statistics(xp, x, axes, communicator, training, running)
         else:
             mean, var = running.mean, running.var
@@ -74,10 +87,11 @@ class BatchNorm(Function):
             weight,
             axes,
             shape,
-            training or running is None,
+            batch_stats,
             count,
             local,
             communicator,
+            fused,
         )
         if weight is None or bias is None:
             return xhat
@@ -85,12 +99,22 @@ class BatchNorm(Function):
 
     @staticmethod
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
-        xhat, invstd, weight, axes, shape, batch_stats, count, local, communicator = ctx.saved
+        xhat, invstd, weight, axes, shape, batch_stats, count, local, communicator, fused = ctx.saved
         xp = namespace(g)
-        dbias = xp.sum(g, axis=axes)
-        dweight = xp.sum(g * xhat, axis=axes)
         scale = invstd if weight is None else invstd * weight
         needs = ctx.needs
+        fast = None
+        if fused and batch_stats and not _global(communicator):
+            fast = batch_norm_kernels.backward(g, xhat, scale, count)
+        if fast is not None:
+            dx, dweight, dbias = fast
+            return (
+                dx if needs[0] else None,
+                dweight if len(needs) > 1 and needs[1] else None,
+                dbias if len(needs) > 2 and needs[2] else None,
+            )
+        dbias = xp.sum(g, axis=axes)
+        dweight = xp.sum(g * xhat, axis=axes)
         grads = (
             None,
             dweight if len(needs) > 1 and needs[1] else None,
@@ -147,12 +171,17 @@ def _batch_statistics(
         shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
         centered = x - xp.reshape(mean, shape)
         var = xp.mean(centered * centered, axis=axes)
+    _update_running(running, mean, var, count, training)
+    return mean, var, count, centered
+
+
+def _update_running(running: Running | None, mean: Array, var: Array, count: Any, training: bool) -> None:
+    """``r = (1 - f) * r + f * batch`` of the mean and the unbiased variance, in training."""
     if training and running is not None:  # not differentiated: on Tensors, by their arrays
         f, batch_mean, batch_var = running.factor, plain(mean), plain(var)
         unbiased = batch_var * (count / (count - 1.0))
         running.mean = assign(running.mean, (1.0 - f) * running.mean + f * batch_mean)
         running.var = assign(running.var, (1.0 - f) * running.var + f * unbiased)
-    return mean, var, count, centered
 
 
 def _global_statistics(

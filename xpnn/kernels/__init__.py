@@ -15,6 +15,7 @@ module                        serves                            per-object overr
 :mod:`.dense`                 linear, ReLU, Dense + ReLU        ``Dense.fused``, ``ReLU.fused``
 :mod:`.cross_entropy`         softmax, cross-entropy            ``Softmax.fused``, the losses' ``fused``
 :mod:`.conv`, :mod:`.conv_numba`  conv2d, max pooling           ``Conv2D.fused``, ``MaxPool2D.fused``
+:mod:`.batch_norm`            batch_norm (training, 4-D)        ``BatchNorm.fused``
 :mod:`.data`                  the loader's uint8 batch gather   ``DataLoader.fused``
 ============================  ================================  ======================================
 

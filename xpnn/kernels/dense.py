@@ -175,7 +175,7 @@ def _relu_grad_bias_loop(y: Array, d: Array, db: Array, begin: int, end: int, pa
     # beside d, LLVM's overlap check fails for d itself and the loop runs scalar
     one, zero, columns = d.dtype.type(1), d.dtype.type(0), d.shape[1]
     for part in range(begin, end):
-        lo, hi = part * columns // parts, (part + 1) * columns // parts
+        lo, hi = _u(part * columns // parts), _u((part + 1) * columns // parts)
         for j in range(lo, hi):
             v = (one if y[0, j] > 0 else zero) * d[0, j]
             d[0, j] = v

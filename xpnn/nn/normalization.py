@@ -121,6 +121,7 @@ class BatchNorm(Layer):
             "running": running,
             "eps": self.eps,
             "communicator": self.communicator,
+            "fused": self.fused,
         }
 
     def after_forward(self, options: dict[str, Any]) -> None:
