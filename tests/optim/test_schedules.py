@@ -13,6 +13,7 @@ from xpnn.optim.schedules import (
     ExponentialDecay,
     InverseTimeDecay,
     Join,
+    OneCycle,
     StepDecay,
     Warmup,
 )
@@ -88,3 +89,26 @@ def test_repr_reads_like_the_construction() -> None:
 def test_bad_schedule_arguments_are_rejected(build: object) -> None:
     with pytest.raises(ValueError, match="expected"):
         build()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("total", "pct_start"), [(10, 0.3), (100, 0.3), (37, 0.25), (7035, 0.3), (5, 0.5)])
+def test_one_cycle_matches_torch_one_cycle_lr(total: int, pct_start: float) -> None:
+    expected = torch_rates("OneCycleLR", total, max_lr=1.0, total_steps=total, pct_start=pct_start,
+                           cycle_momentum=False)  # fmt: skip
+    assert [OneCycle(1.0, total, pct_start=pct_start)(t) for t in range(total)] == pytest.approx(expected, rel=1e-12)
+
+
+def test_one_cycle_holds_its_last_rate_and_starts_at_the_peak_where_torch_divides_by_zero() -> None:
+    schedule = OneCycle(1.0, 10, div_factor=10.0, final_div_factor=100.0)
+    assert schedule(0) == pytest.approx(0.1) and schedule(9) == schedule(500) == pytest.approx(1e-3)
+    assert OneCycle(1.0, 10, pct_start=0.1)(0) == 1.0  # the first phase ends at step 0
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"total_steps": 1}, "total_steps"), ({"pct_start": 1.0}, "pct_start"), ({"div_factor": 0.0}, "div_factor")],
+)
+def test_one_cycle_refuses_bad_arguments_by_name(options: dict, named: str) -> None:
+    arguments = {"total_steps": 10, **options}
+    with pytest.raises(ValueError, match=named):
+        OneCycle(1.0, **arguments)

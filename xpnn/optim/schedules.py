@@ -131,6 +131,62 @@ class Warmup:
         return f"Warmup({self.steps}, {self.then!r}, start={self.start!r})"
 
 
+class OneCycle:
+    """The one-cycle policy (Smith & Topin 2018; torch's ``OneCycleLR`` with its defaults, the
+    rate part): over the first ``pct_start`` of ``total_steps`` the rate rises from ``lr /
+    div_factor`` to ``lr``, then falls to ``lr / div_factor / final_div_factor`` at the last
+    step, each phase half a cosine ``end + (start - end) * (1 + cos(pi * p)) / 2`` with ``p``
+    the fraction of the phase done. The first phase ends at step ``pct_start * total_steps - 1``
+    and the second at ``total_steps - 1``, as torch's; after that the rate stays at its last
+    value (torch raises there; and where the first phase ends at step 0, which torch divides by
+    zero, the rate starts at its peak). torch's ``cycle_momentum`` (beta1 from 0.95 down to 0.85 and
+    back) is not part of it: pass ``cycle_momentum=False`` to torch for the same run.
+
+    >>> from xpnn import schedules
+    >>> lr = schedules.OneCycle(1e-3, 10)
+    >>> [f"{lr(t):.2e}" for t in (0, 2, 9)]
+    ['4.00e-05', '1.00e-03', '4.00e-09']
+    """
+
+    def __init__(
+        self,
+        lr: float,
+        total_steps: int,
+        *,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+    ) -> None:
+        if total_steps < 2:
+            raise ValueError(f"OneCycle: expected total_steps >= 2, got {total_steps!r}")
+        if not 0.0 < pct_start < 1.0:
+            raise ValueError(f"OneCycle: expected 0 < pct_start < 1, got {pct_start!r}")
+        if not div_factor > 0.0 or not final_div_factor > 0.0:
+            raise ValueError(
+                f"OneCycle: expected div_factor, final_div_factor > 0, got {div_factor!r}, {final_div_factor!r}"
+            )
+        self.lr, self.total_steps, self.pct_start = float(lr), int(total_steps), float(pct_start)
+        self.div_factor, self.final_div_factor = float(div_factor), float(final_div_factor)
+        self.start = self.lr / self.div_factor
+        self.end = self.start / self.final_div_factor
+        self.peak_step = self.pct_start * self.total_steps - 1.0  # torch's float(pct * total) - 1
+
+    def __call__(self, t: int) -> float:
+        t = min(t, self.total_steps - 1)
+        if t <= self.peak_step:
+            begin, end, done = self.start, self.lr, t / self.peak_step if self.peak_step > 0 else 1.0
+        else:
+            last = self.total_steps - 1
+            begin, end, done = self.lr, self.end, (t - self.peak_step) / (last - self.peak_step)
+        return end + (begin - end) / 2.0 * (1.0 + math.cos(math.pi * done))
+
+    def __repr__(self) -> str:
+        return (
+            f"OneCycle({self.lr!r}, {self.total_steps}, pct_start={self.pct_start!r}, "
+            f"div_factor={self.div_factor!r}, final_div_factor={self.final_div_factor!r})"
+        )
+
+
 class Join:
     """Schedules one after another: ``schedules[i]`` runs from ``boundaries[i - 1]``, called with
     the steps since its own start (optax's ``join_schedules``)."""
@@ -155,4 +211,13 @@ class Join:
         return f"Join({self.schedules!r}, boundaries={self.boundaries!r})"
 
 
-__all__ = ["Constant", "CosineDecay", "ExponentialDecay", "InverseTimeDecay", "Join", "StepDecay", "Warmup"]
+__all__ = [
+    "Constant",
+    "CosineDecay",
+    "ExponentialDecay",
+    "InverseTimeDecay",
+    "Join",
+    "OneCycle",
+    "StepDecay",
+    "Warmup",
+]
