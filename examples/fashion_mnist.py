@@ -71,8 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lr",
         type=float,
         default=None,
-        help="peak learning rate (after a one-epoch linear warmup, then cosine decay to "
-        "1%% of it); default: 0.05 for sgd/adagrad, 1e-3 otherwise",
+        help="peak learning rate of the schedule; default: 0.05 for sgd/adagrad, 1e-3 otherwise",
+    )
+    parser.add_argument(
+        "--schedule",
+        default="auto",
+        choices=["auto", "warmup-cosine", "one-cycle"],
+        help="warmup-cosine: a one-epoch linear warmup, then cosine decay to 1%% of the peak; "
+        "one-cycle: torch's OneCycleLR (cosine up over 30%% of the steps from peak/25, then down "
+        "to peak/25e4); auto: one-cycle for resnet (the recipe of its PyTorch reference), else "
+        "warmup-cosine",
     )
     parser.add_argument("--momentum", type=float, default=0.9, help="momentum of sgd and rmsprop")
     parser.add_argument(
@@ -254,10 +262,15 @@ def build_model(kind: str, seed: int) -> xpnn.Module:
 
 
 def build_optimizer(args: argparse.Namespace, name: str, model: xpnn.Module, steps: int, warmup: int) -> Any:
-    """The optimizer with a one-epoch linear warmup then cosine decay to 1% of the peak rate."""
+    """The optimizer with its schedule over ``steps``: one-cycle, or a ``warmup``-step linear
+    warmup then cosine decay to 1% of the peak rate."""
     cls, default_lr = OPTIMIZERS[name]
     peak = args.lr if args.lr is not None and name == args.optimizer else default_lr
-    lr = schedules.Warmup(warmup, schedules.CosineDecay(peak, max(steps - warmup, 1), min_lr=peak * 0.01))
+    schedule = args.schedule if args.schedule != "auto" else "one-cycle" if args.model == "resnet" else "warmup-cosine"
+    if schedule == "one-cycle" and steps >= 2:
+        lr: Any = schedules.OneCycle(peak, steps)
+    else:
+        lr = schedules.Warmup(warmup, schedules.CosineDecay(peak, max(steps - warmup, 1), min_lr=peak * 0.01))
     extra: dict[str, Any] = {"decay": args.decay}
     if name in ("sgd", "rmsprop"):
         extra["momentum"] = args.momentum
