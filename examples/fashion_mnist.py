@@ -2,7 +2,7 @@
 
     python examples/fashion_mnist.py                      # MLP, AdamW + warmup/cosine, 15 epochs
     python examples/fashion_mnist.py --model cnn          # 2 conv + BatchNorm blocks, 15 epochs
-    python examples/fashion_mnist.py --model resnet       # a small residual CNN (an xpnn.Module)
+    python examples/fashion_mnist.py --model resnet       # a residual CNN (an xpnn.Module), one-cycle
     python examples/fashion_mnist.py --backend cupy --checkpoint runs/fm --plot fm.png
     python examples/fashion_mnist.py --checkpoint runs/fm --resume   # continue an interrupted run
     mpiexec -n 2 python examples/fashion_mnist.py --distributed      # data-parallel over MPI

@@ -15,6 +15,9 @@ mean), so N ranks compute what one process computes on the whole batch. That is 
 global variance comes from the sums ``S1 = sum x``, ``S2 = sum x**2`` (``var = S2 / m -
 mean**2``) rather than two passes: sums add across ranks. (In float32 this loses digits when a
 channel's mean is large against its spread, and ``x**2`` overflows from |x| > 1.8e19.)
+
+Fast path (``fused``, NumPy, one process, training over (N, C, H, W)):
+:mod:`xpnn.kernels.batch_norm`, two numba passes each way around NumPy's own sums, the same bits.
 """
 
 from __future__ import annotations
