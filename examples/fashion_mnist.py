@@ -266,7 +266,9 @@ def build_optimizer(args: argparse.Namespace, name: str, model: xpnn.Module, ste
     warmup then cosine decay to 1% of the peak rate."""
     cls, default_lr = OPTIMIZERS[name]
     peak = args.lr if args.lr is not None and name == args.optimizer else default_lr
-    schedule = args.schedule if args.schedule != "auto" else "one-cycle" if args.model == "resnet" else "warmup-cosine"
+    schedule = args.schedule
+    if schedule == "auto":
+        schedule = "one-cycle" if args.model == "resnet" else "warmup-cosine"
     if schedule == "one-cycle" and steps >= 2:
         lr: Any = schedules.OneCycle(peak, steps)
     else:

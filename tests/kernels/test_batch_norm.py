@@ -34,7 +34,8 @@ def _step(x: np.ndarray, g: np.ndarray) -> list[np.ndarray]:
     rng = np.random.default_rng(1)
     layer.weight.value = rng.standard_normal(x.shape[1]).astype(x.dtype)  # type: ignore[union-attr]
     layer.bias.value = rng.standard_normal(x.shape[1]).astype(x.dtype)  # type: ignore[union-attr]
-    layer.running_mean, layer.running_var = layer.running_mean.astype(x.dtype), layer.running_var.astype(x.dtype)
+    layer.running_mean = layer.running_mean.astype(x.dtype)
+    layer.running_var = layer.running_var.astype(x.dtype)
     t = xpnn.Tensor(x, requires_grad=True)
     y = layer(t)
     y.backward(g)
@@ -55,14 +56,15 @@ def test_the_fast_path_gives_the_plain_bits(shape: tuple[int, ...], layout: str,
 
 @pytest.mark.parametrize("parts", [2, 3, 7])
 def test_any_thread_count_gives_the_same_bits(parts: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    x, g = _input((16, 8, 14, 14), "channel-major", np.float32, 3), _input((16, 8, 14, 14), "channel-major", np.float32, 4)
+    shape = (16, 8, 14, 14)
+    x, g = _input(shape, "channel-major", np.float32, 3), _input(shape, "channel-major", np.float32, 4)
     serial = _step(x, g)
     monkeypatch.setattr(threads, "parts_for", lambda elements: parts)
     for a, b in zip(_step(x, g), serial, strict=True):
         assert np.array_equal(a, b)
 
 
-def test_the_fast_path_runs_where_it_applies_and_not_where_it_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_fast_path_runs_where_it_applies_and_not_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"forward": 0, "backward": 0}
     for name in calls:
         real = getattr(batch_norm, name)

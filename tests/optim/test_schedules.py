@@ -95,7 +95,8 @@ def test_bad_schedule_arguments_are_rejected(build: object) -> None:
 def test_one_cycle_matches_torch_one_cycle_lr(total: int, pct_start: float) -> None:
     expected = torch_rates("OneCycleLR", total, max_lr=1.0, total_steps=total, pct_start=pct_start,
                            cycle_momentum=False)  # fmt: skip
-    assert [OneCycle(1.0, total, pct_start=pct_start)(t) for t in range(total)] == pytest.approx(expected, rel=1e-12)
+    rates = [OneCycle(1.0, total, pct_start=pct_start)(t) for t in range(total)]
+    assert rates == pytest.approx(expected, rel=1e-12)
 
 
 def test_one_cycle_holds_its_last_rate_and_starts_at_the_peak_where_torch_divides_by_zero() -> None:
@@ -106,7 +107,11 @@ def test_one_cycle_holds_its_last_rate_and_starts_at_the_peak_where_torch_divide
 
 @pytest.mark.parametrize(
     ("options", "named"),
-    [({"total_steps": 1}, "total_steps"), ({"pct_start": 1.0}, "pct_start"), ({"div_factor": 0.0}, "div_factor")],
+    [
+        ({"total_steps": 1}, "total_steps"),
+        ({"pct_start": 1.0}, "pct_start"),
+        ({"div_factor": 0.0}, "div_factor"),
+    ],
 )
 def test_one_cycle_refuses_bad_arguments_by_name(options: dict, named: str) -> None:
     arguments = {"total_steps": 10, **options}

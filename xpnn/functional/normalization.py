@@ -77,7 +77,7 @@ class BatchNorm(Function):
             ctx.saved = (xhat, invstd, weight, axes, shape, True, count, local, communicator, fused)
             return y
         centered = None
-        if batch_stats:
+        if training or running is None:  # batch_stats, spelled out for the type checker
             mean, var, count, centered = _batch_statistics(xp, x, axes, communicator, training, running)
         else:
             mean, var = running.mean, running.var

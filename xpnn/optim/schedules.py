@@ -163,7 +163,8 @@ class OneCycle:
             raise ValueError(f"OneCycle: expected 0 < pct_start < 1, got {pct_start!r}")
         if not div_factor > 0.0 or not final_div_factor > 0.0:
             raise ValueError(
-                f"OneCycle: expected div_factor, final_div_factor > 0, got {div_factor!r}, {final_div_factor!r}"
+                "OneCycle: expected div_factor, final_div_factor > 0, "
+                f"got {div_factor!r}, {final_div_factor!r}"
             )
         self.lr, self.total_steps, self.pct_start = float(lr), int(total_steps), float(pct_start)
         self.div_factor, self.final_div_factor = float(div_factor), float(final_div_factor)
