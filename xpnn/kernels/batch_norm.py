@@ -46,10 +46,13 @@ def _rows(a: Array) -> tuple[Array, int] | None:
 
 
 def _takes(*arrays: Array) -> bool:
+    """NumPy float32/float64 arrays of one dtype, the first (N, C, H, W) and not empty; numba on."""
+    if not all(type(a) is np.ndarray for a in arrays):  # first: other libraries' dtypes do not compare
+        return False
     first = arrays[0]
     if first.ndim != 4 or first.dtype not in _FLOATS or first.size == 0:
         return False
-    return all(type(a) is np.ndarray and a.dtype == first.dtype for a in arrays) and compile.available()
+    return all(a.dtype == first.dtype for a in arrays) and compile.available()
 
 
 def forward(x: Array, weight: Array, bias: Array, eps: float) -> tuple[Array, ...] | None:
