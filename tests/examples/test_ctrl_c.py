@@ -26,6 +26,13 @@ def _environment(data: Path) -> dict[str, str]:
     return env
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """The child's SIGINT disposition as a foreground job's: a suite started in the background
+    of a non-interactive shell ignores SIGINT, and a child inherits that (then Python installs no
+    handler and Ctrl-C does nothing, as it should for a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, str(EXAMPLES / "fashion_mnist.py"), *COMMON, *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -38,7 +45,8 @@ def test_ctrl_c_in_the_cnn_examples_fit_writes_the_plot_and_a_checkpoint_that_re
     env = _environment(tmp_path / "data")
     command = [sys.executable, str(EXAMPLES / "fashion_mnist.py"), *COMMON,
                "--checkpoint", str(tmp_path / "parts"), "--plot", str(tmp_path / "cut.png")]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_sigint_as_in_a_terminal)  # fmt: skip
     assert process.stdout is not None
     seen = []
     for line in process.stdout:  # the first progress line inside epoch 1: fit is under way

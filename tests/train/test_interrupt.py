@@ -18,6 +18,15 @@ from tests.helpers import hostile_files as hf
 from xpnn import functional as F
 
 
+@pytest.fixture(autouse=True)
+def _sigint_as_in_a_terminal() -> Any:
+    """Python's own SIGINT handler while each test runs: a suite started in the background of a
+    non-interactive shell inherits SIGINT ignored, and fit then (rightly) leaves it alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _data() -> tuple[np.ndarray, np.ndarray]:
     return np.random.default_rng(0).standard_normal((60, 4)).astype(np.float32), np.arange(60) % 3
 
