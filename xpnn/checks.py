@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from xpnn.backend import backend_name, device_of, namespace
@@ -87,10 +88,15 @@ def kind_of(x: Array) -> ArrayKind:
     return ArrayKind(tuple(x.shape), type(x), device_of(x), x.dtype)
 
 
-def check_dout(who: str, dout: Array, kind: ArrayKind) -> None:
+def check_dout(who: str | Callable[[], str], dout: Array, kind: ArrayKind) -> None:
     """``dout`` must be an array of the last output's shape, namespace, device and dtype: a
     transposed gradient of the right size, a (1, C) one that would broadcast, a float64 or a
-    torch gradient for a NumPy float32 output are refused before anything changes."""
+    torch gradient for a NumPy float32 output are refused before anything changes. ``who``
+    may be a function giving the name: it is formatted only for an error (this runs per step)."""
+    if type(dout) is kind.type and dout.dtype == kind.dtype and tuple(dout.shape) == kind.shape:
+        if device_of(dout) == kind.device:
+            return
+    who = who() if callable(who) else who
     check_array(who, dout, "dout")
     if tuple(dout.shape) != kind.shape:
         shape = tuple(dout.shape)

@@ -30,6 +30,7 @@ CASES = {
     "--momentum 1.5": (["--momentum", "1.5"], r"--momentum must be in \[0, 1\), got 1.5"),
     "--decay -1": (["--decay", "-1"], r"--decay must be a finite number >= 0"),
     "--seed -1": (["--seed", "-1"], r"--seed must be >= 0, got -1"),
+    "--label-smoothing 1": (["--label-smoothing", "1"], r"--label-smoothing must be in \[0, 1\), got 1.0"),
     "--export x.txt": (
         ["--export", "x.txt"],
         r"--export 'x.txt' ends in '.txt', expected one of \('.onnx',\)",

@@ -174,3 +174,10 @@ def test_resnet_runs_on_every_backend(bk: backend.Backend) -> None:
     loss = F.cross_entropy(model(x), backend.from_host(np.array([1, 7]), bk))
     loss.backward()
     assert all(p.grad is not None and p.grad.dtype == bk.xp.float32 for p in model.parameters())
+
+
+def test_resnet_trains_with_label_smoothing_by_default_and_the_test_loss_is_plain() -> None:
+    resnet, mlp = fm.parse_args(["--model", "resnet", "--plot", ""]), fm.parse_args(["--plot", ""])
+    assert fm.training_loss(resnet).label_smoothing == 0.1  # chosen on the validation split
+    assert fm.training_loss(mlp).label_smoothing == 0.0
+    assert fm.training_loss(fm.parse_args(["--model", "resnet", "--label-smoothing", "0"])).label_smoothing == 0.0

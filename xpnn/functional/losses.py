@@ -42,6 +42,12 @@ def clip_probabilities(xp: Any, p: Array) -> Array:
     return xp.minimum(xp.maximum(p, CLIP), 1.0 - CLIP)
 
 
+def _times(g: Any, grad: Array) -> Array:
+    """``g * grad``; ``grad`` itself for the plain-array ``Loss.backward``'s seed 1.0 (the same
+    numbers, one pass over the gradient fewer)."""
+    return grad if type(g) is float and g == 1.0 else g * grad
+
+
 def _scaled(xp: Any, per_sample: Array, reduction: str, count: Any) -> Array:
     if reduction == "none":
         return per_sample
@@ -103,7 +109,7 @@ class CrossEntropy(Function):
         probs, target, labels, weights, reduction, smoothing, fused = ctx.saved
         xp = namespace(probs)
         if reduction == "mean" and not smoothing and weights is None:
-            return (g * softmax_gradient(xp, probs, target, labels, fused), None)
+            return (_times(g, softmax_gradient(xp, probs, target, labels, fused)), None)
         dist = _target_distribution(xp, probs, target, labels, smoothing)
         grad = probs * xp.sum(dist, axis=1, keepdims=True) - dist
         scale = g[:, None] if reduction == "none" else g
@@ -154,8 +160,8 @@ class CategoricalCrossEntropy(Function):
         xp = namespace(pred)
         scale = -1.0 / pred.shape[0]
         if labels:
-            return (g * xp.where(label_mask(xp, pred, target), scale / pred, 0.0), None)
-        return (g * (target / pred * scale), None)
+            return (_times(g, xp.where(label_mask(xp, pred, target), scale / pred, 0.0)), None)
+        return (_times(g, target / pred * scale), None)
 
 
 def sample_losses(pred: Array, target: Array, labels: bool, fused: bool) -> Array:
@@ -186,7 +192,7 @@ class BinaryCrossEntropy(Function):
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
         p, target = ctx.saved
         size = 1.0 / math.prod(p.shape)
-        return (g * (-(target / p - (1.0 - target) / (1.0 - p)) * size), None)
+        return (_times(g, -(target / p - (1.0 - target) / (1.0 - p)) * size), None)
 
 
 class MeanSquaredError(Function):
@@ -208,7 +214,7 @@ class MeanSquaredError(Function):
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
         diff, reduction = ctx.saved
         scale = 2.0 / math.prod(diff.shape) if reduction == "mean" else 2.0
-        return (g * (diff * scale), None)
+        return (_times(g, diff * scale), None)
 
 
 class MeanAbsoluteError(Function):
@@ -229,4 +235,4 @@ class MeanAbsoluteError(Function):
         diff = ctx.saved
         xp = namespace(diff)
         sign = xp.astype(diff > 0, diff.dtype) - xp.astype(diff < 0, diff.dtype)
-        return (g * (sign * (1.0 / math.prod(diff.shape))), None)
+        return (_times(g, sign * (1.0 / math.prod(diff.shape))), None)

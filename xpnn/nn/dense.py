@@ -3,11 +3,10 @@ with the NNFS book's regularizers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from xpnn import backend
-from xpnn.autograd.tensor import Tensor
+from xpnn.autograd.function import Function
 from xpnn.checks import (
     check_array,
     check_count,
@@ -110,7 +109,7 @@ class Dense(Layer):
         check_floating(name, x)
         check_like(name, x, w)
 
-    def fused_with(self, following: Module, reader: Module | None) -> Callable[[Tensor], Tensor] | None:
+    def fused_with(self, following: Module, reader: Module | None) -> type[Function] | None:
         """This layer and a ReLU after it as one node (:class:`~xpnn.functional.linear.LinearReLU`:
         one pass for the bias and the maximum, one for the mask and the bias gradient), where
         both are ``fused``, neither is a subclass or patched per instance, and a Dense reads the
@@ -119,10 +118,7 @@ class Dense(Layer):
         plain = type(self) is Dense and type(following) is ReLU and self.fused and following.fused
         if not plain or type(reader) is not Dense or "forward" in vars(self) or "forward" in vars(following):
             return None
-        return self._forward_relu
-
-    def _forward_relu(self, x: Tensor) -> Tensor:
-        return LinearReLU.call(x, (self.weight, self.bias), self.options(x.value))
+        return LinearReLU
 
     def penalty(self) -> Any:
         """``l1 * sum|w| + l2 * sum(w**2)`` (and the bias's) as a 0-d Tensor; 0.0 when none

@@ -69,6 +69,13 @@ class Layer(Module):
             return _book_style_call(self, x)
         return self.forward(x if isinstance(x, Tensor) else Tensor(x))
 
+    def fused_with(self, following: Module, reader: Module | None) -> type[Function] | None:
+        """The function computing ``following(self(x))`` as one node, called with this layer's
+        :meth:`inputs` and :meth:`options` (Dense then ReLU: LinearReLU), else None. A
+        Sequential asks each adjacent pair; ``reader`` is the module that reads the pair's
+        output (None: the caller does)."""
+        return None
+
     def after_forward(self, options: dict[str, Any]) -> None:
         """Called after each forward that ran (BatchNorm keeps its new running statistics)."""
 
@@ -126,7 +133,7 @@ class Layer(Module):
     def check_dout(self, dout: Array, expected: ArrayKind) -> None:
         """Raise before anything changes unless ``dout`` is of the last output's shape,
         namespace, device and dtype (:func:`xpnn.checks.check_dout`)."""
-        check_dout(f"{self!r}.backward", dout, expected)
+        check_dout(lambda: f"{self!r}.backward", dout, expected)
 
     def add_penalty_gradients(self) -> None:
         """Add the gradient of this layer's own L1/L2 penalty (the book adds it in backward)."""

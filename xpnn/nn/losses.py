@@ -53,7 +53,9 @@ class Loss:
         """The mean loss over the batch, as a 0-d array on ``pred``'s device."""
         xp, pred, target, labels = self._prepare(pred, target, validate)
         ctx = self.function.context()
-        loss = xp.asarray(self.function.forward(ctx, pred, target, **self.options(labels)))
+        loss = self.function.forward(ctx, pred, target, **self.options(labels))
+        if type(loss) is not type(pred):  # NumPy's reductions give a scalar, not a 0-d array
+            loss = xp.asarray(loss)
         ctx.inputs, ctx.needs = (None, None), (True, False)
         self._ctx = ctx
         self._check_finite(loss)

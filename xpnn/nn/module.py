@@ -253,12 +253,6 @@ class Module:
         """The number of output features where the module fixes it, else None (unknown)."""
         return None
 
-    def fused_with(self, following: Module, reader: Module | None) -> Callable[[Any], Any] | None:
-        """A function computing ``following(self(x))`` as one node, where this module has one
-        for that follower (Dense then ReLU), else None. A Sequential asks each adjacent pair;
-        ``reader`` is the module that reads the pair's output (None: the caller does)."""
-        return None
-
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self, *, to_torch: bool = False) -> dict[str, Array]:
         """Every parameter's and buffer's array by dotted name (the arrays, not copies).
