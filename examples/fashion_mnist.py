@@ -43,6 +43,10 @@ OPTIMIZERS = {
     "adamw": (optimizers.AdamW, 1e-3),
 }
 VALIDATION_SPLIT = 0.1
+# the resnet's recipe, chosen on the validation split (seeds 0 and 1, 15 epochs): AdamW peaking at
+# 3e-3 with label smoothing 0.1 reached 0.9325 and 0.9332 where 1e-3 gave 0.9253 and 0.9250 (0.9225
+# and 0.9195 without smoothing)
+RESNET_PEAK = {"adam": 3e-3, "adamw": 3e-3}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lr",
         type=float,
         default=None,
-        help="peak learning rate of the schedule; default: 0.05 for sgd/adagrad, 1e-3 otherwise",
+        help="peak learning rate of the schedule; default: 0.05 for sgd/adagrad, 3e-3 for adam/adamw "
+        "on the resnet (chosen on the validation split), 1e-3 otherwise",
     )
     parser.add_argument(
         "--schedule",
@@ -276,6 +281,8 @@ def build_optimizer(args: argparse.Namespace, name: str, model: xpnn.Module, ste
     """The optimizer with its schedule over ``steps``: one-cycle, or a ``warmup``-step linear
     warmup then cosine decay to 1% of the peak rate."""
     cls, default_lr = OPTIMIZERS[name]
+    if args.model == "resnet" and name in RESNET_PEAK:
+        default_lr = RESNET_PEAK[name]
     peak = args.lr if args.lr is not None and name == args.optimizer else default_lr
     schedule = args.schedule
     if schedule == "auto":
