@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--lr", type=float, default=3e-3, help="OneCycleLR's peak (the example's)")
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="the training loss's (the example's)")
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="the loss's (the example's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)

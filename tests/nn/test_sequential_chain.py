@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import xpnn
+from xpnn import backend
 from xpnn import functional as F
 from xpnn.nn.sequential import _Chain
 
@@ -29,8 +30,9 @@ class Scaled(xpnn.Module):
 
 def _mlp() -> tuple[list[Any], tuple[int, ...]]:
     shared = xpnn.Dense(5, 5)
-    layers = [xpnn.Dense(6, 5, weight_regularizer_l2=0.01), xpnn.ReLU(), shared, xpnn.ReLU(), xpnn.Dropout(0.3),
-              Scaled(5), shared, xpnn.Tanh(), xpnn.Dense(5, 5), xpnn.ReLU(), xpnn.Dense(5, 3)]  # fmt: skip
+    layers = [xpnn.Dense(6, 5, weight_regularizer_l2=0.01), xpnn.ReLU(), shared, xpnn.ReLU(),
+              xpnn.Dropout(0.3), Scaled(5), shared, xpnn.Tanh(), xpnn.Dense(5, 5), xpnn.ReLU(),
+              xpnn.Dense(5, 3)]  # fmt: skip
     return layers, (8, 6)
 
 
@@ -62,8 +64,8 @@ def _run(model: xpnn.Sequential, x: Any, dy: Any, on_tensor: bool) -> list[np.nd
         y = model.forward(x)
         assert isinstance(vars(model)["_graph"], _Chain)
         dx = model.backward(dy, input_grad=True)
-    grads = [np.zeros(1) if p.grad is None else np.asarray(p.grad).copy() for p in model.parameters()]
-    return [np.asarray(y).copy(), np.asarray(dx).copy(), *grads]
+    grads = [np.zeros(1) if p.grad is None else backend.to_host(p.grad).copy() for p in model.parameters()]
+    return [backend.to_host(y).copy(), backend.to_host(dx).copy(), *grads]
 
 
 @pytest.mark.parametrize("kind", list(MODELS))
@@ -85,6 +87,18 @@ def test_the_chain_gives_the_bits_of_the_tape(kind: str, dtype: str) -> None:
     assert len(chain) == len(tape) > 4
     for a, b in zip(chain, tape, strict=True):
         assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_chain_gives_the_bits_of_the_tape_on_every_backend(bk: Any, to_bk: Any) -> None:
+    layers, shape = _mlp()
+    model = xpnn.Sequential(layers, seed=3).to(bk.name)
+    rng = np.random.default_rng(0)
+    x = to_bk(rng.standard_normal(shape).astype(np.float32))
+    dy = to_bk(rng.standard_normal((shape[0], 3)).astype(np.float32))
+    chain, tape = _run(model, x, dy, on_tensor=False), _run(model, x, dy, on_tensor=True)
+    for a, b in zip(chain, tape, strict=True):
+        assert a.dtype == b.dtype == np.float32
         np.testing.assert_array_equal(a, b)
 
 
