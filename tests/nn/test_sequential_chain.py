@@ -17,6 +17,8 @@ from xpnn import backend
 from xpnn import functional as F
 from xpnn.nn.sequential import _Chain
 
+pytestmark = pytest.mark.fast_paths  # the chain is Sequential's fast path: on, under XPNN_KERNELS=off too
+
 
 class Scaled(xpnn.Module):
     """A Module of your own (forward only): ``tanh(d(x)) * 0.5``."""
