@@ -147,6 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "for the MLPs, (batch, 1, 28, 28) for the cnn; output: logits)",
     )
     args = parser.parse_args(argv)
+    if args.label_smoothing is None:  # the default depends on the model
+        args.label_smoothing = 0.1 if args.model == "resnet" else 0.0
     if args.resume and not args.checkpoint:
         parser.error("--resume needs --checkpoint DIR")
     for flag, least in (("epochs", 0), ("batch_size", 1)):  # now, not a ZeroDivisionError after loading
@@ -163,8 +165,6 @@ def check_args(args: argparse.Namespace) -> str:
     step 1, or after the whole run when the plot is written); returns the backend to use."""
     cli.positive("--lr", args.lr)
     cli.positive("--decay", args.decay, zero=True)
-    if args.label_smoothing is None:
-        args.label_smoothing = 0.1 if args.model == "resnet" else 0.0
     if not 0.0 <= args.label_smoothing < 1.0:
         raise xpnn.ArgumentError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
     if not 0.0 <= args.momentum < 1.0:
