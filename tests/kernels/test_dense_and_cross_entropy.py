@@ -55,6 +55,13 @@ def test_softmax_cross_entropy_kernels_give_the_plain_bits(
     loss_fn = xpnn.SoftmaxCrossEntropy()  # fused: the kernels, through the public methods
     assert _same_bits(loss_fn.forward(z, y), loss) and _same_bits(loss_fn.backward(), grad)
     assert _same_bits(loss_fn.gradient(probs, y), grad)
+    logits = xpnn.Tensor(z, requires_grad=True)  # on the tape: one node, the plain call's options
+    recorded = loss_fn(logits, y)
+    recorded.backward()
+    assert _same_bits(recorded.value, loss) and _same_bits(logits.grad, grad)
+    with xpnn.kernels.disabled():
+        plain = loss_fn(xpnn.Tensor(z, requires_grad=True), y)
+    assert recorded.node.options == plain.node.options and recorded.node.name == plain.node.name
 
 
 @pytest.mark.parametrize("label", [-1, 10, 2**40])
@@ -71,7 +78,9 @@ def test_a_label_out_of_range_is_never_read_and_raises_before_any_state_changes(
     if validate:
         with pytest.raises(LabelError, match=r"labels must be in \[0, 10\)"):
             loss_fn.forward(z, y)
-        assert getattr(loss_fn, "pred", None) is None and getattr(loss_fn, "probs", None) is None
+        with pytest.raises(LabelError, match=r"labels must be in \[0, 10\)"):
+            loss_fn(xpnn.Tensor(z, requires_grad=True), y)
+        assert "_ctx" not in vars(loss_fn)
 
 
 def test_the_loss_kernels_take_only_what_they_cover(numba_on: None, monkeypatch: pytest.MonkeyPatch) -> None:

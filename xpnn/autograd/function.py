@@ -70,18 +70,24 @@ class Function:
     def _run(cls, tensors: tuple[Any, ...], values: list[Any], options: dict[str, Any], live: bool) -> Tensor:
         ctx = Node(cls.backward, tensors, None, cls.name, cls.fresh_grads)
         ctx.options = options
-        out = Tensor.__new__(Tensor)
-        out.value = cls.forward(ctx, *values, **options)
-        out.grad, out.node, out.requires_grad = None, None, False
-        if live and _mode[0]:
-            out.node, out.requires_grad = ctx, True
-        return out
+        return output(ctx, cls.forward(ctx, *values, **options), live)
 
     @classmethod
     def context(cls) -> Node:
         """A fresh node for calling ``forward`` / ``backward`` on arrays directly (a layer's
         ``forward`` and ``backward`` of the NNFS book's style)."""
         return Node(cls.backward, (), None, cls.name)
+
+
+def output(ctx: Node, value: Array, live: bool) -> Tensor:
+    """The Tensor of ``value``, computed by the call ``ctx`` records: recorded (``ctx`` its
+    node) where ``live`` (an input requires grad) and grad mode is on."""
+    out = Tensor.__new__(Tensor)
+    out.value = value
+    out.grad, out.node, out.requires_grad = None, None, False
+    if live and _mode[0]:
+        out.node, out.requires_grad = ctx, True
+    return out
 
 
 def check_same_place(who: str, values: list[Any]) -> None:

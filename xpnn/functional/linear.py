@@ -31,6 +31,7 @@ class Linear(Function):
     """``y = x @ w + b`` over the last axis of ``x``."""
 
     name = "linear"
+    fresh_grads = True  # products and sums: new arrays, or a leaf's own flat-buffer view
 
     @staticmethod
     def forward(ctx: Node, x: Array, w: Array, b: Array | None = None, *, fused: bool = True) -> Array:

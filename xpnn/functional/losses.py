@@ -73,10 +73,8 @@ class CrossEntropy(Function):
         fused: bool = True,
     ) -> Array:
         plain = reduction == "mean" and not label_smoothing and ignore_index is None
-        fast = loss_kernels.softmax_cross_entropy(logits, target) if fused and labels and plain else None
-        if fast is not None:
-            loss, probs = fast
-            ctx.saved = (probs, target, labels, None, reduction, 0.0, fused)
+        loss = CrossEntropy.fused_mean(ctx, logits, target) if fused and labels and plain else None
+        if loss is not None:
             return loss
         xp = namespace(logits)
         shifted = logits - _reduce_max(logits, -1, fused)
@@ -102,6 +100,19 @@ class CrossEntropy(Function):
             count = logits.shape[0] if weights is None else xp.sum(weights)
             loss = _scaled(xp, per_sample, reduction, count)
         ctx.saved = (probs, target, labels, weights, reduction, label_smoothing, fused)
+        return loss
+
+    @staticmethod
+    def fused_mean(ctx: Node, logits: Array, labels: Array) -> Array | None:
+        """The batch-mean loss of logits and integer labels by the numba loops, with what
+        ``backward`` needs kept in ``ctx``, where they apply: NumPy float logits (N, C) and int64
+        labels (N,), every label in range (so a caller's checks of those may be skipped);
+        else None (``ctx`` untouched)."""
+        fast = loss_kernels.softmax_cross_entropy(logits, labels)
+        if fast is None:
+            return None
+        loss, probs = fast
+        ctx.saved = (probs, labels, True, None, "mean", 0.0, True)
         return loss
 
     @staticmethod

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpnn.autograd.function import Function
+from xpnn.autograd.function import Function, output
+from xpnn.autograd.graph import Node
 from xpnn.autograd.tensor import Tensor
 from xpnn.backend import backend_name, device_of, namespace
 from xpnn.checks import check_array, check_floating, check_number, is_integral
@@ -44,18 +45,27 @@ class Loss:
         if not isinstance(pred, Tensor):
             return self.forward(pred, target, validate=validate)
         target = target.value if isinstance(target, Tensor) else target
-        _, _, target, labels = self._prepare(pred.value, target, validate)
-        loss = self.function.apply(pred, target, **self.options(labels))
+        function = self.function
+        ctx = Node(function.backward, (pred if pred.requires_grad else None, None), None, function.name)
+        value = self._fused(ctx, pred.value, target)
+        if value is None:
+            _, _, target, labels = self._prepare(pred.value, target, validate)
+            loss = function.apply(pred, target, **self.options(labels))
+        else:
+            ctx.options = self.options(True)
+            loss = output(ctx, value, pred.requires_grad)
         self._check_finite(loss.value)
         return loss
 
     def forward(self, pred: Array, target: Array, *, validate: bool | None = None) -> Array:
         """The mean loss over the batch, as a 0-d array on ``pred``'s device."""
-        xp, pred, target, labels = self._prepare(pred, target, validate)
         ctx = self.function.context()
-        loss = self.function.forward(ctx, pred, target, **self.options(labels))
-        if type(loss) is not type(pred):  # NumPy's reductions give a scalar, not a 0-d array
-            loss = xp.asarray(loss)
+        loss = self._fused(ctx, pred, target)
+        if loss is None:
+            xp, pred, target, labels = self._prepare(pred, target, validate)
+            loss = self.function.forward(ctx, pred, target, **self.options(labels))
+            if type(loss) is not type(pred):  # NumPy's reductions give a scalar, not a 0-d array
+                loss = xp.asarray(loss)
         ctx.inputs, ctx.needs = (None, None), (True, False)
         self._ctx = ctx
         self._check_finite(loss)
@@ -67,6 +77,11 @@ class Loss:
         if ctx is None:
             raise ForwardFirstError(f"{type(self).__name__}.backward: called before forward")
         return self.function.backward(ctx, 1.0)[0]
+
+    def _fused(self, ctx: Node, pred: Array, target: Array) -> Array | None:
+        """The loss by a kernel that checks everything :meth:`_prepare` would (so those checks
+        are skipped), its state kept in ``ctx``; None where none applies (the checked path)."""
+        return None
 
     def _check_finite(self, loss: Array) -> None:
         if self.check_finite and not bool(namespace(loss).isfinite(loss)):
@@ -155,6 +170,11 @@ class SoftmaxCrossEntropy(Loss):
     def options(self, labels: bool) -> dict[str, Any]:
         return {"labels": labels, "label_smoothing": self.label_smoothing,
                 "ignore_index": self.ignore_index if labels else None, "fused": self.fused}  # fmt: skip
+
+    def _fused(self, ctx: Node, pred: Array, target: Array) -> Array | None:
+        if self.fused and not self.label_smoothing and self.ignore_index is None:
+            return fl.CrossEntropy.fused_mean(ctx, pred, target)
+        return None
 
     def gradient(self, probs: Array, target: Array, *, validate: bool | None = None) -> Array:
         """dL/dlogits ``(probs - onehot(target)) / N`` from given softmax probabilities (the NNFS

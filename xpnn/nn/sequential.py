@@ -238,13 +238,16 @@ class _Chain:
         computed where an older call has a parameter that needs one (or ``input_grad``);
         returns dL/dinput (None where not wanted)."""
         calls, live = self.calls, [input_grad and self.floating]  # live[k]: call k's dL/dinput wanted
+        wants = []  # per call, which parameters need a gradient (their flags now, at backward time)
         for _, params, _ in calls:
-            live.append(live[-1] or any(p is not None and p.requires_grad for p in params))
+            flags = [p is not None and p.requires_grad for p in params]
+            wants.append(flags)
+            live.append(live[-1] or True in flags)
         owned = False
         for k in range(len(calls) - 1, -1, -1):
             first, params, out = calls[k]
             if out is None:  # a direct call: its node's backward, as the tape's _propagate runs it
-                needs = (live[k], *[p is not None and p.requires_grad for p in params])
+                needs = (live[k], *wants[k])
                 if True not in needs:
                     return None
                 first.needs, first.owned = needs, owned
