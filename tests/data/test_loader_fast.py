@@ -52,6 +52,10 @@ def test_gather_scaled_declines_what_it_does_not_cover() -> None:
     index = np.array([0, 9], np.int64)
     assert data_kernels.gather_scaled(x, index, np.float32, 0.5) is not None
     assert data_kernels.gather_scaled(x, np.array([0, 10]), np.float32, 0.5) is None  # out of range
+    assert data_kernels.gather_scaled(x, np.array([3, -11]), np.float32, 0.5) is None
+    counted = np.arange(40, dtype=np.uint8).reshape(10, 4)  # negative indices count from the end, as take's
+    from_end = data_kernels.gather_scaled(counted, np.array([-1, -10, 2]), np.float32, 0.5)
+    assert np.array_equal(from_end, counted[[9, 0, 2]].astype(np.float32) * np.float32(0.5))
     assert data_kernels.gather_scaled(x[:, ::2], index, np.float32, 0.5) is None  # strided
     assert data_kernels.gather_scaled(x.astype(np.int16), index, np.float32, 0.5) is None
     assert data_kernels.gather_scaled(x, index.astype(np.int32), np.float32, 0.5) is None

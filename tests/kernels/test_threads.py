@@ -162,3 +162,17 @@ def test_pieces_run_on_several_threads_and_a_piece_s_error_is_raised_after_all_f
     with pytest.raises(ValueError, match="piece 2"):
         threads.run(failing, 2, ())
     assert sorted(seen) == [(0, i, i + 1, pieces) for i in range(pieces) if i != 2]  # the others ran first
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_an_index_or_label_out_of_range_in_any_piece_declines_the_kernel(parts: Any, n: int) -> None:
+    from xpnn.kernels import cross_entropy, data
+
+    parts(n)
+    images, index = RNG.integers(0, 256, (50, 7, 5), dtype=np.uint8), RNG.permutation(50)[:41]
+    index[-1] = 50  # in the last piece: each piece checks every index before reading any
+    assert data.gather_scaled(images, index, np.float32, 1 / 255) is None
+    labels = RNG.integers(0, 29, 37)
+    labels[-1] = 29
+    logits = RNG.standard_normal((37, 29)).astype(np.float32)
+    assert cross_entropy.softmax_cross_entropy(logits, labels) is None

@@ -26,12 +26,12 @@ def gather_scaled(x: Array, index: Array, dtype: Any, scale: float) -> Array | N
         return None
     if np.dtype(dtype) not in (np.float32, np.float64) or x.ndim < 1 or x.size == 0:
         return None
-    if index.shape[0] and not (-x.shape[0] <= index.min() and index.max() < x.shape[0]):
-        return None  # out of range: NumPy's take raises its own error
     out = np.empty((index.shape[0], *x.shape[1:]), dtype=dtype)
     rows = x.reshape(x.shape[0], -1)
     parts = threads.parts_for(out.size)
-    _loops()["gather_scaled"](parts, rows, index, out.dtype.type(scale), out.reshape(index.shape[0], -1))
+    flat_out = out.reshape(index.shape[0], -1)
+    if _loops()["gather_scaled"](parts, rows, index, out.dtype.type(scale), flat_out) >= 0:
+        return None  # an index out of range (none read): NumPy's take raises its own error
     return out
 
 
@@ -44,10 +44,15 @@ def _loops() -> dict[str, Any]:
 
 def _gather_scaled_loop(
     x: Array, index: Array, scale: Any, out: Array, begin: int, end: int, parts: int
-) -> None:
-    n = index.shape[0]
+) -> int:
+    # -1, or the first position whose index is out of range (checked before anything is read)
+    n, total = index.shape[0], x.shape[0]
+    for r in range(n):
+        if index[r] < -total or index[r] >= total:
+            return r
     for part in range(begin, end):  # DataLoader: astype(take(x, index, axis=0), dtype) * scale
         for r in range(part * n // parts, (part + 1) * n // parts):
             row = index[r]
             for c in range(x.shape[1]):
                 out[r, c] = out.dtype.type(x[row, c]) * scale
+    return -1
