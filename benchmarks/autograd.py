@@ -326,7 +326,8 @@ def case_mlp(args: argparse.Namespace, with_torch: bool, ratios_vs_torch: bool) 
             )
         else:
             lines.append(
-                "| (d) torch | xpnn.Sequential | - | - | - | - | - | - | - | - | no ratio: OPENBLAS_CORETYPE is set |"
+                "| (d) torch | xpnn.Sequential | - | - | - | - | - | - | - | - "
+                "| no ratio: OPENBLAS_CORETYPE is set |"
             )
     return lines
 

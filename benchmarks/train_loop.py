@@ -3,7 +3,9 @@
 Each framework trains the same MLP from the same initial weights on the same Fashion-MNIST
 batches ``X[idx]`` (float32, same order; no dropout; loss sum and correct count accumulated on
 the device, one synchronisation per epoch). Runs alternate between frameworks; the table gives
-median and min epoch seconds over the repeats and xpnn's time over each row's (median, min).
+median and min epoch seconds over the repeats and xpnn's time over each row's (median, min,
+and paired: the median over the repeats of each repeat's own ratio, its two epochs run moments
+apart, where the machine's speed, which drifts on a shared host, was the same for both).
 The ``fit`` rows time ``model.fit`` (which adds the loader's batch gather and uint8 -> float32
 cast) beside a jitted JAX step that gathers and casts uint8 batches too. The GEMM-floor row is
 the step's GEMMs at the GFLOP/s NumPy measured for each of their shapes in the same run.
@@ -214,10 +216,11 @@ def run_model(name: str, args: argparse.Namespace, data: tuple, ratios: bool) ->
     for label, values in times.items():
         ref = fit_ref if label.startswith("fit:") else f"xpnn[{args.backend}]"
         median, low, cpu_median = statistics.median(values), min(values), statistics.median(cpu[label])
-        ratio = "- | - | -"
+        ratio = "- | - | - | -"
         if ratios:
+            paired = statistics.median(r / t for r, t in zip(times[ref], values, strict=True))
             ratio = f"{statistics.median(times[ref]) / median:.2f} | {min(times[ref]) / low:.2f} | "
-            ratio += f"{statistics.median(cpu[ref]) / cpu_median:.2f}"
+            ratio += f"{statistics.median(cpu[ref]) / cpu_median:.2f} | {paired:.2f}"
         loss, accuracy = final[label]
         result = "-" if loss != loss else f"{loss:.4f} / {accuracy:.4f}"  # NaN: GEMMs only
         lines.append(
@@ -276,9 +279,10 @@ def run_threads(args: argparse.Namespace, threads: int) -> None:
         print(f"\n{threads} thread(s), {args.repeats} epochs each, seconds per epoch:\n")
         print(
             "| model | framework | median s | min s | CPU s (median) | xpnn / this (median) "
-            "| xpnn / this (min) | xpnn / this (CPU median) | last epoch loss / accuracy |"
+            "| xpnn / this (min) | xpnn / this (CPU median) | xpnn / this (paired) "
+            "| last epoch loss / accuracy |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for name in args.models:
             for line in run_model(name, args, (x, x_uint8, y), ratios=not coretype):
                 print(line, flush=True)
