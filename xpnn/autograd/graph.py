@@ -105,6 +105,11 @@ def set_gradient_ready_hook(hook: Callable[[Any], None] | None) -> Callable[[Any
     return previous
 
 
+def gradient_ready_hook() -> Callable[[Any], None] | None:
+    """The hook :func:`set_gradient_ready_hook` installed (None: none)."""
+    return _ready[0]
+
+
 def _finalising(nodes: list[Node]) -> dict[int, list[Any]]:
     """``id(node)`` -> the leaves whose gradient is final once that node has run: each leaf's
     oldest reader, as backward runs newest first (nodes oldest first)."""

@@ -113,24 +113,44 @@ class Sequential(Module):
         """Backpropagate ``dL/doutput`` of the last plain-array ``forward``; fills every
         parameter's ``.grad`` (adding into it). Returns dL/dinput when ``input_grad`` is True,
         else None (the first layer's input gradient is not computed)."""
+        dx = self._layers_backward(dout, input_grad)
+        self._penalty_backward()
+        return dx if input_grad else None
+
+    def loss_and_gradients(self, x: Array, target: Array, loss: Any) -> tuple[Array, Array]:
+        """One training step's forward and backward on plain arrays: ``(loss + the layers' L1/L2
+        penalty, predictions)`` as arrays, every parameter's gradient added into ``.grad``.
+
+        ``loss`` is a :class:`~xpnn.Loss` (its array ``forward`` and ``backward``; labels not
+        validated). This is ``fit``'s step for a Sequential: :meth:`forward`'s chain instead of
+        a graph of Tensors, with the tape's numbers (the same functions, the same rules)."""
+        pred = self.forward(x)
+        value = loss.forward(pred, target, validate=False)
+        self._layers_backward(loss.backward(), False)
+        penalty = self._penalty_backward()
+        return (value + penalty.value if isinstance(penalty, Tensor) else value), pred
+
+    def _layers_backward(self, dout: Array, input_grad: bool) -> Array | None:
         graph = vars(self).get("_graph")
         if graph is None:
             raise ForwardFirstError("Sequential.backward: called before forward (nothing to differentiate)")
-        dx = None
         if isinstance(graph, _Chain):
             check_dout(lambda: f"{self.who()}.backward", dout, graph.out)
-            dx = graph.backward(dout, input_grad)
-        else:
-            inp, out = graph
-            check_dout(lambda: f"{self.who()}.backward", dout, kind_of(out.value))
-            inp.grad = None
-            if out.requires_grad:
-                run_backward(out, dout, retain_graph=True, exclude=() if input_grad else (inp,))
-            dx = inp.grad
+            return graph.backward(dout, input_grad)
+        inp, out = graph
+        check_dout(lambda: f"{self.who()}.backward", dout, kind_of(out.value))
+        inp.grad = None
+        if out.requires_grad:
+            run_backward(out, dout, retain_graph=True, exclude=() if input_grad else (inp,))
+        return inp.grad
+
+    def _penalty_backward(self) -> Any:
+        """The layers' penalty (0.0 for none), its gradient added into ``.grad`` (the book adds
+        it in backward)."""
         penalty = self.regularization_loss()
         if isinstance(penalty, Tensor) and penalty.requires_grad:
             penalty.backward()
-        return dx if input_grad else None
+        return penalty
 
     def who(self) -> str:
         return f"Sequential({len(self.layers)} layers)"

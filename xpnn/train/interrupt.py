@@ -16,6 +16,7 @@ interpreter's "signal pending" flag, so the handler may run only much later.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
 from types import FrameType
@@ -29,6 +30,7 @@ class StopRequest:
         self.enabled, self.count = enabled, 0
         self.previous: Any = None
         self._pipe: tuple[int, int] | None = None
+        self._ready: Any = None  # a poll object on the pipe's read end (a third of a failed read's cost)
         self._wakeup = -1
 
     @property
@@ -37,7 +39,7 @@ class StopRequest:
         return self.count > 0
 
     def _drain(self) -> None:
-        if self._pipe is None:
+        if self._pipe is None or (self._ready is not None and not self._ready.poll(0)):
             return
         try:
             data = os.read(self._pipe[0], 4096)
@@ -74,6 +76,9 @@ class StopRequest:
             try:
                 self._wakeup = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
                 self._pipe = (read, write)
+                if hasattr(select, "poll"):  # not on Windows: there a read that finds nothing
+                    self._ready = select.poll()
+                    self._ready.register(read, select.POLLIN)
             except ValueError:  # not allowed here: count in the handler only
                 os.close(read)
                 os.close(write)
@@ -87,4 +92,4 @@ class StopRequest:
             signal.set_wakeup_fd(self._wakeup)
             for fd in self._pipe:
                 os.close(fd)
-            self._pipe = None
+            self._pipe, self._ready = None, None

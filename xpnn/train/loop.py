@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from xpnn.autograd.graph import gradient_ready_hook, is_grad_enabled
 from xpnn.autograd.tensor import Tensor
 from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
@@ -23,6 +24,7 @@ from xpnn.distributed.parallel import DataParallel, data_parallel
 from xpnn.distributed.run_config import describe_fit
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
+from xpnn.nn.sequential import Sequential
 from xpnn.optim.base import Optimizer
 from xpnn.train.checkpoint import load_training
 from xpnn.train.checks import (
@@ -53,20 +55,45 @@ Array = Any
 def train_step(
     model: Model, loss: Any, optimizer: Optimizer, xb: Array, yb: Array, *, count: bool = True
 ) -> tuple[Array, Array | int]:
-    """One optimisation step on a batch, on the tape: ``loss(model(x), y)`` plus the layers'
-    L1/L2 penalties, backward, step. Returns (that loss, the correct count: 0 unless ``count``)
-    as device arrays; never synchronises with the host."""
-    pred = model(Tensor(xb))
-    value = loss(pred, yb, validate=False) if isinstance(loss, Loss) else loss(pred, yb)
-    if not isinstance(value, Tensor) or value.ndim != 0:
-        raise_not_scalar(loss, value)
-    penalty = model.regularization_loss()
-    if isinstance(penalty, Tensor):
-        value = value + penalty
-    value.backward()
+    """One optimisation step on a batch: ``loss(model(x), y)`` plus the layers' L1/L2
+    penalties, backward, step. Returns (that loss, the correct count: 0 unless ``count``) as
+    device arrays; never synchronises with the host.
+
+    On the tape; a Sequential with one of xpnn's losses runs its plain-array chain instead
+    (:meth:`~xpnn.Sequential.loss_and_gradients`: the same numbers, fewer Python objects per
+    step), except while data-parallel training follows the tape's gradient-ready hook."""
+    if _chain_step(model, loss):
+        value, pred = model.loss_and_gradients(xb, yb, loss)
+    else:
+        recorded = model(Tensor(xb))
+        total = loss(recorded, yb, validate=False) if isinstance(loss, Loss) else loss(recorded, yb)
+        if not isinstance(total, Tensor) or total.ndim != 0:
+            raise_not_scalar(loss, total)
+        penalty = model.regularization_loss()
+        if isinstance(penalty, Tensor):
+            total = total + penalty
+        total.backward()
+        value, pred = total.value, recorded.value
     optimizer.step()
     optimizer.zero_grad()
-    return value.value, correct_count(pred.value, yb) if count else 0
+    return value, correct_count(pred, yb) if count else 0
+
+
+def _chain_step(model: Model, loss: Any) -> bool:
+    """Whether :func:`train_step` runs ``model``'s plain-array chain: a Sequential whose forward
+    is Sequential's, a loss whose calls are :class:`Loss`'s own, grad mode on (under ``no_grad``
+    the tape raises) and no gradient-ready hook."""
+    loss_type = type(loss)
+    return (
+        isinstance(model, Sequential)
+        and type(model).forward is Sequential.forward
+        and isinstance(loss, Loss)
+        and loss_type.__call__ is Loss.__call__
+        and loss_type.forward is Loss.forward
+        and loss_type.backward is Loss.backward
+        and is_grad_enabled()
+        and gradient_ready_hook() is None
+    )
 
 
 def _progress(verbose: int, total: int, description: str) -> Any:
