@@ -73,3 +73,40 @@ def test_fit_on_uint8_images_gives_the_numbers_of_every_switch_off(bk: Any) -> N
     for a, b in zip(fast, plain, strict=True):
         assert np.array_equal(a, b)
     assert fast[1].dtype == np.float32
+
+
+def _regularized(bk: Any, dtype: str) -> xpnn.Sequential:
+    layers = [xpnn.Dense(20, 16, weight_regularizer_l2=1e-3), xpnn.ReLU(), xpnn.Dropout(0.3),
+              xpnn.Dense(16, 5, weight_regularizer_l1=1e-3)]  # fmt: skip
+    return xpnn.Sequential(layers, seed=0).to(bk.name, dtype=dtype)
+
+
+@pytest.mark.fast_paths
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fit_s_step_of_a_sequential_on_its_chain_gives_the_tape_s_bits(
+    dtype: str, bk: Any, to_bk: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train_step`` runs a Sequential with one of xpnn's losses on its plain-array chain; the
+    same model through the tape (a loss written as a function) takes the same steps."""
+    from xpnn.train.loop import train_step
+
+    chained: list[int] = []
+    real = xpnn.Sequential.loss_and_gradients
+    monkeypatch.setattr(xpnn.Sequential, "loss_and_gradients", lambda *a: chained.append(1) or real(*a))
+    rng = np.random.default_rng(3)
+    x, y = to_bk(rng.random((48, 20)), dtype), to_bk(rng.integers(0, 5, 48), "int64")
+    xp, runs = backend.namespace(x), []
+    loss = xpnn.SoftmaxCrossEntropy()
+    for chain in (True, False):
+        model = _regularized(bk, dtype)
+        opt = xpnn.Adam(model.parameters(), lr=0.01)
+        results = []
+        for start in range(0, 48, 16):
+            idx = to_bk(np.arange(start, start + 16), "int64")
+            xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
+            step_loss = loss if chain else (lambda p, t: loss(p, t, validate=False))  # noqa: B023
+            results += list(train_step(model, step_loss, opt, xb, yb))
+        runs.append([backend.to_host(a) for a in results + [p.value for p in model.parameters()]])
+    assert len(chained) == 3  # the first run's steps, not the second's
+    for a, b in zip(*runs, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
