@@ -104,7 +104,7 @@ def test_fit_s_step_of_a_sequential_on_its_chain_gives_the_tape_s_bits(
         for start in range(0, 48, 16):
             idx = to_bk(np.arange(start, start + 16), "int64")
             xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
-            step_loss = loss if chain else (lambda p, t: loss(p, t, validate=False))  # noqa: B023
+            step_loss = loss if chain else (lambda p, t: loss(p, t, validate=False))
             results += list(train_step(model, step_loss, opt, xb, yb))
         runs.append([backend.to_host(a) for a in results + [p.value for p in model.parameters()]])
     assert len(chained) == 3  # the first run's steps, not the second's
