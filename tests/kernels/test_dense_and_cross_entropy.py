@@ -127,6 +127,13 @@ def test_bias_relu_and_the_relu_gradient_with_the_bias_sum_give_the_plain_bits(
     into = np.empty(shape[1], dtype)
     owned = dense.relu_grad_bias(want, fresh, into, in_place=True)
     assert owned is not None and owned[0] is fresh and owned[1] is into and _same_bits(into, fast[1])
+    alone = dense.relu_grad(want, dout)  # ReLU's own backward: a fresh array, or into dout
+    assert alone is not None and alone is not dout and _same_bits(alone, dx)
+    written = dout.copy()
+    assert dense.relu_grad(want, written, in_place=True) is written and _same_bits(written, dx)
+    if shape[0] > 1 and shape[1] > 1:  # layouts that differ: declined, nothing written
+        other_layout = np.ascontiguousarray(want.T).T
+        assert dense.relu_grad(other_layout, written, in_place=True) is None and _same_bits(written, dx)
 
 
 def test_the_dense_relu_kernels_take_only_what_they_cover(

@@ -37,6 +37,7 @@ def _reduce_sum(x: Array, axis: int, fused: bool) -> Array:
 
 class ReLU(Function):
     name = "relu"
+    fresh_grads = True  # a new array, or ``g`` itself where only this node held it
 
     @staticmethod
     def forward(ctx: Node, x: Array, *, fused: bool = True) -> Array:
@@ -47,12 +48,13 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx: Node, g: Array) -> tuple[Array | None, ...]:
         x, fused = ctx.saved
-        return (relu_gradient(x, g, fused),)
+        return (relu_gradient(x, g, fused, ctx.owned),)
 
 
-def relu_gradient(mask_source: Array, g: Array, fused: bool) -> Array:
-    """``g`` where ``mask_source > 0``, else 0 (``mask_source``: ReLU's input, or its output)."""
-    dx = dense_kernels.relu_grad(mask_source, g) if fused else None
+def relu_gradient(mask_source: Array, g: Array, fused: bool, in_place: bool = False) -> Array:
+    """``g`` where ``mask_source > 0``, else 0 (``mask_source``: ReLU's input, or its output);
+    with ``fused``, written into ``g`` itself where ``in_place`` (only the caller holds ``g``)."""
+    dx = dense_kernels.relu_grad(mask_source, g, in_place) if fused else None
     if dx is not None:
         return dx
     xp = namespace(g)

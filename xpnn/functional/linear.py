@@ -95,7 +95,7 @@ class LinearReLU(Function):
         fast = dense_kernels.relu_grad_bias(y, g, ctx.grad_out(2), ctx.owned) if fused and bias else None
         if fast is not None:
             return _gradients(ctx, *fast)
-        return _gradients(ctx, relu_gradient(y, g, fused), None)
+        return _gradients(ctx, relu_gradient(y, g, fused, ctx.owned), None)
 
 
 class Penalty(Function):

@@ -64,22 +64,23 @@ def sum_rows(x: Array, out: Array = None) -> Array | None:
 
 
 # -- numba: ReLU's gradient, and Dense + ReLU in one pass each way ---------------------------------
-def relu_grad(x: Array, dout: Array) -> Array | None:
-    """``astype(x > 0, dout.dtype) * dout`` in one pass into a fresh array (the plain form makes
-    a boolean mask, casts it and multiplies: three passes, two temporaries), in ``dout``'s
-    memory order; None where numba is absent or the arrays are not NumPy float arrays of one
-    dtype, shape and dense layout (C-contiguous, or a transposed view of it such as a fused
-    convolution's channel-major output)."""
+def relu_grad(x: Array, dout: Array, in_place: bool = False) -> Array | None:
+    """``astype(x > 0, dout.dtype) * dout`` in one pass into a fresh array, or into ``dout``
+    itself when ``in_place`` (a gradient no one else holds), in ``dout``'s memory order (the
+    plain form makes a boolean mask, casts it and multiplies: three passes, two temporaries);
+    None where numba is absent or the arrays are not NumPy float arrays of one dtype, shape and
+    dense layout (C-contiguous, or a transposed view of it such as a fused convolution's
+    channel-major output)."""
     if type(x) is not np.ndarray or type(dout) is not np.ndarray or x.dtype != dout.dtype:
         return None
     if x.shape != dout.shape or x.dtype not in (np.float32, np.float64) or not compile.available():
         return None
-    if x.flags.c_contiguous and dout.flags.c_contiguous:
-        out = np.empty(dout.shape, dtype=dout.dtype)
-    elif x.strides == dout.strides:  # one layout: flat views in memory order line up
-        out = np.empty_like(dout)  # order "K": that layout
+    if not (x.flags.c_contiguous and dout.flags.c_contiguous) and x.strides != dout.strides:
+        return None  # two layouts: flat views in memory order would not line up
+    if in_place and dout.flags.writeable:
+        out = dout  # each element read before it is written
     else:
-        return None
+        out = np.empty(dout.shape, dtype=dout.dtype) if dout.flags.c_contiguous else np.empty_like(dout)
     flat = [_memory_order_flat(a) for a in (x, dout, out)]
     if any(f is None for f in flat):
         return None
