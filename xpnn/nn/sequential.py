@@ -15,7 +15,9 @@ tape's own rules (the same backward functions, the same gradients added in the s
 the same bits, tested), and whatever else it holds (a Module of your own, Dropout, a layer in
 eval mode) runs through the tape as a segment of the chain. For a small model the Tensors
 and the graph walk were a large part of a step (784-32-10, batch 32, one thread: 1.15x
-JAX-jit's epoch before the chain, 0.83x with it; ``benchmarks/README.md``).
+JAX-jit's epoch before the chain, 0.83-1.04x with it, JAX's own epoch varying by a third
+between runs; ``benchmarks/README.md``). ``fit`` steps a Sequential through this chain too
+(:meth:`Sequential.loss_and_gradients`), unless data-parallel training follows the tape.
 """
 
 from __future__ import annotations
