@@ -127,6 +127,10 @@ def test_bias_relu_and_the_relu_gradient_with_the_bias_sum_give_the_plain_bits(
     into = np.empty(shape[1], dtype)
     owned = dense.relu_grad_bias(want, fresh, into, in_place=True)
     assert owned is not None and owned[0] is fresh and owned[1] is into and _same_bits(into, fast[1])
+    for layout in (product, np.ascontiguousarray(product.T).T):  # ReLU alone, in either layout
+        relu = dense.relu(layout)
+        assert relu is not None and relu.strides == layout.strides
+        assert _same_bits(relu, np.maximum(layout, 0.0))
     alone = dense.relu_grad(want, dout)  # ReLU's own backward: a fresh array, or into dout
     assert alone is not None and alone is not dout and _same_bits(alone, dx)
     written = dout.copy()
