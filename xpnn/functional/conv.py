@@ -28,6 +28,7 @@ class Conv2d(Function):
     """``(N, C_in, H, W) -> (N, C_out, H_out, W_out)`` with weight (C_out, C_in/groups, kh, kw)."""
 
     name = "conv2d"
+    fresh_grads = True  # new arrays (or views of them): a ReLU before it may write into its dL/dx
 
     @staticmethod
     def forward(

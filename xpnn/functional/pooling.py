@@ -32,6 +32,7 @@ def _scatter(pieces: list[Array], geo: windows.Geometry, x_shape: tuple[int, ...
 
 class MaxPool2d(Function):
     name = "max_pool2d"
+    fresh_grads = True  # dL/dx is a new array (or a view of one): a ReLU before it may write into it
 
     @staticmethod
     def forward(ctx: Node, x: Array, *, geometry: windows.Geometry, fused: bool = True) -> Array:
