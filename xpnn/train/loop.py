@@ -81,12 +81,13 @@ def train_step(
 
 def _chain_step(model: Model, loss: Any) -> bool:
     """Whether :func:`train_step` runs ``model``'s plain-array chain: a Sequential whose forward
-    is Sequential's, a loss whose calls are :class:`Loss`'s own, grad mode on (under ``no_grad``
+    and backward are Sequential's, a loss whose calls are :class:`Loss`'s own, grad mode on (under ``no_grad``
     the tape raises) and no gradient-ready hook."""
     loss_type = type(loss)
     return (
         isinstance(model, Sequential)
         and type(model).forward is Sequential.forward
+        and type(model).backward is Sequential.backward
         and isinstance(loss, Loss)
         and loss_type.__call__ is Loss.__call__
         and loss_type.forward is Loss.forward
