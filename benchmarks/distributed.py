@@ -164,7 +164,9 @@ def run_busy(args: argparse.Namespace) -> None:
     one, two = median(runs["1 process"]), median(runs["2 ranks"])
     for name, results in runs.items():
         each = " / ".join(f"{r['wall']:.2f}" for r in results)
-        print(f"{name}: {median(results):.2f} s (each: {each}) {exposed(results)}")
+        ready, loaded, epochs = (median(results, key) for key in ("ready", "loaded", "fit"))
+        print(f"{name}: {median(results):.2f} s (each: {each}; imports + MPI {ready:.2f}, data "
+              f"{loaded - ready:.2f}, epochs {epochs:.2f}) {exposed(results)}")  # fmt: skip
     verdict = "faster" if two <= one else "SLOWER"
     print(f"2 ranks vs 1 process with a busy third process: {one / two:.2f}x ({verdict})")
 
