@@ -62,10 +62,13 @@ def mpiexec() -> str:
     return str(beside) if beside.exists() else (shutil.which("mpiexec") or "mpiexec")
 
 
-def role_command(*options: str, ranks: int = 0) -> list[str]:
-    """This benchmark's script with ``options``: one process, or ``ranks`` MPI ranks."""
+def role_command(*options: str, ranks: int = 0, bind: bool = False) -> list[str]:
+    """This benchmark's script with ``options``: one process, or ``ranks`` MPI ranks (``bind``:
+    each bound to a core of its own by the launcher, Hydra's ``-bind-to core``)."""
     command = [sys.executable, str(SCRIPT), *options]
-    return [mpiexec(), "-n", str(ranks), *command] if ranks else command
+    if not ranks:
+        return command
+    return [mpiexec(), "-n", str(ranks), *(["-bind-to", "core"] if bind else []), *command]
 
 
 def start(command: list[str]) -> subprocess.Popen[str]:
