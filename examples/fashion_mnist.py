@@ -5,7 +5,7 @@
     python examples/fashion_mnist.py --model resnet       # a residual CNN (an xpnn.Module), one-cycle
     python examples/fashion_mnist.py --backend cupy --checkpoint runs/fm --plot fm.png
     python examples/fashion_mnist.py --checkpoint runs/fm --resume   # continue an interrupted run
-    mpiexec -n 2 python examples/fashion_mnist.py --distributed      # data-parallel over MPI
+    mpiexec -n 2 -bind-to core python examples/fashion_mnist.py --distributed  # data-parallel (MPI)
     python examples/fashion_mnist.py --lr-find --plot fm.png   # peak rate from the range test
     python examples/fashion_mnist.py --export fm.onnx          # the trained model for ONNX Runtime
 
