@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from xpnn import kernels
 from xpnn.autograd.graph import gradient_ready_hook, is_grad_enabled
 from xpnn.autograd.tensor import Tensor
 from xpnn.data.loader import DataLoader
 from xpnn.distributed.communicator import Communicator
 from xpnn.distributed.parallel import DataParallel, data_parallel
 from xpnn.distributed.run_config import describe_fit
+from xpnn.kernels.memory import keep_freed_memory
 from xpnn.nn.losses import Loss
 from xpnn.nn.metrics import correct_count
 from xpnn.nn.sequential import Sequential
@@ -226,6 +228,8 @@ def fit(
         load_training(resume, run)
     if parallel is not None:  # after a resume too: every rank continues from rank 0's state
         run.seed, run.epoch = parallel.start(run.seed, run.epoch, first_samples(model, x))
+    if kernels.enabled():
+        keep_freed_memory()  # a step's freed arrays stay mapped: no page faults at every step
     try:
         train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
         with StopRequest(enabled=parallel is None) as run.stop_request:
