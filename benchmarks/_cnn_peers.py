@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 import xpnn
+from xpnn.kernels.memory import keep_freed_memory
 from xpnn.train.loop import train_step
 
 Step = Callable[[np.ndarray, np.ndarray], Any]  # (float32 images (N, 1, 28, 28), int64 labels)
@@ -29,6 +30,7 @@ def xpnn_model() -> xpnn.Sequential:
 
 
 def xpnn_step() -> tuple[Step, xpnn.Sequential]:
+    keep_freed_memory()  # as fit does: the step's freed arrays stay mapped (no page faults)
     model = xpnn_model()
     loss, optimizer = xpnn.SoftmaxCrossEntropy(), xpnn.Adam(model.parameters(), lr=1e-3)
     return (lambda x, y: train_step(model, loss, optimizer, x, y)), model

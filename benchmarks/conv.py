@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,21 +63,24 @@ class Epoch:
 
 
 def time_rounds(steps: dict[str, Callable[..., Any]], epoch: Epoch, rounds: int, repeats: int
-                ) -> dict[str, tuple[list[float], list[float]]]:  # fmt: skip
-    """Per framework, the wall and process-CPU seconds of every timed step."""
+                ) -> dict[str, tuple[list[float], list[float], list[int]]]:  # fmt: skip
+    """Per framework, the wall and process-CPU seconds and the minor page faults of every timed
+    step (memory the allocator gave back to the kernel and takes again: a cost of its own)."""
     for step in steps.values():  # warm-up: compilation, first-touch of buffers
         for x, y in epoch.take(3):
             step(x, y)
-    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in steps}
+    times: dict[str, tuple[list[float], list[float], list[int]]] = {name: ([], [], []) for name in steps}
     names = list(steps)
     for r in range(rounds):
         batches = epoch.take(repeats)
         for name in names[r % len(names) :] + names[: r % len(names)]:
             for x, y in batches:
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 start, start_cpu = time.perf_counter(), time.process_time()
                 steps[name](x, y)
                 times[name][0].append(time.perf_counter() - start)
                 times[name][1].append(time.process_time() - start_cpu)
+                times[name][2].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
     return times
 
 
@@ -135,15 +139,17 @@ def layer_times(model: Any, batches: list[Batch]) -> list[tuple[str, float, floa
             for layer, f, b in zip(model.layers, forward, backward, strict=True)]  # fmt: skip
 
 
-def table(times: dict[str, tuple[list[float], list[float]]], threads: int) -> list[str]:
-    """Markdown rows: median / min wall ms, median CPU ms, and xpnn's time over each row's."""
+def table(times: dict[str, tuple[list[float], list[float], list[int]]], threads: int) -> list[str]:
+    """Markdown rows: median / min wall ms, median CPU ms, xpnn's time over each row's, and the
+    median page faults per step."""
     ref = times["xpnn[numpy]"]
     lines = []
-    for name, (wall, cpu) in times.items():
+    for name, (wall, cpu, faults) in times.items():
         med, low, cpu_med = statistics.median(wall), min(wall), statistics.median(cpu)
         ratios = (statistics.median(ref[0]) / med, min(ref[0]) / low, statistics.median(ref[1]) / cpu_med)
+        shown = " | ".join(f"{r:.2f}" for r in ratios)
         lines.append(f"| {threads} | {name} | {med * 1e3:.1f} | {low * 1e3:.1f} | {cpu_med * 1e3:.1f} | "
-                     + " | ".join(f"{r:.2f}" for r in ratios) + " |")  # fmt: skip
+                     f"{shown} | {statistics.median(faults):.0f} |")  # fmt: skip
     return lines
 
 
@@ -172,11 +178,12 @@ def run_threads(args: argparse.Namespace, threads: int) -> None:
     print(f"load average after {os.getloadavg()}; {args.rounds} rounds x {args.repeats} fresh batches")
     print(
         "\n| threads | framework | median ms | min ms | CPU ms (median) | xpnn / this (median) "
-        "| xpnn / this (min) | xpnn / this (CPU) |\n|---|---|---|---|---|---|---|---|"
+        "| xpnn / this (min) | xpnn / this (CPU) | page faults / step |"
+        "\n|---|---|---|---|---|---|---|---|---|"
     )
     print("\n".join(table(times, threads)))
     xpnn_median = statistics.median(times["xpnn[numpy]"][0])
-    print(f"| {threads} | GEMM floor | {floor * 1e3:.1f} | | | {xpnn_median / floor:.2f} | | |")
+    print(f"| {threads} | GEMM floor | {floor * 1e3:.1f} | | | {xpnn_median / floor:.2f} | | | |")
     if any(name in os.environ for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")):
         print("OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: NumPy's GEMMs run a slower kernel; unset them")
     print("\nGEMMs of the step: " + "; ".join(f"{w} {ms:.2f} ms ({g:.0f} GFLOP/s)" for w, ms, g in gemms))
