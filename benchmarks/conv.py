@@ -5,7 +5,10 @@ next of a shuffled Fashion-MNIST epoch (random images where the data set is abse
 epoch does: nothing of the last step's input is in the cache. Each round gives every framework
 the same ``--repeats`` batches, frameworks taking turns (who goes first rotates); the table
 gives the median and min step time (wall clock) and the median process CPU time per step, and
-xpnn's time over each peer's. Then the GEMM floor (the step's im2col GEMM shapes at NumPy's
+xpnn's time over each peer's, and each one's page faults per step (the process's minor faults:
+memory the allocator gave back to the kernel and maps again). xpnn's step first raises glibc's
+thresholds as ``fit`` does (``xpnn/kernels/memory.py``), for the whole process, so the peers'
+steps run under them too. Then the GEMM floor (the step's im2col GEMM shapes at NumPy's
 measured GFLOP/s) and xpnn's time per layer. Each thread count runs in its own process pinned
 to that many cores (XLA reads its thread flags once and ignores BLAS limits):
 

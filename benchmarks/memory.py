@@ -4,8 +4,8 @@ as glibc leaves them (``xpnn/kernels/memory.py``), each in a fresh process, alte
 The CNN of ``conv.py`` (batch 128) fits one epoch of a synthetic uint8 set of ``--images``
 images (a small set: nothing the process allocated before has raised glibc's thresholds), after
 a warm-up epoch; the step time is the epoch's seconds over its steps, the page faults are the
-process's minor faults during that epoch over its steps. ``--threads`` cores, as many BLAS and
-loop threads.
+process's minor faults during that second ``fit`` (its set-up included) over its steps.
+``--threads`` cores, as many BLAS and loop threads.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/memory.py
 """
@@ -47,13 +47,13 @@ def role(images: int, threads: int, keep: bool) -> None:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         history = model.fit(x, y, **fit)
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    steps = images // BATCH
+    steps = -(-images // BATCH)  # the last, short batch is a step too
     print(json.dumps({"ms": history["seconds"][0] / steps * 1e3, "faults": faults / steps}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--images", type=int, default=7680, help="synthetic training images")
+    parser.add_argument("--images", type=int, default=7680, help="synthetic training images (>= 1)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="one process each")
     parser.add_argument("--repeats", type=int, default=2, help="processes per configuration")
     parser.add_argument("--role", choices=["keep", "plain"], help=argparse.SUPPRESS)
@@ -67,7 +67,9 @@ def main() -> None:
             for name, mode in (("as fit sets them", "keep"), ("glibc's own", "plain")):
                 command = [sys.executable, __file__, "--role", mode, "--images", str(args.images),
                            "--threads", str(threads)]  # fmt: skip
-                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
                 runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
         for name, results in runs.items():
             ms = statistics.median(r["ms"] for r in results)

@@ -5,7 +5,7 @@
     python examples/char_lm.py --checkpoint runs/lm     # saves runs/lm/last.npz at each report
     python examples/char_lm.py --checkpoint runs/lm --resume      # continues exactly
     python examples/char_lm.py --checkpoint runs/lm --generate 500 --temperature 0.8
-    mpiexec -n 2 python examples/char_lm.py --distributed         # data-parallel over MPI
+    mpiexec -n 2 -bind-to core python examples/char_lm.py --distributed   # data-parallel (MPI)
 
 The corpus is the Python standard library's top-level ``.py`` files (sorted by name; nothing
 to download), or the UTF-8 files of ``--text`` (folders: their files; fortune's ``.dat`` and

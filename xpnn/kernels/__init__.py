@@ -17,7 +17,7 @@ module                        serves                            per-object overr
 :mod:`.conv`, :mod:`.conv_numba`  conv2d, max pooling           ``Conv2D.fused``, ``MaxPool2D.fused``
 :mod:`.batch_norm`            batch_norm (training, 4-D)        ``BatchNorm.fused``
 :mod:`.data`                  the loader's uint8 batch gather   ``DataLoader.fused``
-:mod:`.memory`                ``fit``'s freed memory (glibc)    glibc's ``MALLOC_*_`` variables
+:mod:`.memory`                ``fit``'s freed memory (glibc)    none (glibc's own variables)
 ============================  ================================  ======================================
 
 ``xpnn.kernels.enabled(False)`` (or ``with xpnn.kernels.disabled(): ...``) turns every one of

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from xpnn import kernels
 from xpnn.autograd.graph import gradient_ready_hook, is_grad_enabled
 from xpnn.autograd.tensor import Tensor
 from xpnn.data.loader import DataLoader
@@ -228,8 +227,7 @@ def fit(
         load_training(resume, run)
     if parallel is not None:  # after a resume too: every rank continues from rank 0's state
         run.seed, run.epoch = parallel.start(run.seed, run.epoch, first_samples(model, x))
-    if kernels.enabled():
-        keep_freed_memory()  # a step's freed arrays stay mapped: no page faults at every step
+    keep_freed_memory()  # with the fast paths on: a step's freed arrays stay mapped (no page faults)
     try:
         train, val = _loaders(run, x, y, validation_data, batch_size, shuffle)
         with StopRequest(enabled=parallel is None) as run.stop_request:
