@@ -35,7 +35,7 @@ def target_classes(pred: Array, target: Array) -> Array:
 def correct_count(pred: Array, target: Array) -> Array:
     """Number of rows whose predicted class equals the target class (0-d, the default integer
     dtype, on the device): ``count_nonzero``, not a sum of hits cast to int64 (fit asks at
-    every step: 2.9 against 5.9 us for a batch of 32 on NumPy)."""
+    every step: about 3 against 6 us for a batch of 32 on NumPy)."""
     xp = namespace(pred)
     predicted, true = predicted_classes(pred), target_classes(pred, target)
     if true.dtype != predicted.dtype:  # e.g. uint8 labels: one dtype, so every pair compares
