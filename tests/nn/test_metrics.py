@@ -36,6 +36,14 @@ def test_correct_count_of_one_hot_targets_and_of_one_output_column(to_bk: Any) -
     assert int(correct_count(to_bk(p), to_bk(t))) == 2
 
 
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "float32"])
+def test_correct_count_of_a_binary_target_of_any_dtype_for_one_output_column(to_bk: Any, dtype: str) -> None:
+    p = np.array([[0.9], [0.2], [0.6], [0.4], [0.7]], dtype=np.float32)  # p > 0.5: class 1
+    t = np.array([1, 1, 0, 0, 1]).astype(dtype)
+    for target in (t, t.reshape(-1, 1)):
+        assert int(correct_count(to_bk(p), to_bk(target, dtype))) == 3
+
+
 def test_accuracy_is_a_float32_fraction(to_bk: Any) -> None:
     acc = accuracy(to_bk(LOGITS), to_bk(LABELS))
     assert str(acc.dtype).endswith("float32")

@@ -23,13 +23,17 @@ def predicted_classes(pred: Array) -> Array:
 
 
 def target_classes(pred: Array, target: Array) -> Array:
-    """Class index per row of ``target``: integer labels as they are, one-hot rows by ``argmax``."""
+    """Class index per row of ``target``: one-hot rows by ``argmax``; integer labels as they are
+    (a column of them too); booleans as 0 and 1; probabilities of class 1 by ``> 0.5``."""
     xp = namespace(target)
-    if is_integral(target) and target.ndim == 1:
-        return target
     if target.ndim == 2 and target.shape[1] > 1:
         return xp.argmax(target, axis=1)
-    return xp.astype(xp.reshape(target, (-1,)) > 0.5, xp.int64)
+    flat = target if target.ndim == 1 else xp.reshape(target, (-1,))
+    if is_integral(target):
+        return flat
+    if xp.isdtype(target.dtype, "bool"):  # the standard compares no bool or integer with 0.5
+        return xp.astype(flat, xp.int64)
+    return xp.astype(flat > 0.5, xp.int64)
 
 
 def correct_count(pred: Array, target: Array) -> Array:
